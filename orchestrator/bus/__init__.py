@@ -1,0 +1,1 @@
+"""The Redis Streams event bus."""

@@ -1,0 +1,76 @@
+"""Entry point: ``orchestrator COMMAND``. Subcommands are loaded lazily, one module each.
+
+Exit codes: 0 success, 1 failure, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from orchestrator import __version__
+
+#: command name -> "module:attribute" of a click command
+COMMANDS: dict[str, tuple[str, str]] = {
+    "daemon": ("orchestrator.cli.daemon:daemon", "run the orchestrator daemon"),
+    "worker": ("orchestrator.cli.worker:worker", "run a server or client worker"),
+    "submit": ("orchestrator.cli.jobs:submit", "submit a job spec"),
+    "status": ("orchestrator.cli.jobs:status", "show one job"),
+    "list": ("orchestrator.cli.jobs:list_jobs", "list jobs, newest first"),
+    "cancel": ("orchestrator.cli.jobs:cancel", "cancel a job"),
+    "events": ("orchestrator.cli.jobs:events", "a job's history and recent events"),
+    "checkpoints": ("orchestrator.cli.jobs:checkpoints", "a job's model trail"),
+    "watch": ("orchestrator.cli.watch:watch", "live view of jobs"),
+    "dev": ("orchestrator.cli.dev:dev", "start/stop a local stack of real servers"),
+    "demo": ("orchestrator.cli.demo:demo", "run the whole system on this machine"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target[0].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            return _unavailable(cmd_name, target[1])
+        command = getattr(module, attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _unavailable(name: str, help_text: str) -> click.Command:
+    @click.command(name=name, help=help_text)
+    def stub() -> None:
+        raise click.ClickException(f"'{name}' is not available in this build")
+
+    return stub
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orchestrator")
+def cli() -> None:
+    """A dependable orchestrator for multi-party (federated learning) jobs."""
+
+
+def main() -> None:
+    cli.main(prog_name="orchestrator")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Deadlines derived from a job's own state (pure: ``now`` is always passed in).
+
+The store keeps ``deadline_at`` = the earliest of these, indexed with ``status``, so the
+reaper finds due jobs with one indexed query and never scans all jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from orchestrator.core.events import DeadlineKind
+from orchestrator.core.status import JobStatus, ParticipantState, Phase
+
+if TYPE_CHECKING:
+    from orchestrator.core.job import Job
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    at: datetime
+    kind: DeadlineKind
+    participant: str | None = None
+
+
+def _after(start: datetime | None, seconds: float | None) -> datetime | None:
+    if start is None or seconds is None:
+        return None
+    return start + timedelta(seconds=seconds)
+
+
+def deadlines(job: Job) -> list[Deadline]:
+    """Every deadline currently armed for the job, earliest first."""
+    t = job.spec.timeouts
+    found: list[Deadline] = []
+
+    def arm(at: datetime | None, kind: DeadlineKind, participant: str | None = None) -> None:
+        if at is not None:
+            found.append(Deadline(at, kind, participant))
+
+    if job.status is JobStatus.NOT_STARTED:
+        arm(_after(job.created_at, t.start_s), "start")
+    elif job.status is JobStatus.IN_PROGRESS:
+        if job.phase is Phase.CANCELLING:
+            arm(_after(job.cancel_requested_at, t.cancel_grace_s), "cancel_grace")
+        else:
+            arm(_after(job.started_at, t.job_s), "job")
+            for p in job.participants.values():
+                if p.active:
+                    arm(_after(p.last_seen or p.assigned_at, t.heartbeat_s), "heartbeat", p.id)
+            if job.phase is Phase.RUNNING:
+                arm(_after(job.round_started_at, t.round_s), "round")
+            if job.phase is Phase.FINALIZING:
+                arm(_after(job.server.finished_at, t.heartbeat_s), "finalize")
+    found.sort(key=lambda d: (d.at, d.kind, d.participant or ""))
+    return found
+
+
+def next_deadline_at(job: Job) -> datetime | None:
+    armed = deadlines(job)
+    return armed[0].at if armed else None
+
+
+def due(job: Job, now: datetime) -> list[Deadline]:
+    """The deadlines that have passed at ``now``."""
+    return [d for d in deadlines(job) if d.at <= now]
+
+
+def is_due(job: Job, kind: DeadlineKind, participant: str | None, now: datetime) -> bool:
+    return any(d.kind == kind and d.participant == participant for d in due(job, now))
+
+
+__all__ = ["Deadline", "ParticipantState", "deadlines", "due", "is_due", "next_deadline_at"]

@@ -1,0 +1,502 @@
+"""decide(job, event, now) -> Decision: the only place a job's state changes.
+
+Theory of operation
+-------------------
+``decide`` is pure: no I/O, no clock, no randomness; ids and time come in as arguments.
+It looks up the rule for (job.status, event.type) in the transitions table, runs that rule's
+handler and checks the resulting status against the rule's targets.
+
+Order-insensitivity comes from three choices:
+
+* a participant's state only moves forward (assigned < started < finished | failed | stopped);
+* the job's status is re-derived from the participants' states after every participant
+  event (``_evaluate``), rather than from the sequence of events that led there;
+* metrics and checkpoints are keyed records (job, participant, round), summaries keep the
+  highest round, and liveness only advances on a ``seq`` above the highest seen.
+
+So a duplicated event yields an identical job (``changed`` is False), and a late or
+reordered event lands in the same place. FINISHED_* statuses absorb every event; metrics and
+checkpoints that arrive afterwards are still recorded, never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from orchestrator.core.commands import Command, StartParticipant, StopParticipant
+from orchestrator.core.deadlines import is_due, next_deadline_at
+from orchestrator.core.events import (
+    CancelRequested,
+    CheckpointSaved,
+    DeadlineExpired,
+    Event,
+    Heartbeat,
+    JobDispatched,
+    ParticipantEvent,
+    ParticipantFailed,
+    ParticipantFinished,
+    ParticipantStarted,
+    ParticipantStopped,
+    RoundMetrics,
+    RoundStarted,
+)
+from orchestrator.core.job import CheckpointRef, HistoryEntry, Job, JobError, Participant
+from orchestrator.core.spec import client_index
+from orchestrator.core.status import ErrorCode, JobStatus, ParticipantState, Phase, Role
+from orchestrator.core.transitions import rule_for
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRecord:
+    """One (job, participant, round) metrics row; upserted, so resends are harmless."""
+
+    job_id: str
+    participant: str
+    role: Role
+    round: int
+    metrics: dict[str, float]
+    at: datetime
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """One manifest row (job, round, participant) -> object key, size, sha256, parent."""
+
+    job_id: str
+    participant: str
+    round: int
+    key: str
+    size: int
+    sha256: str
+    parent: str | None
+    final: bool
+    at: datetime
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    job: Job
+    changed: bool
+    reason: str
+    commands: tuple[Command, ...] = ()
+    metrics: tuple[MetricRecord, ...] = ()
+    checkpoints: tuple[CheckpointRecord, ...] = ()
+
+    @property
+    def applied(self) -> bool:
+        """True when anything is to be written: the job, metrics or manifest rows."""
+        return self.changed or bool(self.metrics) or bool(self.checkpoints)
+
+
+class TransitionError(AssertionError):
+    """A handler produced a status its rule does not allow: a bug in the core."""
+
+
+@dataclass(slots=True)
+class _Draft:
+    """Mutable scratchpad for one decision; frozen into a ``Decision`` at the end."""
+
+    job: Job
+    event_id: str
+    now: datetime
+    updates: dict[str, Any] = field(default_factory=dict)
+    participants: dict[str, Participant] = field(default_factory=dict)
+    commands: list[Command] = field(default_factory=list)
+    metrics: list[MetricRecord] = field(default_factory=list)
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    def get(self, name: str) -> Any:
+        return self.updates.get(name, getattr(self.job, name))
+
+    def participant(self, pid: str) -> Participant:
+        return self.participants.get(pid) or self.job.participants[pid]
+
+    def set_participant(self, p: Participant, **changes: Any) -> Participant:
+        updated = p.model_copy(update=changes)
+        self.participants[p.id] = updated
+        return updated
+
+    def all_participants(self) -> list[Participant]:
+        return [self.participant(pid) for pid in self.job.participants]
+
+    def set_status(self, status: JobStatus, reason: str, *, error: JobError | None = None) -> None:
+        current: JobStatus = self.get("status")
+        if status is current:
+            return
+        self.updates["status"] = status
+        self.history.append(
+            HistoryEntry(
+                from_status=current,
+                to_status=status,
+                at=self.now,
+                event_id=self.event_id,
+                reason=reason,
+            )
+        )
+        if status is JobStatus.IN_PROGRESS:
+            self.updates["started_at"] = self.now
+        if status.is_terminal:
+            self.updates["phase"] = Phase.DONE
+            self.updates["finished_at"] = self.now
+            if error is not None:
+                self.updates["error"] = error
+            self.stop_active(reason)
+
+    def stop_active(self, reason: str) -> None:
+        for p in self.all_participants():
+            if p.active:
+                self.commands.append(
+                    StopParticipant(
+                        command_id=f"{self.event_id}.stop.{p.id}",
+                        job_id=self.job.id,
+                        participant=p.id,
+                        worker=p.worker,
+                        reason=reason,
+                    )
+                )
+
+    def finish(self, reason: str) -> Decision:
+        updates = dict(self.updates)
+        if self.participants:
+            updates["participants"] = {**self.job.participants, **self.participants}
+        if self.history:
+            updates["history"] = [*self.job.history, *self.history]
+        candidate = self.job.model_copy(update=updates)
+        candidate = candidate.model_copy(update={"deadline_at": next_deadline_at(candidate)})
+        changed = candidate != self.job
+        if changed:
+            candidate = candidate.model_copy(update={"updated_at": self.now})
+        return Decision(
+            job=candidate if changed else self.job,
+            changed=changed,
+            reason=reason
+            if (changed or self.metrics or self.checkpoints)
+            else f"no change: {reason}",
+            commands=tuple(self.commands),
+            metrics=tuple(self.metrics),
+            checkpoints=tuple(self.checkpoints),
+        )
+
+
+def decide(job: Job, event: Event, now: datetime) -> Decision:
+    """Apply one event to one job. Pure; never raises for bad input, returns a reason."""
+    if event.job_id != job.id:
+        return Decision(job, False, f"refused: event for job {event.job_id} applied to {job.id}")
+    rule = rule_for(job.status, event.type)
+    draft = _Draft(job=job, event_id=event.event_id, now=now)
+    reason = _HANDLERS[rule.handler](draft, event)
+    decision = draft.finish(reason)
+    if decision.job.status not in rule.targets:
+        msg = (
+            f"{job.status}+{event.type} led to {decision.job.status}, "
+            f"allowed: {sorted(rule.targets)}"
+        )
+        raise TransitionError(msg)
+    return decision
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+
+def _refuse(draft: _Draft, event: Event) -> str:
+    return f"refused: {event.type} while job is {draft.job.status}"
+
+
+def _dispatch(draft: _Draft, event: Event) -> str:
+    assert isinstance(event, JobDispatched)
+    job = draft.job
+    unknown = sorted(set(event.assignments) - set(job.participants))
+    if unknown:
+        return f"refused: dispatch names unknown participants {unknown}"
+    if "server" not in event.assignments:
+        return "refused: dispatch without the server participant"
+    assigned_clients = [pid for pid in event.assignments if pid != "server"]
+    if len(assigned_clients) < job.spec.required_clients:
+        return (
+            f"refused: dispatch assigns {len(assigned_clients)} clients, "
+            f"{job.spec.required_clients} required"
+        )
+    spec = job.spec
+    peers = list(job.participants)
+    for p in job.participants.values():
+        run_id = event.assignments.get(p.id)
+        if run_id is None:
+            draft.set_participant(p, state=ParticipantState.SKIPPED)
+            continue
+        draft.set_participant(
+            p,
+            state=ParticipantState.ASSIGNED,
+            run_id=run_id,
+            assigned_at=draft.now,
+            last_seen=draft.now,
+        )
+        pspec = spec.participant_spec(p.id)
+        is_server = p.role is Role.SERVER
+        draft.commands.append(
+            StartParticipant(
+                command_id=f"{event.event_id}.start.{p.id}",
+                job_id=job.id,
+                participant=p.id,
+                run_id=run_id,
+                role=p.role,
+                worker=p.worker,
+                workload=spec.workload,
+                model=spec.model,
+                rounds=spec.rounds,
+                config=spec.server_config if is_server else pspec.config,
+                data_path=pspec.data_path,
+                peers=peers,
+                client_index=None if is_server else client_index(p.id),
+                client_count=len(spec.clients),
+                min_clients=spec.required_clients,
+                heartbeat_interval_s=max(0.05, spec.timeouts.heartbeat_s / 3),
+                round_timeout_s=spec.timeouts.round_s,
+            )
+        )
+    draft.updates["phase"] = Phase.STARTING
+    skipped = len(job.participants) - len(event.assignments)
+    reason = "dispatched" + (f" ({skipped} unavailable clients skipped)" if skipped else "")
+    draft.set_status(JobStatus.IN_PROGRESS, reason)
+    return reason
+
+
+def _cancel(draft: _Draft, event: Event) -> str:
+    assert isinstance(event, CancelRequested)
+    job = draft.job
+    if job.status is JobStatus.NOT_STARTED:
+        draft.set_status(JobStatus.FINISHED_CANCELLED, event.reason)
+        return "cancelled before dispatch"
+    if job.phase is Phase.CANCELLING:
+        return "cancel already in progress"
+    draft.updates["phase"] = Phase.CANCELLING
+    draft.updates["cancel_requested_at"] = draft.now
+    draft.stop_active(event.reason)
+    if not any(p.active for p in job.participants.values()):
+        draft.set_status(JobStatus.FINISHED_CANCELLED, event.reason)
+        return "cancelled (nothing running)"
+    return "cancelling: stop commands sent"
+
+
+def _deadline(draft: _Draft, event: Event) -> str:
+    assert isinstance(event, DeadlineExpired)
+    job, now = draft.job, draft.now
+    if not is_due(job, event.kind, event.participant, now):
+        return f"deadline {event.kind} not due (state moved on)"
+    t = job.spec.timeouts
+    if event.kind == "start":
+        draft.set_status(
+            JobStatus.FINISHED_WITH_ERROR,
+            "cannot schedule",
+            error=JobError(
+                code=ErrorCode.CANNOT_SCHEDULE,
+                message=f"workers not available within start timeout of {t.start_s:g}s",
+            ),
+        )
+        return "start deadline expired"
+    if event.kind == "cancel_grace":
+        draft.set_status(
+            JobStatus.FINISHED_CANCELLED, f"cancel grace of {t.cancel_grace_s:g}s over"
+        )
+        return "cancel grace expired"
+    if event.kind == "heartbeat" and event.participant is not None:
+        p = draft.participant(event.participant)
+        error = JobError(
+            code=ErrorCode.WORKER_LOST,
+            participant=p.id,
+            message=f"no heartbeat from {p.id} on worker {p.worker} for {t.heartbeat_s:g}s",
+        )
+        draft.set_participant(p, state=ParticipantState.FAILED, error=error)
+        return _evaluate(draft, "participant lost")
+    if event.kind == "finalize":
+        draft.set_status(
+            JobStatus.FINISHED_WITH_ERROR,
+            "final checkpoint missing",
+            error=JobError(
+                code=ErrorCode.CHECKPOINT_FAILED,
+                participant="server",
+                message=f"final checkpoint {job.server.final_checkpoint} was never recorded",
+            ),
+        )
+        return "finalize deadline expired"
+    limit = t.round_s if event.kind == "round" else t.job_s
+    what = f"round {job.round}" if event.kind == "round" else "job"
+    draft.set_status(
+        JobStatus.FINISHED_WITH_ERROR,
+        f"{what} timed out",
+        error=JobError(
+            code=ErrorCode.TIMED_OUT,
+            message=f"{what} exceeded its timeout of {limit:g}s",
+        ),
+    )
+    return f"{event.kind} deadline expired"
+
+
+def _participant(draft: _Draft, event: Event) -> str:
+    assert not isinstance(event, JobDispatched | CancelRequested | DeadlineExpired)
+    reason = _record(draft, event)
+    if reason.startswith("refused"):
+        return reason
+    return _evaluate(draft, reason)
+
+
+def _absorb(draft: _Draft, event: Event) -> str:
+    """Terminal job: the status never changes, but late data is still recorded."""
+    if isinstance(event, JobDispatched | CancelRequested | DeadlineExpired):
+        return f"ignored: job is {draft.job.status}"
+    return _record(draft, event) + f" (job is {draft.job.status})"
+
+
+_ORDER = (ParticipantStarted, Heartbeat, RoundStarted, RoundMetrics, CheckpointSaved)
+
+
+def _record(draft: _Draft, event: ParticipantEvent) -> str:
+    """Fold one participant event into the participant (forward-only) and emit records."""
+    job = draft.job
+    p = job.participants.get(event.participant)
+    if p is None:
+        return f"refused: {event.participant} is not a participant of job {job.id}"
+    if p.worker != event.worker:
+        return (
+            f"refused: {event.participant} belongs to worker {p.worker}, "
+            f"event came from {event.worker}"
+        )
+    changes: dict[str, Any] = {}
+    if event.seq > p.last_seq:
+        changes.update(last_seq=event.seq, last_seen=draft.now)
+
+    def advance(state: ParticipantState, **extra: Any) -> None:
+        if state.rank > p.state.rank:
+            changes["state"] = state
+            changes.update(extra)
+
+    if isinstance(event, _ORDER):
+        advance(ParticipantState.STARTED)
+    reason: str = event.type
+    if isinstance(event, RoundStarted | Heartbeat) and event.round is not None:
+        changes["round"] = max(p.round, event.round)
+        if isinstance(event, RoundStarted) and p.role is Role.SERVER and event.round > job.round:
+            if not job.is_terminal:
+                draft.updates["round"] = event.round
+                draft.updates["round_started_at"] = draft.now
+            reason = f"round {event.round} started"
+    elif isinstance(event, RoundMetrics):
+        draft.metrics.append(
+            MetricRecord(
+                job.id, p.id, p.role, event.round, dict(event.metrics), draft.now, event.event_id
+            )
+        )
+        if p.metrics_round is None or event.round >= p.metrics_round:
+            changes.update(metrics_round=event.round, metrics=dict(event.metrics))
+        changes["round"] = max(p.round, event.round)
+        reason = f"metrics for round {event.round}"
+    elif isinstance(event, CheckpointSaved):
+        draft.checkpoints.append(
+            CheckpointRecord(
+                job.id,
+                p.id,
+                event.round,
+                event.key,
+                event.size,
+                event.sha256,
+                event.parent,
+                event.final,
+                draft.now,
+                event.event_id,
+            )
+        )
+        ref = CheckpointRef(
+            key=event.key, round=event.round, participant=p.id, sha256=event.sha256, size=event.size
+        )
+        latest = draft.get("latest_checkpoint")
+        if latest is None or (ref.round, ref.key) >= (latest.round, latest.key):
+            draft.updates["latest_checkpoint"] = ref
+        if event.final and p.role is Role.SERVER:
+            draft.updates["final_checkpoint"] = ref
+        reason = f"checkpoint {event.key} recorded"
+    elif isinstance(event, ParticipantFinished):
+        advance(
+            ParticipantState.FINISHED,
+            finished_at=draft.now,
+            final_checkpoint=event.final_checkpoint,
+        )
+    elif isinstance(event, ParticipantFailed):
+        advance(
+            ParticipantState.FAILED,
+            finished_at=draft.now,
+            error=JobError(code=event.code, message=event.message, participant=p.id),
+        )
+    elif isinstance(event, ParticipantStopped):
+        advance(
+            ParticipantState.STOPPED,
+            finished_at=draft.now,
+            error=JobError(
+                code=ErrorCode.WORKER_SHUTDOWN,
+                participant=p.id,
+                message=event.reason or f"{p.id} stopped",
+            ),
+        )
+    if changes:
+        draft.set_participant(p, **changes)
+    return reason
+
+
+def _evaluate(draft: _Draft, reason: str) -> str:
+    """Re-derive the job's status and phase from its participants' states."""
+    if draft.get("status") is not JobStatus.IN_PROGRESS:
+        return reason
+    parts = draft.all_participants()
+    server = draft.participant("server")
+    if draft.get("phase") is Phase.CANCELLING:
+        if all(not p.active for p in parts):
+            draft.set_status(JobStatus.FINISHED_CANCELLED, "cancelled: all participants stopped")
+            return "cancelled"
+        return reason
+    if server.state in (ParticipantState.FAILED, ParticipantState.STOPPED):
+        draft.set_status(
+            JobStatus.FINISHED_WITH_ERROR, f"server {server.state}", error=server.error
+        )
+        return f"server {server.state}"
+    if server.state is ParticipantState.FINISHED:
+        final = draft.get("final_checkpoint")
+        wanted = server.final_checkpoint
+        if wanted is None or (final is not None and final.key == wanted):
+            draft.set_status(JobStatus.FINISHED_SUCCESSFULLY, "server finished")
+            return "finished successfully"
+        draft.updates["phase"] = Phase.FINALIZING
+        return f"{reason}; waiting for final checkpoint {wanted}"
+    clients = [p for p in parts if p.role is Role.CLIENT]
+    healthy = [
+        p
+        for p in clients
+        if p.state
+        in (ParticipantState.ASSIGNED, ParticipantState.STARTED, ParticipantState.FINISHED)
+    ]
+    required = draft.job.spec.required_clients
+    if len(healthy) < required:
+        failed = [
+            p for p in clients if p.state in (ParticipantState.FAILED, ParticipantState.STOPPED)
+        ]
+        error = next((p.error for p in failed if p.error is not None), None)
+        draft.set_status(
+            JobStatus.FINISHED_WITH_ERROR,
+            f"{len(healthy)} healthy clients left, {required} required",
+            error=error,
+        )
+        return "too few clients"
+    draft.updates["phase"] = Phase.RUNNING if draft.get("round") >= 1 else Phase.STARTING
+    return reason
+
+
+_HANDLERS = {
+    "dispatch": _dispatch,
+    "cancel": _cancel,
+    "deadline": _deadline,
+    "participant": _participant,
+    "refuse": _refuse,
+    "absorb": _absorb,
+}

@@ -1,0 +1,120 @@
+"""The job specification: validated data describing a job (never code)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from orchestrator.core._types import FROZEN, JsonObject, Name
+
+MAX_SPEC_BYTES = 256 * 1024
+MAX_CLIENTS = 1000
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+def _bounded_json(value: JsonObject, *, what: str) -> JsonObject:
+    size = len(json.dumps(value, separators=(",", ":"), default=str))
+    if size > MAX_CONFIG_BYTES:
+        msg = f"{what} is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}"
+        raise ValueError(msg)
+    return value
+
+
+class ParticipantSpec(BaseModel):
+    """One participant: which worker runs it, its local data and free-form config."""
+
+    model_config = FROZEN
+
+    worker: Name
+    data_path: Annotated[str, Field(max_length=4096)] | None = None
+    config: JsonObject = Field(default_factory=dict)
+
+    @field_validator("config")
+    @classmethod
+    def _config_size(cls, value: JsonObject) -> JsonObject:
+        return _bounded_json(value, what="participant config")
+
+
+class Timeouts(BaseModel):
+    """Deadlines, in seconds. ``round_s`` and ``job_s`` may be disabled with ``None``."""
+
+    model_config = FROZEN
+
+    start_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    heartbeat_s: Annotated[float, Field(gt=0, le=3_600)] = 15.0
+    round_s: Annotated[float, Field(gt=0, le=604_800)] | None = 600.0
+    job_s: Annotated[float, Field(gt=0, le=2_592_000)] | None = 86_400.0
+    cancel_grace_s: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+
+
+class JobSpec(BaseModel):
+    """What a submitter sends. ``workload`` names a registered workload."""
+
+    model_config = FROZEN
+
+    job_id: Name | None = None
+    workload: Name
+    model: Annotated[str, Field(max_length=256)] | None = None
+    server_config: JsonObject = Field(default_factory=dict)
+    server: ParticipantSpec
+    clients: Annotated[list[ParticipantSpec], Field(max_length=MAX_CLIENTS)] = Field(
+        default_factory=list
+    )
+    rounds: Annotated[int, Field(ge=1, le=100_000)] = 1
+    min_clients: Annotated[int, Field(ge=0, le=MAX_CLIENTS)] | None = None
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    labels: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] = (
+        Field(default_factory=dict, max_length=32)
+    )
+
+    @field_validator("server_config")
+    @classmethod
+    def _server_config_size(cls, value: JsonObject) -> JsonObject:
+        return _bounded_json(value, what="server_config")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.min_clients is not None and self.min_clients > len(self.clients):
+            msg = f"min_clients={self.min_clients} exceeds the {len(self.clients)} clients given"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def required_clients(self) -> int:
+        """How many clients must stay healthy (all of them unless ``min_clients`` says less)."""
+        return len(self.clients) if self.min_clients is None else self.min_clients
+
+    def participant_ids(self) -> list[str]:
+        """Stable participant ids: ``server``, ``client-0`` … ``client-(N-1)``."""
+        return ["server", *(client_id(i) for i in range(len(self.clients)))]
+
+    def participant_spec(self, participant: str) -> ParticipantSpec:
+        if participant == "server":
+            return self.server
+        return self.clients[client_index(participant)]
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobSpec:
+        """Parse and validate a spec, enforcing the size limit before parsing."""
+        if len(raw) > MAX_SPEC_BYTES:
+            msg = f"spec is {len(raw)} bytes; the limit is {MAX_SPEC_BYTES}"
+            raise ValueError(msg)
+        return cls.model_validate_json(raw)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def client_id(index: int) -> str:
+    return f"client-{index}"
+
+
+def client_index(participant: str) -> int:
+    prefix, _, number = participant.partition("-")
+    if prefix != "client" or not number.isdigit():
+        msg = f"not a client participant id: {participant!r}"
+        raise ValueError(msg)
+    return int(number)

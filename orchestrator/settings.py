@@ -1,0 +1,84 @@
+"""Settings, read once at the edge (the CLI) from ``ORCHESTRATOR_*`` environment variables.
+
+Library code never reads ``os.environ``: it receives a ``Settings`` (or plain values).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every knob, with its default. ``orchestrator --help-env`` and the README list them."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore",
+                                      frozen=True)
+
+    redis_url: Annotated[str, Field(description="Redis (or Valkey) URL")] = (
+        "redis://127.0.0.1:6379/0"
+    )
+    mongo_url: Annotated[str, Field(description="MongoDB URL")] = "mongodb://127.0.0.1:27017/"
+    mongo_db: Annotated[str, Field(description="MongoDB database name")] = "orchestrator"
+    s3_url: Annotated[str, Field(description="checkpoint store: s3://bucket/prefix, "
+                                             "file:///dir or memory://name")] = (
+        "file:///tmp/orchestrator-checkpoints"
+    )
+    s3_endpoint_url: Annotated[str | None, Field(description="S3 endpoint (MinIO, rclone)")] = None
+    namespace: Annotated[str, Field(description="prefix of every Redis key",
+                                    pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] = "orchestrator"
+    event_shards: Annotated[int, Field(ge=1, le=1024, description="event stream shards")] = 4
+    batch_size: Annotated[int, Field(ge=1, le=10_000, description="events per read")] = 200
+    block_ms: Annotated[int, Field(ge=1, le=60_000, description="XREADGROUP block time")] = 1000
+    max_deliveries: Annotated[int, Field(ge=1, le=1000,
+                                         description="deliveries before dead-letter")] = 5
+    reclaim_idle_ms: Annotated[int, Field(ge=100, description="XAUTOCLAIM min idle")] = 30_000
+    reaper_interval_s: Annotated[float, Field(gt=0, description="deadline scan period")] = 0.5
+    worker_ttl_s: Annotated[float, Field(gt=0, description="worker registration TTL")] = 10.0
+    stream_maxlen: Annotated[int, Field(ge=1000, description="approx. stream cap")] = 1_000_000
+    max_submission_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    consumer_name: Annotated[str | None, Field(description="stable consumer name of this "
+                                                           "replica (default host-pid)")] = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    redis_password: SecretStr | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            msg = f"must start with redis://, rediss:// or unix:// (got {value!r})"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _mongo_scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            msg = f"must start with mongodb:// or mongodb+srv:// (got {value!r})"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("s3_url")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if not value.startswith(("s3://", "file://", "memory://")):
+            msg = f"must start with s3://, file:// or memory:// (got {value!r})"
+            raise ValueError(msg)
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into ``ConfigError``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORCHESTRATOR_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,252 @@
+"""MongoDB job store over PyMongo's async API (any Motor-compatible database object works).
+
+Collections: ``jobs`` (one document per job, CAS on ``version``), ``metrics`` (one row per
+job/participant/round), ``checkpoints`` (the manifest / model trail), ``rejections``.
+Driver exceptions are translated into ``orchestrator.errors`` and never leak.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, UpdateOne
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    PyMongoError,
+)
+
+from orchestrator.core import (
+    ACTIVE,
+    CheckpointRecord,
+    HistoryEntry,
+    Job,
+    JobStatus,
+    MetricRecord,
+)
+from orchestrator.errors import StoreError, StoreUnavailableError
+from orchestrator.store.base import JobStore, Rejection, checkpoint_doc, metric_doc
+
+WRITE_TOKEN = "_w"  # unique per write: tells our CAS apart from a rival's at the same version
+
+
+@asynccontextmanager
+async def _translated(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise StoreUnavailableError(f"MongoDB unreachable during {what}: {exc}") from exc
+    except PyMongoError as exc:
+        raise StoreError(f"MongoDB error during {what}: {exc}") from exc
+
+
+def _to_doc(job: Job, token: str | None = None) -> dict[str, Any]:
+    doc = job.to_document()
+    if doc.get("idempotency_key") is None:
+        doc.pop("idempotency_key", None)  # sparse unique index: absent, not null
+    if token is not None:
+        doc[WRITE_TOKEN] = token
+    return doc
+
+
+def _from_doc(doc: dict[str, Any]) -> Job:
+    doc.pop(WRITE_TOKEN, None)
+    return Job.from_document(doc)
+
+
+class MongoJobStore(JobStore):
+    """Job store on a Motor-compatible database (pymongo AsyncDatabase, motor, mongomock)."""
+
+    def __init__(self, db: Any, *, client: Any = None) -> None:
+        self.db = db
+        self._client = client
+        self.jobs = db["jobs"]
+        self.metric_rows = db["metrics"]
+        self.checkpoint_rows = db["checkpoints"]
+        self.rejection_rows = db["rejections"]
+        self.round_trips = 0
+
+    async def ensure_indexes(self) -> None:
+        async with _translated("ensure_indexes"):
+            await self.jobs.create_index(
+                [("idempotency_key", ASCENDING)], unique=True, sparse=True, name="idempotency_key"
+            )
+            await self.jobs.create_index(
+                [("status", ASCENDING), ("deadline_at", ASCENDING)], name="status_deadline"
+            )
+            await self.jobs.create_index(
+                [("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"
+            )
+            await self.jobs.create_index([("created_at", DESCENDING)], name="created")
+            await self.metric_rows.create_index(
+                [("job_id", ASCENDING), ("round", ASCENDING)], name="job_round"
+            )
+            await self.checkpoint_rows.create_index(
+                [("job_id", ASCENDING), ("round", ASCENDING)], name="job_round"
+            )
+            await self.rejection_rows.create_index([("at", DESCENDING)], name="at")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def _insert(self, job: Job) -> Job | None:
+        self.round_trips += 1
+        async with _translated("create"):
+            try:
+                await self.jobs.insert_one(_to_doc(job))
+            except DuplicateKeyError:
+                query: dict[str, Any] = {"_id": job.id}
+                if job.idempotency_key is not None:
+                    query = {"$or": [query, {"idempotency_key": job.idempotency_key}]}
+                existing = await self.jobs.find_one(query)
+                if existing is None:  # the rival was deleted meanwhile: try once more
+                    await self.jobs.insert_one(_to_doc(job))
+                    return None
+                return _from_doc(existing)
+        return None
+
+    async def _load_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        if not job_ids:
+            return {}
+        self.round_trips += 1
+        async with _translated("load"):
+            query = {"_id": job_ids[0]} if len(job_ids) == 1 else {"_id": {"$in": list(job_ids)}}
+            docs = await self.jobs.find(query).to_list(None)
+        return {doc["_id"]: _from_doc(doc) for doc in docs}
+
+    async def _cas_many(self, writes: Sequence[tuple[Job, int]]) -> set[str]:
+        token = uuid.uuid4().hex
+        ops = [
+            ReplaceOne({"_id": job.id, "version": expected}, _to_doc(job, token))
+            for job, expected in writes
+        ]
+        self.round_trips += 1
+        async with _translated("compare-and-set"):
+            try:
+                result = await self.jobs.bulk_write(ops, ordered=False)
+                matched = result.matched_count
+            except BulkWriteError as exc:
+                matched = int(exc.details.get("nMatched", 0))
+            if matched == len(ops):
+                return set()
+            # Some lost: ask which documents carry our write token.
+            self.round_trips += 1
+            ids = [job.id for job, _ in writes]
+            won = {
+                d["_id"]
+                async for d in self.jobs.find({"_id": {"$in": ids}, WRITE_TOKEN: token}, {"_id": 1})
+            }
+        return set(ids) - won
+
+    async def _upsert_records(
+        self, metrics: Sequence[MetricRecord], checkpoints: Sequence[CheckpointRecord]
+    ) -> None:
+        async with _translated("record metrics/checkpoints"):
+            if metrics:
+                self.round_trips += 1
+                await self.metric_rows.bulk_write(
+                    [
+                        ReplaceOne({"_id": d["_id"]}, d, upsert=True)
+                        for d in map(metric_doc, metrics)
+                    ],
+                    ordered=False,
+                )
+            if checkpoints:
+                self.round_trips += 1
+                await self.checkpoint_rows.bulk_write(
+                    [
+                        ReplaceOne({"_id": d["_id"]}, d, upsert=True)
+                        for d in map(checkpoint_doc, checkpoints)
+                    ],
+                    ordered=False,
+                )
+
+    async def _set_fields(
+        self,
+        job_id: str,
+        fields: dict[str, Any],
+        allowed_from: Iterable[JobStatus] | None = None,
+        push_history: HistoryEntry | None = None,
+    ) -> Job | None:
+        query: dict[str, Any] = {"_id": job_id}
+        if allowed_from is not None:
+            query["status"] = {"$in": [s.value for s in allowed_from]}
+        update: dict[str, Any] = {"$set": fields, "$inc": {"version": 1}}
+        if push_history is not None:
+            update["$push"] = {"history": push_history.model_dump()}
+        self.round_trips += 1
+        async with _translated("update"):
+            result = await self.jobs.update_one(query, update)
+            if result.matched_count == 0:
+                return None
+            doc = await self.jobs.find_one({"_id": job_id})
+        return None if doc is None else _from_doc(doc)
+
+    async def _find(
+        self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, skip: int = 0
+    ) -> list[Job]:
+        self.round_trips += 1
+        async with _translated("query"):
+            cursor = self.jobs.find(query).sort(sort).skip(skip).limit(limit)
+            return [_from_doc(d) async for d in cursor]
+
+    async def find_by_status(
+        self, status: JobStatus | None = None, limit: int = 50, skip: int = 0
+    ) -> list[Job]:
+        query = {} if status is None else {"status": status.value}
+        return await self._find(
+            query, [("created_at", DESCENDING), ("_id", DESCENDING)], limit, skip
+        )
+
+    async def find_due(self, now: datetime, limit: int = 500) -> list[Job]:
+        query = {"status": {"$in": [s.value for s in ACTIVE]}, "deadline_at": {"$lte": now}}
+        return await self._find(query, [("deadline_at", ASCENDING)], limit)
+
+    async def find_active(self, status: JobStatus, limit: int = 1000, skip: int = 0) -> list[Job]:
+        return await self._find(
+            {"status": status.value}, [("created_at", ASCENDING), ("_id", ASCENDING)], limit, skip
+        )
+
+    async def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        async with _translated("metrics"):
+            cursor = self.metric_rows.find({"job_id": job_id}).sort(
+                [("round", ASCENDING), ("participant", ASCENDING)]
+            )
+            return [d async for d in cursor]
+
+    async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        async with _translated("checkpoints"):
+            cursor = self.checkpoint_rows.find({"job_id": job_id}).sort(
+                [("round", ASCENDING), ("participant", ASCENDING)]
+            )
+            return [d async for d in cursor]
+
+    async def record_rejection(self, rejection: Rejection) -> None:
+        async with _translated("record rejection"):
+            await self.rejection_rows.insert_one(rejection.model_dump())
+
+    async def rejections(self, limit: int = 100) -> list[Rejection]:
+        async with _translated("rejections"):
+            cursor = self.rejection_rows.find({}, {"_id": 0}).sort([("at", DESCENDING)])
+            return [Rejection.model_validate(d) async for d in cursor.limit(limit)]
+
+
+def connect_mongo(url: str, db_name: str, *, timeout_ms: int = 5000) -> MongoJobStore:
+    """A store on a real (or stand-in) server through ``pymongo.AsyncMongoClient``."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        url,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        tz_aware=True,
+        uuidRepresentation="standard",
+    )
+    return MongoJobStore(client[db_name], client=client)
+
+
+__all__ = ["MongoJobStore", "UpdateOne", "connect_mongo"]

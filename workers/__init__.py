@@ -1,0 +1,1 @@
+"""Worker agents and built-in workloads."""
