@@ -92,6 +92,9 @@ class Decision:
         return self.changed or bool(self.metrics) or bool(self.checkpoints)
 
 
+_SILENT = ("refused", "ignored", "no change")
+
+
 class TransitionError(AssertionError):
     """A handler produced a status its rule does not allow: a bug in the core."""
 
@@ -171,12 +174,11 @@ class _Draft:
         changed = candidate != self.job
         if changed:
             candidate = candidate.model_copy(update={"updated_at": self.now})
+        quiet = changed or self.metrics or self.checkpoints or reason.startswith(_SILENT)
         return Decision(
             job=candidate if changed else self.job,
             changed=changed,
-            reason=reason
-            if (changed or self.metrics or self.checkpoints)
-            else f"no change: {reason}",
+            reason=reason if quiet else f"no change: {reason}",
             commands=tuple(self.commands),
             metrics=tuple(self.metrics),
             checkpoints=tuple(self.checkpoints),

@@ -42,7 +42,7 @@ _PARTICIPANT_RULES: dict[str, Rule] = {
 }
 
 TABLE: dict[tuple[JobStatus, str], Rule] = {
-    (NS, "job.dispatched"): _rule("dispatch", "dispatched", IP),
+    (NS, "job.dispatched"): _rule("dispatch", "dispatched (refused if too few)", NS, IP),
     (NS, "cancel.requested"): _rule("cancel", "cancel", CXL),
     (NS, "deadline.expired"): _rule("deadline", "start deadline", NS, ERR),
     **{(NS, t): _rule("refuse", "job not dispatched yet", NS) for t in _PARTICIPANT_RULES},

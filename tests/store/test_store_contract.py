@@ -1,0 +1,256 @@
+"""One contract, every job-store backend: memory, mongomock-motor, and the Mongo wire
+stand-in through the unmodified PyMongo async driver (separate server process)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import anyio
+import pytest
+from helpers import unique
+
+from orchestrator.core import (
+    CancelRequested,
+    Job,
+    JobDispatched,
+    JobStatus,
+)
+from orchestrator.errors import JobNotFoundError, PermanentError
+from orchestrator.store import MemoryJobStore, MongoJobStore, connect_mongo
+from orchestrator.store.base import JobStore, Rejection
+from tests import mongomock_compat
+from tests.core.scenarios import T0, Emitter, new_job, spec
+
+BACKENDS = ["memory", "mongomock", "wire"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
+    backend: JobStore
+    if request.param == "memory":
+        backend = MemoryJobStore()
+    elif request.param == "mongomock":
+        from mongomock_motor import AsyncMongoMockClient
+
+        mongomock_compat.install()
+        backend = MongoJobStore(AsyncMongoMockClient()[unique("db")])
+    else:
+        server = request.getfixturevalue("mongo_server")
+        backend = connect_mongo(server.url, unique("db"))
+    await backend.ensure_indexes()
+    yield backend
+    await backend.close()
+
+
+def dispatch_event(job: Job, event_id: str = "d") -> JobDispatched:
+    return JobDispatched(event_id=event_id, job_id=job.id,
+                         assignments={p: uuid.uuid4().hex for p in job.participants})
+
+
+async def test_create_is_idempotent_on_job_id(store: JobStore) -> None:
+    job = new_job()
+    stored, created = await store.create(job)
+    assert created and stored.id == job.id
+    again, created_again = await store.create(new_job())
+    assert not created_again and again.id == job.id
+    assert [j.id for j in await store.find_by_status(None)] == [job.id]
+
+
+async def test_create_is_idempotent_on_idempotency_key(store: JobStore) -> None:
+    s = spec().model_copy(update={"idempotency_key": "key-1"})
+    first, created = await store.create(Job.new("a", s, T0))
+    second, created2 = await store.create(Job.new("b", s, T0))
+    assert created and not created2 and second.id == "a"
+    assert await store.find_by_id("b") is None
+    # jobs without a key never collide with each other
+    assert (await store.create(Job.new("c", spec(), T0)))[1]
+    assert (await store.create(Job.new("d", spec(), T0)))[1]
+
+
+async def test_duplicate_creates_racing_make_one_job(store: JobStore) -> None:
+    s = spec().model_copy(update={"idempotency_key": "race"})
+    results: list[bool] = []
+
+    async def create(i: int) -> None:
+        results.append((await store.create(Job.new(f"job-{i}", s, T0)))[1])
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(create, i)
+    assert results.count(True) == 1
+    assert len(await store.find_by_status(None, limit=100)) == 1
+
+
+async def test_find_by_id_and_get(store: JobStore) -> None:
+    await store.create(new_job())
+    found = await store.find_by_id("job1")
+    assert found is not None and found.status is JobStatus.NOT_STARTED
+    assert found.created_at == T0  # tz-aware UTC round trip
+    assert await store.find_by_id("nope") is None
+    with pytest.raises(JobNotFoundError):
+        await store.get("nope")
+
+
+async def test_find_by_status_newest_first_with_limit_and_skip(store: JobStore) -> None:
+    for i in range(5):
+        await store.create(Job.new(f"j{i}", spec(), T0 + timedelta(seconds=i)))
+    await store.apply(dispatch_event(await store.get("j2")), T0)
+    newest = await store.find_by_status(JobStatus.NOT_STARTED, limit=2)
+    assert [j.id for j in newest] == ["j4", "j3"]
+    assert [j.id for j in await store.find_by_status(JobStatus.NOT_STARTED, 2, 2)] == ["j1", "j0"]
+    assert [j.id for j in await store.find_by_status(JobStatus.IN_PROGRESS)] == ["j2"]
+    assert [j.id for j in await store.find_active(JobStatus.NOT_STARTED)] == [
+        "j0", "j1", "j3", "j4"]
+
+
+async def test_apply_batch_writes_one_cas_per_job(store: JobStore) -> None:
+    job, _ = await store.create(new_job())
+    await store.apply(dispatch_event(job), T0)
+    job = await store.get(job.id)
+    srv, c0 = Emitter(job, "server"), Emitter(job, "client-0")
+    events = [srv.started(), srv.round_started(1), c0.metrics(1, loss=0.5), srv.metrics(1),
+              srv.heartbeat(1), c0.heartbeat(1)]
+    before = store.round_trips
+    result = await store.apply_batch(events, T0 + timedelta(seconds=1))
+    assert all(o.applied for o in result.outcomes), result.outcomes
+    assert store.round_trips - before <= 3  # load + records + one CAS write
+    stored = await store.get(job.id)
+    assert stored.version == job.version + 1
+    assert stored.round == 1
+    rows = await store.metrics(job.id)
+    assert [(r["participant"], r["round"], r["metrics"]) for r in rows] == [
+        ("client-0", 1, {"loss": 0.5}), ("server", 1, {"loss": 1.0})]
+
+
+async def test_resent_events_change_nothing(store: JobStore) -> None:
+    job, _ = await store.create(new_job())
+    await store.apply(dispatch_event(job), T0)
+    srv = Emitter(await store.get(job.id), "server")
+    events = [srv.started(), srv.finished()]
+    await store.apply_batch(events, T0)
+    done = await store.get(job.id)
+    assert done.status is JobStatus.FINISHED_SUCCESSFULLY
+    result = await store.apply_batch(events, T0 + timedelta(seconds=5))
+    assert not any(o.applied for o in result.outcomes)
+    assert not result.changed and not result.commands
+    assert (await store.get(job.id)).version == done.version
+
+
+async def test_two_writers_racing_lose_no_update(store: JobStore) -> None:
+    """Many concurrent batches on one job: every event lands exactly once."""
+    job, _ = await store.create(new_job(spec(4)))
+    await store.apply(dispatch_event(job), T0)
+    job = await store.get(job.id)
+    emitters = [Emitter(job, p) for p in job.participants]
+    per_writer = [[e.metrics(r, loss=float(r)) for r in range(1, 6)] for e in emitters]
+    retries = 0
+
+    async def writer(events: list) -> None:  # type: ignore[type-arg]
+        nonlocal retries
+        for event in events:
+            result = await store.apply_batch([event], T0 + timedelta(seconds=1))
+            retries += result.cas_retries
+            assert result.outcomes[0].applied
+
+    async with anyio.create_task_group() as tg:
+        for events in per_writer:
+            tg.start_soon(writer, events)
+    final = await store.get(job.id)
+    assert all(p.metrics_round == 5 for p in final.participants.values())
+    assert len(await store.metrics(job.id)) == 5 * 5
+    assert final.version == job.version + 25  # every write landed once, none lost
+
+
+async def test_stale_version_write_is_retried_not_lost(store: JobStore) -> None:
+    job, _ = await store.create(new_job())
+    # A rival changes the job between our load and our write: simulate by two applies
+    # on a job loaded before the first one.
+    stale = await store.get(job.id)
+    await store.apply(CancelRequested(event_id="c", job_id=job.id), T0)
+    lost = await store._cas_many([(stale.model_copy(update={"version": stale.version + 1,
+                                                            "round": 9}), stale.version)])
+    assert lost == {job.id}
+    assert (await store.get(job.id)).status is JobStatus.FINISHED_CANCELLED
+
+
+async def test_unknown_job_events_are_reported(store: JobStore) -> None:
+    result = await store.apply(CancelRequested(event_id="c", job_id="ghost"), T0)
+    assert result.outcomes[0].reason == "unknown job ghost" and not result.outcomes[0].applied
+
+
+async def test_deadline_query_finds_only_due_active_jobs(store: JobStore) -> None:
+    await store.create(Job.new("early", spec(start_s=10), T0))
+    await store.create(Job.new("late", spec(start_s=100), T0))
+    await store.create(Job.new("gone", spec(start_s=1), T0))
+    await store.apply(CancelRequested(event_id="c", job_id="gone"), T0)
+    due = await store.find_due(T0 + timedelta(seconds=50))
+    assert [j.id for j in due] == ["early"]
+
+
+async def test_checkpoint_manifest_and_final_checkpoint(store: JobStore) -> None:
+    job, _ = await store.create(new_job())
+    await store.apply(dispatch_event(job), T0)
+    srv = Emitter(await store.get(job.id), "server")
+    ck1, final = srv.checkpoint(1), srv.checkpoint(2, final=True)
+    await store.apply_batch([srv.finished(final_checkpoint=final.key)], T0)  # type: ignore[union-attr]
+    assert (await store.get(job.id)).status is JobStatus.IN_PROGRESS
+    await store.apply_batch([ck1, final, final], T0)
+    rows = await store.checkpoints(job.id)
+    assert [(r["round"], r["key"], r["final"]) for r in rows] == [
+        (1, ck1.key, False), (2, final.key, True)]  # type: ignore[union-attr]
+    assert (await store.get(job.id)).status is JobStatus.FINISHED_SUCCESSFULLY
+
+
+async def test_set_status_is_guarded(store: JobStore) -> None:
+    await store.create(new_job())
+    job = await store.set_status("job1", JobStatus.FINISHED_CANCELLED,
+                                 allowed_from=[JobStatus.NOT_STARTED], reason="admin",
+                                 event_id="admin-1", now=T0)
+    assert job.status is JobStatus.FINISHED_CANCELLED
+    assert job.history[-1].reason == "admin" and job.version == 1
+    with pytest.raises(PermanentError, match="FINISHED_CANCELLED"):
+        await store.set_status("job1", JobStatus.IN_PROGRESS,
+                               allowed_from=[JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS],
+                               reason="late start", event_id="x", now=T0)
+    assert (await store.get("job1")).status is JobStatus.FINISHED_CANCELLED
+
+
+async def test_set_uuids_in_one_update(store: JobStore) -> None:
+    await store.create(new_job())
+    before = store.round_trips
+    job = await store.set_uuids("job1", {"server": "u0", "client-0": "u1", "client-1": "u2"},
+                                T0)
+    assert [p.run_id for p in job.participants.values()] == ["u0", "u1", "u2"]
+    assert job.version == 1
+    assert store.round_trips - before <= 2  # read for validation + one update
+    with pytest.raises(PermanentError, match="unknown participants"):
+        await store.set_uuids("job1", {"client-7": "x"}, T0)
+
+
+async def test_server_and_client_metrics_are_idempotent_upserts(store: JobStore) -> None:
+    await store.create(new_job())
+    for _ in range(2):
+        await store.set_server_metrics("job1", 1, {"accuracy": 0.5}, T0)
+        await store.set_client_metrics("job1", "client-1", 1, {"loss": 0.7}, T0)
+    await store.set_server_metrics("job1", 2, {"accuracy": 0.8}, T0)
+    rows = await store.metrics("job1")
+    assert [(r["participant"], r["round"]) for r in rows] == [
+        ("client-1", 1), ("server", 1), ("server", 2)]
+    job = await store.get("job1")
+    assert job.server.metrics == {"accuracy": 0.8}
+    assert job.participants["client-1"].metrics == {"loss": 0.7}
+
+
+async def test_rejections_are_recorded(store: JobStore) -> None:
+    await store.record_rejection(Rejection(at=T0, source="s", kind="not_json",
+                                           reason="Expecting value", entry_id="1-0"))
+    await store.record_rejection(Rejection(at=T0 + timedelta(seconds=1), source="s",
+                                           kind="oversize", reason="too big"))
+    assert [r.kind for r in await store.rejections()] == ["oversize", "not_json"]
+
+
+def test_statuses_listed_in_order() -> None:
+    assert JobStatus.list() == ["NOT_STARTED", "IN_PROGRESS", "FINISHED_SUCCESSFULLY",
+                                "FINISHED_WITH_ERROR", "FINISHED_CANCELLED"]
