@@ -1,0 +1,1 @@
+"""Local development and test stand-ins for the orchestrator's external services."""

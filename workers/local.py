@@ -1,0 +1,493 @@
+"""Run a whole job's participants in one process, in memory: for tests and for trying workloads.
+
+Every participant is a task in one anyio task group with a :class:`LocalContext`: messages go
+over anyio memory object streams, blobs and checkpoints into one dict (``store``), metrics into
+the result. Faults are injectable: :meth:`LocalHub.kill` cancels a participant abruptly (as a
+SIGKILL would: it sends nothing more), :meth:`LocalHub.request_stop` asks it to stop
+cooperatively. When the server ends without success the hub stops the other participants, as
+the daemon would.
+
+    result = await run_local_job("fedavg", clients=3, rounds=5)
+    result.metrics["server"][5]["accuracy"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import re
+import uuid
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from orchestrator.core.status import Role
+from orchestrator.errors import ObjectNotFoundError, WorkloadError
+from workers.registry import WorkloadFn, get_workload
+from workers.sdk import (
+    SERVER_ID,
+    PeerMessage,
+    WorkloadCancelled,
+    WorkloadResult,
+    check_recipient,
+    encode_message_body,
+)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+OutcomeState = Literal["finished", "failed", "stopped", "killed"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalClient:
+    """One client of a local job: its config and, optionally, its local data file."""
+
+    config: Mapping[str, Any] = field(default_factory=dict)
+    data_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """One saved checkpoint (the manifest entry the real system keeps in Mongo)."""
+
+    key: str
+    participant: str
+    round: int
+    final: bool
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantOutcome:
+    """How one participant ended: its result, or the error it raised."""
+
+    participant: str
+    state: OutcomeState
+    result: WorkloadResult | None = None
+    error: Exception | None = None
+
+
+@dataclass(slots=True)
+class LocalJobResult:
+    """Everything a local run recorded."""
+
+    job_id: str
+    outcomes: dict[str, ParticipantOutcome]
+    metrics: dict[str, dict[int, dict[str, float]]]
+    """participant → round → metrics"""
+    rounds_started: list[int]
+    checkpoint_records: list[CheckpointRecord]
+    store: MutableMapping[str, bytes]
+
+    @property
+    def server(self) -> ParticipantOutcome:
+        return self.outcomes[SERVER_ID]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.server.state == "finished"
+
+    @property
+    def checkpoints(self) -> dict[str, bytes]:
+        """Checkpoint key → bytes, in the order they were saved."""
+        return {record.key: self.store[record.key] for record in self.checkpoint_records}
+
+    @property
+    def final_checkpoint(self) -> str | None:
+        result = self.server.result
+        return result.final_checkpoint if result is not None else None
+
+    @property
+    def final_checkpoint_bytes(self) -> bytes | None:
+        key = self.final_checkpoint
+        return self.store[key] if key is not None else None
+
+
+class LocalContext:
+    """The in-memory :class:`~workers.sdk.WorkloadContext` of one participant."""
+
+    def __init__(
+        self,
+        hub: LocalHub,
+        *,
+        participant: str,
+        config: Mapping[str, Any],
+        data_path: str | None,
+    ) -> None:
+        self._hub = hub
+        self._participant = participant
+        self._config = MappingProxyType(dict(config))
+        self._data_path = data_path
+        self._run_id = uuid.uuid4().hex
+        self._inbox_in, self._inbox = anyio.create_memory_object_stream[PeerMessage](math.inf)
+        self._stop_requested = False
+        self._scope: anyio.CancelScope | None = None
+        self._log: FilteringBoundLogger = structlog.get_logger("workers.local").bind(
+            job_id=hub.job_id, participant=participant
+        )
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str:
+        return self._hub.job_id
+
+    @property
+    def participant(self) -> str:
+        return self._participant
+
+    @property
+    def role(self) -> Role:
+        return Role.SERVER if self._participant == SERVER_ID else Role.CLIENT
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self._config
+
+    @property
+    def data_path(self) -> str | None:
+        return self._data_path
+
+    @property
+    def model(self) -> str | None:
+        return self._hub.model
+
+    @property
+    def rounds(self) -> int:
+        return self._hub.rounds
+
+    @property
+    def peers(self) -> Sequence[str]:
+        return self._hub.participants
+
+    @property
+    def client_index(self) -> int | None:
+        if self.role is Role.SERVER:
+            return None
+        return int(self._participant.removeprefix("client-"))
+
+    @property
+    def client_count(self) -> int:
+        return len(self._hub.participants) - 1
+
+    @property
+    def min_clients(self) -> int:
+        return self._hub.min_clients
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        return self._log
+
+    # --- reporting --------------------------------------------------------------------------
+
+    async def report_metrics(self, round: int, metrics: Mapping[str, float]) -> None:
+        await anyio.lowlevel.checkpoint()
+        clean: dict[str, float] = {}
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                msg = f"metric {name!r} must be a number, not {value!r}"
+                raise WorkloadError(msg)
+            if not math.isfinite(value):
+                msg = f"metric {name!r} is {value}; metrics must be finite"
+                raise WorkloadError(msg)
+            clean[str(name)] = float(value)
+        self._hub.metrics.setdefault(self._participant, {}).setdefault(round, {}).update(clean)
+        await self._hub.maybe_kill(self, round)
+
+    async def round_started(self, round: int) -> None:
+        if self.role is Role.SERVER:
+            self._hub.rounds_started.append(round)
+            await self._hub.maybe_kill(self, round)
+        await anyio.lowlevel.checkpoint()
+
+    # --- objects ----------------------------------------------------------------------------
+
+    async def save_checkpoint(
+        self, round: int, data: bytes, *, final: bool = False, ext: str = "npz"
+    ) -> str:
+        _check_name(ext, what="checkpoint extension")
+        name = "final" if final else f"round-{round:06d}"
+        key = f"jobs/{self.job_id}/checkpoints/{self._participant}/{name}.{ext}"
+        self._hub.store[key] = bytes(data)
+        self._hub.checkpoint_records.append(
+            CheckpointRecord(
+                key=key,
+                participant=self._participant,
+                round=round,
+                final=final,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+        )
+        await anyio.lowlevel.checkpoint()
+        return key
+
+    async def load_checkpoint(self, key: str) -> bytes:
+        return await self._read(key, what="checkpoint")
+
+    async def put_blob(self, name: str, data: bytes) -> str:
+        _check_name(name, what="blob name")
+        key = f"jobs/{self.job_id}/blobs/{self._participant}/{name}"
+        self._hub.store[key] = bytes(data)
+        await anyio.lowlevel.checkpoint()
+        return key
+
+    async def get_blob(self, key: str) -> bytes:
+        return await self._read(key, what="blob")
+
+    async def _read(self, key: str, *, what: str) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        try:
+            return self._hub.store[key]
+        except KeyError:
+            msg = f"no {what} under key {key!r}"
+            raise ObjectNotFoundError(msg) from None
+
+    # --- messages ---------------------------------------------------------------------------
+
+    async def send(self, to: str, body: Mapping[str, Any]) -> None:
+        check_recipient(self._participant, to, self._hub.participants)
+        message = PeerMessage(sender=self._participant, body=encode_message_body(body))
+        self._hub.deliver(to, message)
+        await anyio.lowlevel.checkpoint()
+
+    async def receive(self, *, timeout_s: float | None = None) -> PeerMessage:
+        try:
+            with anyio.fail_after(timeout_s):
+                message = await self._inbox.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await self.checkpoint_cancel()
+            raise
+        round_ = message.body.get("round")
+        if isinstance(round_, int):
+            await self._hub.maybe_kill(self, round_)
+        return message
+
+    # --- cancellation -----------------------------------------------------------------------
+
+    def cancelled(self) -> bool:
+        return self._stop_requested
+
+    async def checkpoint_cancel(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._stop_requested:
+            msg = f"{self._participant} was asked to stop"
+            raise WorkloadCancelled(msg)
+
+    def _request_stop(self) -> None:
+        self._stop_requested = True
+        self._inbox_in.close()  # wakes a pending receive, which then raises WorkloadCancelled
+
+    def _close(self) -> None:
+        self._inbox_in.close()
+        self._inbox.close()
+
+
+class LocalHub:
+    """Runs one job's participants in memory. Use :func:`run_local_job` unless you need faults
+    injected at times of your choosing (``kill``/``request_stop`` from another task)."""
+
+    def __init__(
+        self,
+        workload: str | WorkloadFn,
+        *,
+        server_config: Mapping[str, Any] | None = None,
+        server_data_path: str | None = None,
+        clients: int | Sequence[Mapping[str, Any] | str | LocalClient | None] = 2,
+        rounds: int = 1,
+        min_clients: int | None = None,
+        model: str | None = None,
+        store: MutableMapping[str, bytes] | None = None,
+        job_id: str | None = None,
+        kill_at_round: Mapping[str, int] | None = None,
+    ) -> None:
+        clients = _as_clients(clients)
+        if rounds < 1:
+            msg = f"rounds must be >= 1, not {rounds}"
+            raise ValueError(msg)
+        if min_clients is not None and not 0 <= min_clients <= len(clients):
+            msg = f"min_clients={min_clients} must be between 0 and {len(clients)} clients"
+            raise ValueError(msg)
+        self.workload: WorkloadFn = (
+            get_workload(workload) if isinstance(workload, str) else workload
+        )
+        self.job_id = job_id or f"local-{uuid.uuid4().hex[:12]}"
+        self.rounds = rounds
+        self.min_clients = len(clients) if min_clients is None else min_clients
+        self.model = model
+        self.store: MutableMapping[str, bytes] = {} if store is None else store
+        self.participants = [SERVER_ID, *(f"client-{i}" for i in range(len(clients)))]
+        unknown = set(kill_at_round or {}) - set(self.participants)
+        if unknown:
+            msg = f"kill_at_round names unknown participants {sorted(unknown)}"
+            raise ValueError(msg)
+        self._kill_at_round = dict(kill_at_round or {})
+        self.metrics: dict[str, dict[int, dict[str, float]]] = {}
+        self.rounds_started: list[int] = []
+        self.checkpoint_records: list[CheckpointRecord] = []
+        self.outcomes: dict[str, ParticipantOutcome] = {}
+        self._contexts = {
+            SERVER_ID: LocalContext(
+                self, participant=SERVER_ID, config=server_config or {}, data_path=server_data_path
+            )
+        }
+        for index, client in enumerate(clients):
+            participant = f"client-{index}"
+            self._contexts[participant] = LocalContext(
+                self, participant=participant, config=client.config, data_path=client.data_path
+            )
+
+    def __enter__(self) -> LocalHub:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every inbox. ``run`` does it; call it (or use ``with``) for a hub never run."""
+        for context in self._contexts.values():
+            context._close()
+
+    def context(self, participant: str) -> LocalContext:
+        return self._contexts[participant]
+
+    def kill(self, participant: str) -> None:
+        """Cancel ``participant`` at once; it sends nothing more and its inbox is dropped."""
+        scope = self._contexts[participant]._scope
+        if scope is not None:
+            scope.cancel()
+
+    def request_stop(self, participant: str) -> None:
+        """Ask ``participant`` to stop: its next ``checkpoint_cancel`` or ``receive`` raises
+        :class:`~workers.sdk.WorkloadCancelled`."""
+        self._contexts[participant]._request_stop()
+
+    def deliver(self, to: str, message: PeerMessage) -> None:
+        """Queue ``message`` for ``to``; dropped if ``to`` already ended (as a dead worker's
+        command stream would be read by nobody)."""
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._contexts[to]._inbox_in.send_nowait(message)
+
+    async def maybe_kill(self, context: LocalContext, round_: int) -> None:
+        kill_at = self._kill_at_round.get(context.participant)
+        if kill_at is not None and round_ >= kill_at:
+            context.log.info("killing participant (fault injection)", round=round_)
+            self.kill(context.participant)
+            await anyio.lowlevel.checkpoint()  # the cancellation lands here
+
+    async def run(self, *, timeout_s: float | None = None) -> LocalJobResult:
+        """Run every participant to its end (or ``TimeoutError`` after ``timeout_s``)."""
+        try:
+            with anyio.fail_after(timeout_s):
+                async with anyio.create_task_group() as tg:
+                    for participant in self.participants:
+                        tg.start_soon(self._run_participant, participant, name=participant)
+        finally:
+            self.close()
+        return LocalJobResult(
+            job_id=self.job_id,
+            outcomes={p: self.outcomes[p] for p in self.participants},
+            metrics=self.metrics,
+            rounds_started=self.rounds_started,
+            checkpoint_records=self.checkpoint_records,
+            store=self.store,
+        )
+
+    async def _run_participant(self, participant: str) -> None:
+        context = self._contexts[participant]
+        outcome: ParticipantOutcome | None = None
+        with anyio.CancelScope() as scope:
+            context._scope = scope
+            try:
+                result = await self.workload(context)
+            except WorkloadCancelled as exc:
+                outcome = ParticipantOutcome(participant, "stopped", error=exc)
+            except Exception as exc:
+                context.log.info("participant failed", error=repr(exc))
+                outcome = ParticipantOutcome(participant, "failed", error=exc)
+            else:
+                outcome = ParticipantOutcome(participant, "finished", result=result)
+        if scope.cancelled_caught or outcome is None:
+            outcome = ParticipantOutcome(participant, "killed")
+        self.outcomes[participant] = outcome
+        context._close()
+        if participant == SERVER_ID and outcome.state != "finished":
+            for other in self.participants[1:]:
+                self.request_stop(other)
+
+
+async def run_local_job(
+    workload: str | WorkloadFn,
+    *,
+    server_config: Mapping[str, Any] | None = None,
+    server_data_path: str | None = None,
+    clients: int | Sequence[Mapping[str, Any] | str | LocalClient | None] = 2,
+    rounds: int = 1,
+    min_clients: int | None = None,
+    model: str | None = None,
+    store: MutableMapping[str, bytes] | None = None,
+    job_id: str | None = None,
+    kill_at_round: Mapping[str, int] | None = None,
+    timeout_s: float | None = 600.0,
+    raise_on_error: bool = True,
+) -> LocalJobResult:
+    """Run ``workload`` with one server and the given clients, all in this process.
+
+    ``clients`` is a count, or one entry per client: a config dict, a data path, a
+    :class:`LocalClient`, or ``None``. ``kill_at_round={"client-1": 2}`` kills that participant
+    when it reaches round 2 (the server in ``round_started``, any participant when it receives
+    a message whose ``round`` is >= 2 or reports metrics for such a round). With
+    ``raise_on_error`` (the default), the server's error is re-raised if the server failed.
+    """
+    hub = LocalHub(
+        workload,
+        server_config=server_config,
+        server_data_path=server_data_path,
+        clients=clients,
+        rounds=rounds,
+        min_clients=min_clients,
+        model=model,
+        store=store,
+        job_id=job_id,
+        kill_at_round=kill_at_round,
+    )
+    result = await hub.run(timeout_s=timeout_s)
+    if raise_on_error and result.server.state == "failed" and result.server.error is not None:
+        raise result.server.error
+    return result
+
+
+def _as_clients(
+    clients: int | Sequence[Mapping[str, Any] | str | LocalClient | None],
+) -> list[LocalClient]:
+    if isinstance(clients, int):
+        return [LocalClient() for _ in range(clients)]
+    converted: list[LocalClient] = []
+    for client in clients:
+        if client is None:
+            converted.append(LocalClient())
+        elif isinstance(client, LocalClient):
+            converted.append(client)
+        elif isinstance(client, str):
+            converted.append(LocalClient(data_path=client))
+        else:
+            converted.append(LocalClient(config=dict(client)))
+    return converted
+
+
+def _check_name(name: str, *, what: str) -> None:
+    if not _SAFE_NAME.match(name):
+        msg = f"invalid {what} {name!r}: use letters, digits, '_', '.', '-'"
+        raise WorkloadError(msg)

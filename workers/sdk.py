@@ -1,0 +1,215 @@
+"""The workload SDK: everything a workload sees of the orchestrator.
+
+A workload is ``async def my_workload(ctx: WorkloadContext) -> WorkloadResult | None``,
+registered by name with :func:`workers.registry.workload`. A job spec only ever names it.
+
+``WorkloadContext`` is a Protocol with two implementations: the real one on top of Redis Streams
+and S3 (used by worker processes) and the in-memory one in :mod:`workers.local` (tests, trying a
+workload on a laptop). Model bytes travel through the object store (``put_blob``/``get_blob``);
+only their keys travel as peer messages, which must be small JSON objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from structlog.typing import FilteringBoundLogger
+
+from orchestrator.core.status import Role
+from orchestrator.errors import OrchestratorError, WorkloadError
+
+SERVER_ID = "server"
+"""The participant id of a job's server."""
+
+MAX_MESSAGE_BYTES = 64 * 1024
+"""The largest peer message body, measured as compact JSON."""
+
+
+class WorkloadCancelled(OrchestratorError):
+    """A stop was requested; raised by :meth:`WorkloadContext.checkpoint_cancel`.
+
+    Workloads should let it propagate (after cleaning up): the worker reports the participant
+    as stopped, not failed.
+    """
+
+
+class PeerMessageError(WorkloadError):
+    """A peer message body is not a small JSON object, or its recipient is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMessage:
+    """A message from another participant of the same job."""
+
+    sender: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadResult:
+    """What a workload returns. ``final_checkpoint`` is a key from ``save_checkpoint``."""
+
+    final_checkpoint: str | None = None
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class WorkloadContext(Protocol):
+    """One participant's view of its job. Implementations must be safe to use from one task."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def participant(self) -> str:
+        """``"server"`` or ``"client-<i>"``."""
+        ...
+
+    @property
+    def role(self) -> Role: ...
+    @property
+    def run_id(self) -> str:
+        """Unique per attempt to run this participant (changes when it is re-dispatched)."""
+        ...
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """``server_config`` for the server, the client's own ``config`` for a client."""
+        ...
+
+    @property
+    def data_path(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def rounds(self) -> int: ...
+    @property
+    def peers(self) -> Sequence[str]:
+        """Every participant id of the job, this one included: ``server``, ``client-0`` …"""
+        ...
+
+    @property
+    def client_index(self) -> int | None:
+        """``i`` for ``client-<i>``; ``None`` for the server."""
+        ...
+
+    @property
+    def client_count(self) -> int: ...
+    @property
+    def min_clients(self) -> int:
+        """How many clients must take part for the job to go on (all unless the spec says)."""
+        ...
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """A structlog logger bound with ``job_id`` and ``participant``."""
+        ...
+
+    async def report_metrics(self, round: int, metrics: Mapping[str, float]) -> None:
+        """Record metrics for ``round`` (idempotent per job, participant and round)."""
+        ...
+
+    async def round_started(self, round: int) -> None:
+        """The server announces that ``round`` began. A no-op for clients."""
+        ...
+
+    async def save_checkpoint(
+        self, round: int, data: bytes, *, final: bool = False, ext: str = "npz"
+    ) -> str:
+        """Store checkpoint bytes; returns the object key at once, uploads in the background."""
+        ...
+
+    async def load_checkpoint(self, key: str) -> bytes:
+        """Bytes of a checkpoint saved earlier (by this job or another)."""
+        ...
+
+    async def put_blob(self, name: str, data: bytes) -> str:
+        """Store bytes for the other participants; returns the key to send them."""
+        ...
+
+    async def get_blob(self, key: str) -> bytes:
+        """Bytes stored by ``put_blob`` (any participant of the job)."""
+        ...
+
+    async def send(self, to: str, body: Mapping[str, Any]) -> None:
+        """Send a small JSON object (see :data:`MAX_MESSAGE_BYTES`) to participant ``to``."""
+        ...
+
+    async def receive(self, *, timeout_s: float | None = None) -> PeerMessage:
+        """The next message for this participant; raises ``TimeoutError`` after ``timeout_s``."""
+        ...
+
+    def cancelled(self) -> bool:
+        """True once a stop was requested."""
+        ...
+
+    async def checkpoint_cancel(self) -> None:
+        """Raise :class:`WorkloadCancelled` if a stop was requested; call it between steps."""
+        ...
+
+
+def encode_message_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Check that ``body`` is a small JSON object and return a JSON round-tripped copy.
+
+    The copy is what the receiver gets, whatever the transport: tuples become lists, and the
+    sender cannot mutate a message after sending it.
+    """
+    if not isinstance(body, Mapping):
+        msg = f"a peer message body must be a JSON object, not {type(body).__name__}"
+        raise PeerMessageError(msg)
+    try:
+        raw = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        msg = f"a peer message body must be JSON-serialisable: {exc}"
+        raise PeerMessageError(msg) from exc
+    if len(raw.encode()) > MAX_MESSAGE_BYTES:
+        msg = (
+            f"a peer message body is {len(raw.encode())} bytes as JSON; the limit is "
+            f"{MAX_MESSAGE_BYTES}: put large data with put_blob and send its key"
+        )
+        raise PeerMessageError(msg)
+    decoded: dict[str, Any] = json.loads(raw)
+    return decoded
+
+
+def check_recipient(sender: str, to: str, peers: Sequence[str]) -> None:
+    """Raise :class:`PeerMessageError` unless ``to`` is another participant of the job."""
+    if to == sender:
+        msg = f"{sender} tried to send a message to itself"
+        raise PeerMessageError(msg)
+    if to not in peers:
+        msg = f"unknown peer {to!r}; the job's participants are {', '.join(peers)}"
+        raise PeerMessageError(msg)
+
+
+def config_float(
+    config: Mapping[str, Any], name: str, default: float, *, minimum: float | None = None
+) -> float:
+    """A finite number from a workload config, with a clear error when it is not one."""
+    value = config.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        msg = f"config {name!r} must be a finite number, not {value!r}"
+        raise WorkloadError(msg)
+    if minimum is not None and value < minimum:
+        msg = f"config {name!r} must be >= {minimum}, not {value!r}"
+        raise WorkloadError(msg)
+    return float(value)
+
+
+def config_int(
+    config: Mapping[str, Any], name: str, default: int, *, minimum: int | None = None
+) -> int:
+    """An integer from a workload config, with a clear error when it is not one."""
+    value = config.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"config {name!r} must be an integer, not {value!r}"
+        raise WorkloadError(msg)
+    if minimum is not None and value < minimum:
+        msg = f"config {name!r} must be >= {minimum}, not {value!r}"
+        raise WorkloadError(msg)
+    return value
