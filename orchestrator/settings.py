@@ -40,12 +40,16 @@ class Settings(BaseSettings):
     reaper_interval_s: Annotated[float, Field(gt=0, description="deadline scan period")] = 0.5
     worker_ttl_s: Annotated[float, Field(gt=0, description="worker registration TTL")] = 10.0
     stream_maxlen: Annotated[int, Field(ge=1000, description="approx. stream cap")] = 1_000_000
-    max_submission_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
+    max_submission_bytes: Annotated[int, Field(ge=1024, description="largest accepted "
+                                               "submission entry")] = 256 * 1024
     consumer_name: Annotated[str | None, Field(description="stable consumer name of this "
                                                            "replica (default host-pid)")] = None
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
-    redis_password: SecretStr | None = None
+    log_level: Annotated[Literal["debug", "info", "warning", "error"],
+                         Field(description="log level")] = "info"
+    log_format: Annotated[Literal["auto", "json", "console"],
+                          Field(description="auto = JSON unless stderr is a terminal")] = "auto"
+    redis_password: Annotated[SecretStr | None,
+                              Field(description="Redis password (never logged)")] = None
 
     @field_validator("redis_url")
     @classmethod
@@ -82,3 +86,19 @@ def load_settings(**overrides: object) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def env_table() -> str:
+    """The README's configuration table, generated from the model (kept in sync by a test)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "—" if default is None else f"`{default}`"
+        if isinstance(default, SecretStr):
+            shown = "—"
+        rows.append(f"| `ORCHESTRATOR_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(env_table())
