@@ -1,0 +1,40 @@
+"""Fixtures of the worker-agent tests: a Redis client and keys per test, stores, a fake daemon."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from helpers import unique
+
+from orchestrator.bus.keys import Keys
+from orchestrator.bus.streams import Redis, connect_redis
+from orchestrator.devstack.servers import ServerProcess
+from orchestrator.storage import MemoryObjectStore, ObjectStore, open_object_store
+from tests.agent.support import FakeDaemon
+
+
+@pytest.fixture
+async def redis(redis_server: ServerProcess) -> AsyncIterator[Redis]:
+    client = connect_redis(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def keys(namespace: str) -> Keys:
+    return Keys(namespace=namespace, event_shards=2)
+
+
+@pytest.fixture
+async def memory_store() -> AsyncIterator[ObjectStore]:
+    name = unique("agent")
+    store = open_object_store(f"memory://{name}")
+    yield store
+    await store.close()
+    MemoryObjectStore.reset(name)
+
+
+@pytest.fixture
+def daemon(redis: Redis, keys: Keys) -> FakeDaemon:
+    return FakeDaemon(redis, keys)

@@ -1,0 +1,380 @@
+"""The real :class:`~workers.sdk.WorkloadContext`: events through the outbox, bytes through the
+object store, peer messages through the job's Redis mailbox streams.
+
+Theory of operation:
+
+* Metrics and round announcements become events, stamped and queued by
+  :class:`~workers.outbox.ParticipantEvents`; they never wait on Redis.
+* ``save_checkpoint`` returns the deterministic key at once and hands the bytes to the
+  participant's :class:`~orchestrator.storage.CheckpointUploader`. ``checkpoint.saved`` is
+  queued by the upload's completion callback, i.e. only once the object is durable; a final
+  failure calls ``on_checkpoint_failed`` (the agent then fails the participant with
+  ``checkpoint_failed``). ``parent`` is the key this participant saved before.
+* ``send`` XADDs ``{sender, id, body}`` to the recipient's mailbox stream
+  (``Keys.mailbox(job_id, to)``); ``receive`` XREADs this participant's own mailbox from the
+  beginning (messages sent before it started are not lost), blocking in short slices so a stop
+  request or a lost connection is noticed quickly. Redis connection errors are retried with
+  backoff; a resent message carries the same ``id`` and the receiver drops the duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import redis.exceptions
+from redis.asyncio import Redis
+from structlog.typing import FilteringBoundLogger
+
+from orchestrator.bus.keys import Keys
+from orchestrator.bus.retry import Backoff
+from orchestrator.core.commands import StartParticipant
+from orchestrator.core.events import CheckpointSaved, RoundMetrics, RoundStarted
+from orchestrator.core.status import Role
+from orchestrator.errors import BusUnavailableError, StorageError, WorkloadError
+from orchestrator.storage import CheckpointUploader, ObjectStore, UploadOutcome, checkpoint_key
+from workers.outbox import ParticipantEvents
+from workers.sdk import (
+    PeerMessage,
+    WorkloadCancelled,
+    check_recipient,
+    encode_message_body,
+)
+
+T = TypeVar("T")
+
+MAILBOX_TTL_S = 7 * 24 * 3600
+"""A job's mailbox streams expire this long after their last message."""
+MAILBOX_MAXLEN = 10_000
+"""Approximate cap of one mailbox stream."""
+MAX_METRICS = 64
+RECEIVE_SLICE_MS = 1000
+"""Longest single XREAD BLOCK (below the client's socket timeout)."""
+
+_BLOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+_REDIS_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    BusUnavailableError,
+    OSError,
+)
+
+OnCheckpointFailed = Callable[[str], None]
+
+
+class RedisWorkloadContext:
+    """One participant's view of its job, as run by a worker agent."""
+
+    def __init__(
+        self,
+        command: StartParticipant,
+        *,
+        redis: Redis,
+        keys: Keys,
+        store: ObjectStore,
+        uploader: CheckpointUploader,
+        events: ParticipantEvents,
+        log: FilteringBoundLogger,
+        on_checkpoint_failed: OnCheckpointFailed,
+        backoff_max_s: float = 2.0,
+    ) -> None:
+        self._command = command
+        self._redis = redis
+        self._keys = keys
+        self._store = store
+        self._uploader = uploader
+        self._events = events
+        self._log = log
+        self._on_checkpoint_failed = on_checkpoint_failed
+        self._backoff_max_s = backoff_max_s
+        self._config = MappingProxyType(dict(command.config))
+        self._peers = tuple(command.peers)
+        self._mailbox = keys.mailbox(command.job_id, command.participant)
+        self._last_id = "0-0"
+        self._buffer: deque[PeerMessage] = deque()
+        self._seen_messages: set[str] = set()
+        self._last_checkpoint: tuple[str, str | None] | None = None  # (key, its parent)
+        self._stop_requested = False
+        self._receive_scope: anyio.CancelScope | None = None
+        self.current_round: int | None = None
+        """The latest round this participant is known to work on (carried by heartbeats)."""
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str:
+        return self._command.job_id
+
+    @property
+    def participant(self) -> str:
+        return self._command.participant
+
+    @property
+    def role(self) -> Role:
+        return self._command.role
+
+    @property
+    def run_id(self) -> str:
+        return self._command.run_id
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self._config
+
+    @property
+    def data_path(self) -> str | None:
+        return self._command.data_path
+
+    @property
+    def model(self) -> str | None:
+        return self._command.model
+
+    @property
+    def rounds(self) -> int:
+        return self._command.rounds
+
+    @property
+    def peers(self) -> Sequence[str]:
+        return self._peers
+
+    @property
+    def client_index(self) -> int | None:
+        return self._command.client_index
+
+    @property
+    def client_count(self) -> int:
+        return self._command.client_count
+
+    @property
+    def min_clients(self) -> int:
+        return self._command.min_clients
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        return self._log
+
+    # --- reporting --------------------------------------------------------------------------
+
+    async def report_metrics(self, round: int, metrics: Mapping[str, float]) -> None:
+        _check_round(round, minimum=0)
+        if len(metrics) > MAX_METRICS:
+            msg = f"at most {MAX_METRICS} metrics per round, got {len(metrics)}"
+            raise WorkloadError(msg)
+        clean: dict[str, float] = {}
+        for name, value in metrics.items():
+            if not isinstance(name, str) or not 0 < len(name) <= 128:
+                msg = f"metric name {name!r} must be a string of 1 to 128 characters"
+                raise WorkloadError(msg)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                msg = f"metric {name!r} must be a number, not {value!r}"
+                raise WorkloadError(msg)
+            if not math.isfinite(value):
+                msg = f"metric {name!r} is {value}; metrics must be finite"
+                raise WorkloadError(msg)
+            clean[name] = float(value)
+        self._advance_round(round)
+        self._events.emit(RoundMetrics, round=round, metrics=clean)
+        await anyio.lowlevel.checkpoint()
+
+    async def round_started(self, round: int) -> None:
+        _check_round(round, minimum=1)
+        if self.role is Role.SERVER:
+            self._advance_round(round)
+            self._events.emit(RoundStarted, round=round)
+        await anyio.lowlevel.checkpoint()
+
+    def _advance_round(self, round: int) -> None:
+        if self.current_round is None or round > self.current_round:
+            self.current_round = round
+
+    # --- checkpoints and blobs --------------------------------------------------------------
+
+    async def save_checkpoint(
+        self, round: int, data: bytes, *, final: bool = False, ext: str = "npz"
+    ) -> str:
+        _check_round(round, minimum=0)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            msg = f"checkpoint data must be bytes, not {type(data).__name__}"
+            raise WorkloadError(msg)
+        try:
+            key = checkpoint_key(self.job_id, round, self.participant, ext=ext)
+        except StorageError as exc:
+            raise WorkloadError(str(exc)) from exc
+        if self._last_checkpoint is None:
+            parent = None
+        elif self._last_checkpoint[0] == key:  # e.g. the final model saved under the last round
+            parent = self._last_checkpoint[1]
+        else:
+            parent = self._last_checkpoint[0]
+        self._last_checkpoint = (key, parent)
+
+        def uploaded(outcome: UploadOutcome) -> None:
+            self._checkpoint_done(outcome, round=round, parent=parent, final=final)
+
+        meta = {"job-id": self.job_id, "participant": self.participant, "round": str(round)}
+        await self._uploader.submit(key, bytes(data), meta, on_done=uploaded)
+        return key
+
+    def _checkpoint_done(
+        self, outcome: UploadOutcome, *, round: int, parent: str | None, final: bool
+    ) -> None:
+        if outcome.info is not None:
+            info = outcome.info
+            self._events.emit(
+                CheckpointSaved,
+                round=round,
+                key=outcome.key,
+                size=info.size,
+                sha256=info.sha256,
+                parent=parent,
+                final=final,
+            )
+            self._log.debug("checkpoint saved", key=outcome.key, size=info.size)
+            return
+        message = (
+            f"checkpoint {outcome.key} could not be stored after {outcome.attempts} "
+            f"attempt(s): {outcome.error}"
+        )
+        self._log.warning("checkpoint upload failed", key=outcome.key, error=str(outcome.error))
+        self._on_checkpoint_failed(message)
+
+    async def load_checkpoint(self, key: str) -> bytes:
+        return await self._store.get_data(key)
+
+    async def put_blob(self, name: str, data: bytes) -> str:
+        if not isinstance(name, str) or not _BLOB_NAME.match(name):
+            msg = f"invalid blob name {name!r}: use letters, digits, '_', '.', '-'"
+            raise WorkloadError(msg)
+        key = f"jobs/{self.job_id}/blobs/{self.participant}/{name}"
+        await self._store.create(key, bytes(data), overwrite=True)
+        return key
+
+    async def get_blob(self, key: str) -> bytes:
+        return await self._store.get_data(key)
+
+    # --- messages ---------------------------------------------------------------------------
+
+    async def send(self, to: str, body: Mapping[str, Any]) -> None:
+        check_recipient(self.participant, to, self._peers)
+        raw = json.dumps(encode_message_body(body), separators=(",", ":"))
+        fields: dict[str, str] = {"sender": self.participant, "id": uuid.uuid4().hex, "body": raw}
+        mailbox = self._keys.mailbox(self.job_id, to)
+
+        async def xadd() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(mailbox, fields, maxlen=MAILBOX_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                pipe.expire(mailbox, MAILBOX_TTL_S)
+                await pipe.execute()
+
+        await self._retry_redis("send a message", xadd)
+
+    async def receive(self, *, timeout_s: float | None = None) -> PeerMessage:
+        await self.checkpoint_cancel()
+        deadline = None if timeout_s is None else anyio.current_time() + timeout_s
+        with anyio.CancelScope() as scope:
+            self._receive_scope = scope
+            try:
+                expired = False
+                while not self._buffer:
+                    if expired:
+                        msg = f"no message for {self.participant} within {timeout_s:g}s"
+                        raise TimeoutError(msg)
+                    block_ms: int | None = RECEIVE_SLICE_MS
+                    if deadline is not None:
+                        left_ms = int((deadline - anyio.current_time()) * 1000)
+                        if left_ms <= 0:  # one last look without blocking (BLOCK 0 = forever)
+                            expired, block_ms = True, None
+                        else:
+                            block_ms = min(RECEIVE_SLICE_MS, left_ms)
+                    await self._read_mailbox(block_ms)
+            finally:
+                self._receive_scope = None
+        if scope.cancelled_caught or self._stop_requested:
+            await self.checkpoint_cancel()
+        message = self._buffer.popleft()
+        round_ = message.body.get("round")
+        if isinstance(round_, int) and not isinstance(round_, bool) and round_ >= 0:
+            self._advance_round(round_)
+        return message
+
+    async def _read_mailbox(self, block_ms: int | None) -> None:
+        """XREAD this participant's mailbox; ``block_ms=None`` does not block."""
+        async def xread() -> Any:
+            return await self._redis.xread({self._mailbox: self._last_id}, count=32, block=block_ms)
+
+        reply = await self._retry_redis("read messages", xread)
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                self._last_id = _text(entry_id)
+                message = self._decode(_text_fields(fields))
+                if message is not None:
+                    self._buffer.append(message)
+
+    def _decode(self, fields: dict[str, str]) -> PeerMessage | None:
+        message_id = fields.get("id", "")
+        if message_id and message_id in self._seen_messages:
+            return None  # a send retried after a lost reply
+        if message_id:
+            self._seen_messages.add(message_id)
+        try:
+            body = json.loads(fields["body"])
+            sender = fields["sender"]
+        except (KeyError, ValueError):
+            self._log.warning("dropped a malformed peer message", fields=sorted(fields))
+            return None
+        if not isinstance(body, dict):
+            self._log.warning("dropped a peer message whose body is not an object", sender=sender)
+            return None
+        return PeerMessage(sender=sender, body=body)
+
+    async def _retry_redis(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        backoff = Backoff(cap_s=self._backoff_max_s)
+        while True:
+            try:
+                return await op()
+            except _REDIS_ERRORS as exc:
+                if backoff.attempts % 20 == 0:
+                    self._log.warning(
+                        f"cannot {what}; retrying", error=f"{type(exc).__name__}: {exc}",
+                        attempts=backoff.attempts + 1,
+                    )
+                await backoff.sleep()
+
+    # --- cancellation -----------------------------------------------------------------------
+
+    def cancelled(self) -> bool:
+        return self._stop_requested
+
+    async def checkpoint_cancel(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._stop_requested:
+            msg = f"{self.participant} was asked to stop"
+            raise WorkloadCancelled(msg)
+
+    def request_stop(self) -> None:
+        """Ask the workload to stop: ``checkpoint_cancel`` and ``receive`` raise from now on."""
+        self._stop_requested = True
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()
+
+
+def _check_round(round: int, *, minimum: int) -> None:
+    if isinstance(round, bool) or not isinstance(round, int) or round < minimum:
+        msg = f"round must be an integer >= {minimum}, not {round!r}"
+        raise WorkloadError(msg)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _text_fields(fields: Mapping[str | bytes, str | bytes]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in fields.items()}

@@ -1,0 +1,199 @@
+"""Reliable event publishing for a worker: nothing it had to send is lost while it lives.
+
+Theory of operation: :meth:`Outbox.put` appends an event to an in-memory queue and returns at
+once, so producers (participants, heartbeats) never wait on Redis. One sender task
+(:meth:`Outbox.run`) publishes the queue's head in batches, and pops a batch only after the
+publish succeeded. When Redis is unreachable it retries the same batch with capped exponential
+backoff and jitter; events keep their producer-generated ``event_id``, so a batch resent after a
+lost reply is deduplicated by the daemon. Events therefore leave in the order they were put,
+which keeps each participant's ``seq`` increasing on the stream.
+
+During an outage the only events that keep arriving are heartbeats; :meth:`put_heartbeat`
+drops a heartbeat when one for the same participant is still queued (liveness is already on
+its way), so a long outage does not grow the queue without bound.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+from structlog.typing import FilteringBoundLogger
+
+from orchestrator.core.events import Heartbeat, ParticipantEvent
+
+Publish = Callable[[Sequence[ParticipantEvent]], Awaitable[object]]
+"""Publishes a batch of events (``Bus.publish_events``); raises when it could not."""
+
+
+class Outbox:
+    """An ordered, in-memory queue of events and the task that publishes it."""
+
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        batch_size: int = 100,
+        backoff_base_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+        log: FilteringBoundLogger | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._publish = publish
+        self._batch_size = batch_size
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._log: FilteringBoundLogger = log or structlog.get_logger("workers.outbox")
+        self._queue: deque[ParticipantEvent] = deque()
+        self._queued_heartbeats: dict[tuple[str, str], int] = {}
+        self._put_total = 0
+        self._sent_total = 0
+        self._wakeup = anyio.Event()
+        self._progress = anyio.Event()
+        self._failures = 0
+
+    # --- producers -------------------------------------------------------------------------
+
+    def put(self, event: ParticipantEvent) -> None:
+        """Queue ``event`` for publishing; never blocks."""
+        self._queue.append(event)
+        self._put_total += 1
+        if isinstance(event, Heartbeat):
+            key = (event.job_id, event.participant)
+            self._queued_heartbeats[key] = self._queued_heartbeats.get(key, 0) + 1
+        self._wakeup.set()
+
+    def put_heartbeat(self, event: Heartbeat) -> bool:
+        """Queue a heartbeat unless one of the same participant is still queued."""
+        if self._queued_heartbeats.get((event.job_id, event.participant), 0):
+            return False
+        self.put(event)
+        return True
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet published."""
+        return len(self._queue)
+
+    @property
+    def sent(self) -> int:
+        """Events published so far."""
+        return self._sent_total
+
+    @property
+    def connected(self) -> bool:
+        """False while the last publish attempt failed."""
+        return self._failures == 0
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every event put before this call is published; False on timeout."""
+        target = self._put_total
+        with anyio.move_on_after(timeout_s):
+            while self._sent_total < target:
+                await self._progress.wait()
+            return True
+        return False
+
+    # --- the sender ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Publish queued events until cancelled (run it in the agent's task group)."""
+        task_status.started()
+        while True:
+            if not self._queue:
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                continue
+            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+            try:
+                await self._publish(batch)
+            except Exception as exc:  # any failure: keep the batch, back off, retry
+                self._failures += 1
+                delay_s = self._backoff_s()
+                if self._failures == 1 or self._failures % 20 == 0:
+                    self._log.warning(
+                        "cannot publish events; will retry",
+                        error=f"{type(exc).__name__}: {exc}",
+                        pending=len(self._queue),
+                        attempts=self._failures,
+                        retry_in_s=round(delay_s, 3),
+                    )
+                await anyio.sleep(delay_s)
+                continue
+            if self._failures:
+                self._log.info(
+                    "publishing events again", attempts=self._failures, pending=len(self._queue)
+                )
+                self._failures = 0
+            for _ in batch:
+                event = self._queue.popleft()
+                if isinstance(event, Heartbeat):
+                    key = (event.job_id, event.participant)
+                    left = self._queued_heartbeats.get(key, 0) - 1
+                    if left > 0:
+                        self._queued_heartbeats[key] = left
+                    else:
+                        self._queued_heartbeats.pop(key, None)
+            self._sent_total += len(batch)
+            progress, self._progress = self._progress, anyio.Event()
+            progress.set()
+
+    def _backoff_s(self) -> float:
+        ceiling = min(self._backoff_max_s, self._backoff_base_s * 2 ** min(self._failures, 20))
+        return random.uniform(ceiling / 2, ceiling)  # jitter, not crypto
+
+
+E = TypeVar("E", bound=ParticipantEvent)
+
+
+class ParticipantEvents:
+    """Stamps one participant's events (ids, ``seq``, time) and queues them in an outbox.
+
+    ``seq`` is the wall clock in microseconds, forced to grow by at least one per event, so it
+    keeps growing across a restart of the worker process too (the daemon only counts liveness
+    on a ``seq`` above the highest it has seen).
+    """
+
+    def __init__(self, outbox: Outbox, *, job_id: str, participant: str, worker: str) -> None:
+        self.outbox = outbox
+        self.job_id = job_id
+        self.participant = participant
+        self.worker = worker
+        self._seq = -1
+
+    def next_seq(self) -> int:
+        self._seq = max(self._seq + 1, time.time_ns() // 1000)
+        return self._seq
+
+    def make(self, event_type: type[E], **fields: Any) -> E:
+        """A new event of ``event_type`` with a fresh ``event_id`` and the next ``seq``."""
+        return event_type(
+            event_id=uuid.uuid4().hex,
+            job_id=self.job_id,
+            participant=self.participant,
+            worker=self.worker,
+            seq=self.next_seq(),
+            at=datetime.now(UTC),
+            **fields,
+        )
+
+    def emit(self, event_type: type[E], **fields: Any) -> E:
+        """Make an event and queue it for publishing."""
+        event = self.make(event_type, **fields)
+        self.outbox.put(event)
+        return event
+
+    def heartbeat(self, round: int | None) -> bool:
+        """Queue a heartbeat unless one is still waiting to be sent."""
+        return self.outbox.put_heartbeat(self.make(Heartbeat, round=round))
