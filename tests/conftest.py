@@ -1,0 +1,111 @@
+"""Session fixtures: real servers started once per test session, stopped by PID at the end.
+
+- ``redis_server``  Valkey/Redis, no persistence (``ServerProcess``; ``.url`` is ``redis://…/0``).
+- ``s3_server``     rclone's S3 server (``S3ServerProcess``: ``.url``, ``.access_key``,
+  ``.secret_key``); ``s3_env`` is a dict (``endpoint_url``, ``access_key``, ``secret_key``,
+  ``region``, ``bucket``) and bucket ``test-bucket`` exists.
+- ``mongo_server``  the Mongo wire-protocol stand-in; skipped (with the reason) while
+  ``orchestrator.devstack.mongowire`` is not installed.
+- ``stack_env``     the same keys as ``orchestrator dev up`` writes to ``DIR/env``, pointing at
+  these servers; the S3 URL is ``s3://test-bucket/<unique prefix>``.
+- ``namespace``     a unique Redis key namespace per test; ``tmp_env`` an environment for
+  subprocesses (``os.environ`` + ``stack_env``).
+
+Servers listen on free ports of 127.0.0.1 and keep their data and logs under pytest's session
+temporary directory, so a failing run leaves the logs behind to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import TEST_BUCKET, subprocess_env, unique
+
+from orchestrator.devstack import stack
+from orchestrator.devstack.servers import (
+    S3ServerProcess,
+    ServerProcess,
+    mongowire_available,
+    start_mongo,
+    start_redis,
+    start_s3,
+)
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Parent directory of every session server's data and log."""
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def redis_server(servers_dir: Path) -> Iterator[ServerProcess]:
+    """A Redis server for the whole session (AOF off, ``noeviction``)."""
+    server = start_redis(servers_dir / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(servers_dir: Path) -> Iterator[S3ServerProcess]:
+    """An S3 server for the whole session with random credentials and ``test-bucket``."""
+    access_key, secret_key = stack.new_credentials()
+    server = start_s3(servers_dir / "s3", access_key=access_key, secret_key=secret_key)
+    try:
+        stack.ensure_bucket(server.url, access_key, secret_key, TEST_BUCKET)
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_env(s3_server: S3ServerProcess) -> dict[str, str]:
+    """Endpoint, credentials, region and bucket of the session S3 server."""
+    return {
+        "endpoint_url": s3_server.url,
+        "access_key": s3_server.access_key,
+        "secret_key": s3_server.secret_key,
+        "region": stack.REGION,
+        "bucket": TEST_BUCKET,
+    }
+
+
+@pytest.fixture(scope="session")
+def mongo_server(servers_dir: Path) -> Iterator[ServerProcess]:
+    """The Mongo stand-in for the whole session (skips while it is not installed)."""
+    if not mongowire_available():
+        pytest.skip("orchestrator.devstack.mongowire (the Mongo stand-in) is not available yet")
+    server = start_mongo(servers_dir / "mongo")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(
+    redis_server: ServerProcess, s3_server: S3ServerProcess, mongo_server: ServerProcess
+) -> dict[str, str]:
+    """The ``DIR/env`` keys of ``orchestrator dev up``, pointing at the session servers."""
+    return stack.stack_env(
+        redis_url=redis_server.url,
+        mongo_url=mongo_server.url,
+        s3_url=f"s3://{TEST_BUCKET}/{unique('session')}",
+        s3_endpoint_url=s3_server.url,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A unique Redis key namespace for one test, e.g. ``test-1a2b3c4d``."""
+    return unique("test")
+
+
+@pytest.fixture
+def tmp_env(stack_env: dict[str, str]) -> dict[str, str]:
+    """Environment for subprocesses: ``os.environ`` (minus ``ORCHESTRATOR_*``) + ``stack_env``."""
+    return subprocess_env(stack_env)
