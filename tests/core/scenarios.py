@@ -26,16 +26,23 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SHA = "0" * 64
 
 
-def spec(clients: int = 2, *, min_clients: int | None = None, rounds: int = 2,
-         **timeouts: float | None) -> JobSpec:
+def spec(
+    clients: int = 2, *, min_clients: int | None = None, rounds: int = 2, **timeouts: float | None
+) -> JobSpec:
     data: dict[str, Any] = {
         "workload": "fedavg",
         "server": {"worker": "srv"},
         "clients": [{"worker": f"cli{i}"} for i in range(clients)],
         "rounds": rounds,
         "min_clients": min_clients,
-        "timeouts": {"heartbeat_s": 10, "start_s": 30, "round_s": 60, "job_s": 600,
-                     "cancel_grace_s": 5, **timeouts},
+        "timeouts": {
+            "heartbeat_s": 10,
+            "start_s": 30,
+            "round_s": 60,
+            "job_s": 600,
+            "cancel_grace_s": 5,
+            **timeouts,
+        },
     }
     return JobSpec.model_validate(data)
 
@@ -46,8 +53,9 @@ def new_job(s: JobSpec | None = None, job_id: str = "job1") -> Job:
 
 def dispatched(job: Job | None = None) -> Job:
     job = job or new_job()
-    event = JobDispatched(event_id="dispatch", job_id=job.id,
-                          assignments={p: f"run-{p}" for p in job.participants})
+    event = JobDispatched(
+        event_id="dispatch", job_id=job.id, assignments={p: f"run-{p}" for p in job.participants}
+    )
     return decide(job, event, T0).job
 
 
@@ -65,9 +73,14 @@ class Emitter:
 
     def _make(self, cls: type[Any], **fields: Any) -> Event:
         self.seq += 1
-        event: Event = cls(event_id=f"{self.participant}-{self.seq}", job_id=self.job_id,
-                           participant=self.participant, worker=self.worker, seq=self.seq,
-                           **fields)
+        event: Event = cls(
+            event_id=f"{self.participant}-{self.seq}",
+            job_id=self.job_id,
+            participant=self.participant,
+            worker=self.worker,
+            seq=self.seq,
+            **fields,
+        )
         return event
 
     def started(self) -> Event:
@@ -84,8 +97,7 @@ class Emitter:
 
     def checkpoint(self, round_: int, *, final: bool = False) -> Event:
         key = f"jobs/{self.job_id}/checkpoints/{round_}/{self.participant}.npz"
-        return self._make(CheckpointSaved, round=round_, key=key, size=10, sha256=SHA,
-                          final=final)
+        return self._make(CheckpointSaved, round=round_, key=key, size=10, sha256=SHA, final=final)
 
     def finished(self, final_checkpoint: str | None = None) -> Event:
         return self._make(ParticipantFinished, final_checkpoint=final_checkpoint)

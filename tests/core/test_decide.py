@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from orchestrator.core import (
     CancelRequested,
     DeadlineExpired,
@@ -15,21 +18,30 @@ from orchestrator.core import (
     Phase,
     StartParticipant,
     StopParticipant,
-    decide,
     deadlines,
+    decide,
 )
 from tests.core.scenarios import T0, Emitter, dispatched, new_job, run, spec
 
 
 def test_dispatch_assigns_every_participant_and_emits_start_commands() -> None:
     job = new_job()
-    d = decide(job, JobDispatched(event_id="d", job_id=job.id,
-                                  assignments={"server": "a", "client-0": "b", "client-1": "c"}),
-               T0)
+    d = decide(
+        job,
+        JobDispatched(
+            event_id="d",
+            job_id=job.id,
+            assignments={"server": "a", "client-0": "b", "client-1": "c"},
+        ),
+        T0,
+    )
     assert d.job.status is JobStatus.IN_PROGRESS and d.job.phase is Phase.STARTING
     starts = [c for c in d.commands if isinstance(c, StartParticipant)]
     assert {(c.participant, c.worker, c.run_id) for c in starts} == {
-        ("server", "srv", "a"), ("client-0", "cli0", "b"), ("client-1", "cli1", "c")}
+        ("server", "srv", "a"),
+        ("client-0", "cli0", "b"),
+        ("client-1", "cli1", "c"),
+    }
     assert all(c.peers == ["server", "client-0", "client-1"] for c in starts)
     assert d.job.history[-1].from_status is JobStatus.NOT_STARTED
     assert d.job.history[-1].event_id == "d"
@@ -37,15 +49,25 @@ def test_dispatch_assigns_every_participant_and_emits_start_commands() -> None:
 
 def test_dispatch_with_too_few_clients_is_refused_and_changes_nothing() -> None:
     job = new_job(spec(3, min_clients=2))
-    d = decide(job, JobDispatched(event_id="d", job_id=job.id,
-                                  assignments={"server": "a", "client-0": "b"}), T0)
+    d = decide(
+        job,
+        JobDispatched(event_id="d", job_id=job.id, assignments={"server": "a", "client-0": "b"}),
+        T0,
+    )
     assert not d.changed and d.reason.startswith("refused") and d.job is job
 
 
 def test_dispatch_skips_unavailable_clients_when_min_clients_allows() -> None:
     job = new_job(spec(3, min_clients=2))
-    d = decide(job, JobDispatched(event_id="d", job_id=job.id, assignments={
-        "server": "a", "client-0": "b", "client-2": "c"}), T0)
+    d = decide(
+        job,
+        JobDispatched(
+            event_id="d",
+            job_id=job.id,
+            assignments={"server": "a", "client-0": "b", "client-2": "c"},
+        ),
+        T0,
+    )
     assert d.job.participants["client-1"].state is ParticipantState.SKIPPED
     assert len(d.commands) == 3
 
@@ -86,11 +108,15 @@ def test_cancel_sends_stop_to_active_participants_and_grace_ends_it() -> None:
     assert {c.participant for c in stops} == {"server", "client-0", "client-1"}
     grace = next(x for x in deadlines(d.job) if x.kind == "cancel_grace")
     assert grace.at == T0 + timedelta(seconds=5)
-    early = decide(d.job, DeadlineExpired(event_id="g", job_id=job.id, kind="cancel_grace"),
-                   T0 + timedelta(seconds=1))
+    early = decide(
+        d.job,
+        DeadlineExpired(event_id="g", job_id=job.id, kind="cancel_grace"),
+        T0 + timedelta(seconds=1),
+    )
     assert early.job.status is JobStatus.IN_PROGRESS and "not due" in early.reason
-    late = decide(d.job, DeadlineExpired(event_id="g", job_id=job.id, kind="cancel_grace"),
-                  grace.at)
+    late = decide(
+        d.job, DeadlineExpired(event_id="g", job_id=job.id, kind="cancel_grace"), grace.at
+    )
     assert late.job.status is JobStatus.FINISHED_CANCELLED
 
 
@@ -123,11 +149,17 @@ def test_missing_final_checkpoint_fails_at_the_finalize_deadline() -> None:
 def test_lost_client_fails_job_unless_min_clients_still_holds() -> None:
     for min_clients, expected in ((1, JobStatus.IN_PROGRESS), (2, JobStatus.FINISHED_WITH_ERROR)):
         job = dispatched(new_job(spec(2, min_clients=min_clients)))
-        job, _ = run(job, [Emitter(job, "server").heartbeat(), Emitter(job, "client-1").heartbeat()],
-                     T0 + timedelta(seconds=5))
+        job, _ = run(
+            job,
+            [Emitter(job, "server").heartbeat(), Emitter(job, "client-1").heartbeat()],
+            T0 + timedelta(seconds=5),
+        )
         lost_at = T0 + timedelta(seconds=10)
-        d = decide(job, DeadlineExpired(event_id="h", job_id=job.id, kind="heartbeat",
-                                        participant="client-0"), lost_at)
+        d = decide(
+            job,
+            DeadlineExpired(event_id="h", job_id=job.id, kind="heartbeat", participant="client-0"),
+            lost_at,
+        )
         assert d.job.status is expected
         assert d.job.participants["client-0"].state is ParticipantState.FAILED
         if expected is JobStatus.FINISHED_WITH_ERROR:
@@ -140,8 +172,11 @@ def test_lost_client_fails_job_unless_min_clients_still_holds() -> None:
 def test_heartbeat_deadline_not_due_after_a_fresh_heartbeat() -> None:
     job = dispatched()
     job, _ = run(job, [Emitter(job, "client-0").heartbeat()], T0 + timedelta(seconds=9))
-    d = decide(job, DeadlineExpired(event_id="h", job_id=job.id, kind="heartbeat",
-                                    participant="client-0"), T0 + timedelta(seconds=11))
+    d = decide(
+        job,
+        DeadlineExpired(event_id="h", job_id=job.id, kind="heartbeat", participant="client-0"),
+        T0 + timedelta(seconds=11),
+    )
     assert not d.changed and "not due" in d.reason
 
 
@@ -156,8 +191,9 @@ def test_a_stale_duplicate_does_not_extend_liveness() -> None:
 
 def test_start_deadline_gives_cannot_schedule() -> None:
     job = new_job()
-    d = decide(job, DeadlineExpired(event_id="s", job_id=job.id, kind="start"),
-               T0 + timedelta(seconds=30))
+    d = decide(
+        job, DeadlineExpired(event_id="s", job_id=job.id, kind="start"), T0 + timedelta(seconds=30)
+    )
     assert d.job.status is JobStatus.FINISHED_WITH_ERROR
     assert d.job.error is not None and d.job.error.code is ErrorCode.CANNOT_SCHEDULE
 
@@ -178,7 +214,8 @@ def test_metrics_after_the_job_finished_are_still_recorded() -> None:
     d = decide(job, c0.metrics(2, loss=0.5), T0)
     assert d.job.status is JobStatus.FINISHED_SUCCESSFULLY
     assert [(m.participant, m.round, m.metrics) for m in d.metrics] == [
-        ("client-0", 2, {"loss": 0.5})]
+        ("client-0", 2, {"loss": 0.5})
+    ]
 
 
 def test_metrics_summary_keeps_the_highest_round() -> None:
@@ -199,9 +236,6 @@ def test_server_failure_fails_the_job_with_its_message() -> None:
 
 
 def test_spec_limits_and_errors() -> None:
-    import pytest
-    from pydantic import ValidationError
-
     with pytest.raises(ValidationError, match="min_clients=3 exceeds"):
         spec(2, min_clients=3)
     with pytest.raises(ValidationError, match="Extra inputs"):

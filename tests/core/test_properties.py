@@ -38,8 +38,9 @@ def runs(draw: st.DrawFn) -> tuple[Job, list[Event], JobStatus]:
     healthy = sum(o == "finish" for o in client_outcomes)
     enough = healthy >= min_clients
     # A server cannot finish without enough clients: then it fails or goes silent.
-    server_outcome = draw(st.sampled_from(("finish", "fail", "silent") if enough
-                                          else ("fail", "silent")))
+    server_outcome = draw(
+        st.sampled_from(("finish", "fail", "silent") if enough else ("fail", "silent"))
+    )
     events: list[Event] = []
     for index, outcome in enumerate(client_outcomes):
         e = Emitter(job, f"client-{index}")
@@ -47,8 +48,12 @@ def runs(draw: st.DrawFn) -> tuple[Job, list[Event], JobStatus]:
         done = rounds if outcome == "finish" else draw(st.integers(0, rounds))
         for r in range(1, done + 1):
             events += [e.heartbeat(r), e.metrics(r)]
-        events += {"finish": [e.finished()], "fail": [e.failed()], "stop": [e.stopped()],
-                   "silent": []}[outcome]
+        events += {
+            "finish": [e.finished()],
+            "fail": [e.failed()],
+            "stop": [e.stopped()],
+            "silent": [],
+        }[outcome]
     srv = Emitter(job, "server")
     events += [srv.started()]
     done = rounds if server_outcome == "finish" else draw(st.integers(0, rounds))
@@ -81,8 +86,13 @@ def settle(job: Job, events: list[Event]) -> Job:
         if not pending or job.status in TERMINAL:
             break
         d = pending[0]
-        job = decide(job, DeadlineExpired(event_id=f"dl{step}", job_id=job.id, kind=d.kind,
-                                          participant=d.participant), later).job
+        job = decide(
+            job,
+            DeadlineExpired(
+                event_id=f"dl{step}", job_id=job.id, kind=d.kind, participant=d.participant
+            ),
+            later,
+        ).job
     return job
 
 
@@ -102,8 +112,9 @@ def test_any_order_and_duplication_gives_the_same_status(
 
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), run=runs())
-def test_finished_never_changes(data: st.DataObject,
-                                run: tuple[Job, list[Event], JobStatus]) -> None:
+def test_finished_never_changes(
+    data: st.DataObject, run: tuple[Job, list[Event], JobStatus]
+) -> None:
     job, events, _ = run
     order = data.draw(st.permutations(events))
     now = T0
@@ -122,8 +133,9 @@ def test_finished_never_changes(data: st.DataObject,
 
 @settings(max_examples=200, deadline=None)
 @given(run=runs(), index=st.integers(0, 10_000))
-def test_a_resent_event_changes_nothing(run: tuple[Job, list[Event], JobStatus],
-                                        index: int) -> None:
+def test_a_resent_event_changes_nothing(
+    run: tuple[Job, list[Event], JobStatus], index: int
+) -> None:
     job, events, _ = run
     now = T0
     for event in events:
@@ -151,6 +163,9 @@ def test_metrics_records_are_keyed_and_complete(
         job = d.job
         for m in d.metrics:
             rows[(m.participant, m.round)] = m.metrics
-    sent = {(e.participant, e.round): e.metrics for e in events  # type: ignore[union-attr]
-            if e.type == "round.metrics"}
+    sent = {
+        (e.participant, e.round): e.metrics
+        for e in events  # type: ignore[union-attr]
+        if e.type == "round.metrics"
+    }
     assert rows == sent

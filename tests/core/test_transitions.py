@@ -48,8 +48,9 @@ def _cancelled(job: Job) -> Job:
 
 def sample_event(job: Job, event_type: str) -> Event:
     if event_type == "job.dispatched":
-        return JobDispatched(event_id="d2", job_id=job.id,
-                             assignments={p: "r" for p in job.participants})
+        return JobDispatched(
+            event_id="d2", job_id=job.id, assignments={p: "r" for p in job.participants}
+        )
     if event_type == "cancel.requested":
         return CancelRequested(event_id="c2", job_id=job.id)
     if event_type == "deadline.expired":
@@ -108,10 +109,12 @@ def test_every_declared_target_is_reached() -> None:
     cancelling = decide(base, CancelRequested(event_id="c", job_id=base.id), T0).job
     srv = Emitter(base, "server")
     finalizing = run(base, [srv.finished(final_checkpoint="jobs/job1/checkpoints/9/server.npz")])[0]
-    last_one = run(cancelling, [Emitter(base, p).stopped() for p in base.participants
-                                if p != "server"])[0]
-    all_done = run(finalizing, [Emitter(base, p).finished() for p in base.participants
-                                if p != "server"])[0]
+    last_one = run(
+        cancelling, [Emitter(base, p).stopped() for p in base.participants if p != "server"]
+    )[0]
+    all_done = run(
+        finalizing, [Emitter(base, p).finished() for p in base.participants if p != "server"]
+    )[0]
     assert last_one.status is all_done.status is JobStatus.IN_PROGRESS
     jobs += [cancelling, finalizing, last_one, all_done]
     for job in jobs:
@@ -121,19 +124,23 @@ def test_every_declared_target_is_reached() -> None:
                 if hasattr(event, "participant"):
                     e = Emitter(job, participant)
                     e.seq = 100
-                    event = event.model_copy(update={"participant": participant,
-                                                     "worker": e.worker})
+                    event = event.model_copy(
+                        update={"participant": participant, "worker": e.worker}
+                    )
                 if isinstance(event, DeadlineExpired):
-                    for kind in ("start", "heartbeat", "round", "job", "cancel_grace",
-                                 "finalize"):
-                        ev = event.model_copy(update={
-                            "kind": kind, "participant": participant if kind == "heartbeat"
-                            else None})
+                    for kind in ("start", "heartbeat", "round", "job", "cancel_grace", "finalize"):
+                        ev = event.model_copy(
+                            update={
+                                "kind": kind,
+                                "participant": participant if kind == "heartbeat" else None,
+                            }
+                        )
                         seen.add((job.status, event_type, decide(job, ev, later).job.status))
                     continue
                 if event_type == "checkpoint.saved" and job is finalizing:
-                    event = event.model_copy(update={
-                        "key": "jobs/job1/checkpoints/9/server.npz", "final": True})
+                    event = event.model_copy(
+                        update={"key": "jobs/job1/checkpoints/9/server.npz", "final": True}
+                    )
                 seen.add((job.status, event_type, decide(job, event, later).job.status))
     refused = decide(jobs[0], JobDispatched(event_id="d", job_id="job1", assignments={}), later)
     seen.add((JobStatus.NOT_STARTED, "job.dispatched", refused.job.status))
@@ -143,7 +150,11 @@ def test_every_declared_target_is_reached() -> None:
 
 def test_readme_diagram_is_generated_from_the_table() -> None:
     text = README.read_text()
-    match = re.search(r"<!-- state-diagram:start -->\n```mermaid\n(.*?)\n```\n"
-                      r"<!-- state-diagram:end -->", text, re.S)
+    match = re.search(
+        r"<!-- state-diagram:start -->\n```mermaid\n(.*?)\n```\n"
+        r"<!-- state-diagram:end -->",
+        text,
+        re.S,
+    )
     assert match, "README lacks the generated state diagram block"
     assert match.group(1) == mermaid(), "run: python -m orchestrator.core.diagram --write"

@@ -10,6 +10,7 @@ from datetime import timedelta
 import anyio
 import pytest
 from helpers import unique
+from mongomock_motor import AsyncMongoMockClient
 
 from orchestrator.core import (
     CancelRequested,
@@ -32,8 +33,6 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
     if request.param == "memory":
         backend = MemoryJobStore()
     elif request.param == "mongomock":
-        from mongomock_motor import AsyncMongoMockClient
-
         mongomock_compat.install()
         backend = MongoJobStore(AsyncMongoMockClient()[unique("db")])
     else:
@@ -45,8 +44,11 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[JobStore]:
 
 
 def dispatch_event(job: Job, event_id: str = "d") -> JobDispatched:
-    return JobDispatched(event_id=event_id, job_id=job.id,
-                         assignments={p: uuid.uuid4().hex for p in job.participants})
+    return JobDispatched(
+        event_id=event_id,
+        job_id=job.id,
+        assignments={p: uuid.uuid4().hex for p in job.participants},
+    )
 
 
 async def test_create_is_idempotent_on_job_id(store: JobStore) -> None:
@@ -60,7 +62,7 @@ async def test_create_is_idempotent_on_job_id(store: JobStore) -> None:
 
 async def test_create_is_idempotent_on_idempotency_key(store: JobStore) -> None:
     s = spec().model_copy(update={"idempotency_key": "key-1"})
-    first, created = await store.create(Job.new("a", s, T0))
+    _, created = await store.create(Job.new("a", s, T0))
     second, created2 = await store.create(Job.new("b", s, T0))
     assert created and not created2 and second.id == "a"
     assert await store.find_by_id("b") is None
@@ -102,7 +104,11 @@ async def test_find_by_status_newest_first_with_limit_and_skip(store: JobStore) 
     assert [j.id for j in await store.find_by_status(JobStatus.NOT_STARTED, 2, 2)] == ["j1", "j0"]
     assert [j.id for j in await store.find_by_status(JobStatus.IN_PROGRESS)] == ["j2"]
     assert [j.id for j in await store.find_active(JobStatus.NOT_STARTED)] == [
-        "j0", "j1", "j3", "j4"]
+        "j0",
+        "j1",
+        "j3",
+        "j4",
+    ]
 
 
 async def test_apply_batch_writes_one_cas_per_job(store: JobStore) -> None:
@@ -110,8 +116,14 @@ async def test_apply_batch_writes_one_cas_per_job(store: JobStore) -> None:
     await store.apply(dispatch_event(job), T0)
     job = await store.get(job.id)
     srv, c0 = Emitter(job, "server"), Emitter(job, "client-0")
-    events = [srv.started(), srv.round_started(1), c0.metrics(1, loss=0.5), srv.metrics(1),
-              srv.heartbeat(1), c0.heartbeat(1)]
+    events = [
+        srv.started(),
+        srv.round_started(1),
+        c0.metrics(1, loss=0.5),
+        srv.metrics(1),
+        srv.heartbeat(1),
+        c0.heartbeat(1),
+    ]
     before = store.round_trips
     result = await store.apply_batch(events, T0 + timedelta(seconds=1))
     assert all(o.applied for o in result.outcomes), result.outcomes
@@ -121,7 +133,9 @@ async def test_apply_batch_writes_one_cas_per_job(store: JobStore) -> None:
     assert stored.round == 1
     rows = await store.metrics(job.id)
     assert [(r["participant"], r["round"], r["metrics"]) for r in rows] == [
-        ("client-0", 1, {"loss": 0.5}), ("server", 1, {"loss": 1.0})]
+        ("client-0", 1, {"loss": 0.5}),
+        ("server", 1, {"loss": 1.0}),
+    ]
 
 
 async def test_resent_events_change_nothing(store: JobStore) -> None:
@@ -169,8 +183,9 @@ async def test_stale_version_write_is_retried_not_lost(store: JobStore) -> None:
     # on a job loaded before the first one.
     stale = await store.get(job.id)
     await store.apply(CancelRequested(event_id="c", job_id=job.id), T0)
-    lost = await store._cas_many([(stale.model_copy(update={"version": stale.version + 1,
-                                                            "round": 9}), stale.version)])
+    lost = await store._cas_many(
+        [(stale.model_copy(update={"version": stale.version + 1, "round": 9}), stale.version)]
+    )
     assert lost == {job.id}
     assert (await store.get(job.id)).status is JobStatus.FINISHED_CANCELLED
 
@@ -199,29 +214,40 @@ async def test_checkpoint_manifest_and_final_checkpoint(store: JobStore) -> None
     await store.apply_batch([ck1, final, final], T0)
     rows = await store.checkpoints(job.id)
     assert [(r["round"], r["key"], r["final"]) for r in rows] == [
-        (1, ck1.key, False), (2, final.key, True)]  # type: ignore[union-attr]
+        (1, ck1.key, False),
+        (2, final.key, True),
+    ]  # type: ignore[union-attr]
     assert (await store.get(job.id)).status is JobStatus.FINISHED_SUCCESSFULLY
 
 
 async def test_set_status_is_guarded(store: JobStore) -> None:
     await store.create(new_job())
-    job = await store.set_status("job1", JobStatus.FINISHED_CANCELLED,
-                                 allowed_from=[JobStatus.NOT_STARTED], reason="admin",
-                                 event_id="admin-1", now=T0)
+    job = await store.set_status(
+        "job1",
+        JobStatus.FINISHED_CANCELLED,
+        allowed_from=[JobStatus.NOT_STARTED],
+        reason="admin",
+        event_id="admin-1",
+        now=T0,
+    )
     assert job.status is JobStatus.FINISHED_CANCELLED
     assert job.history[-1].reason == "admin" and job.version == 1
     with pytest.raises(PermanentError, match="FINISHED_CANCELLED"):
-        await store.set_status("job1", JobStatus.IN_PROGRESS,
-                               allowed_from=[JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS],
-                               reason="late start", event_id="x", now=T0)
+        await store.set_status(
+            "job1",
+            JobStatus.IN_PROGRESS,
+            allowed_from=[JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS],
+            reason="late start",
+            event_id="x",
+            now=T0,
+        )
     assert (await store.get("job1")).status is JobStatus.FINISHED_CANCELLED
 
 
 async def test_set_uuids_in_one_update(store: JobStore) -> None:
     await store.create(new_job())
     before = store.round_trips
-    job = await store.set_uuids("job1", {"server": "u0", "client-0": "u1", "client-1": "u2"},
-                                T0)
+    job = await store.set_uuids("job1", {"server": "u0", "client-0": "u1", "client-1": "u2"}, T0)
     assert [p.run_id for p in job.participants.values()] == ["u0", "u1", "u2"]
     assert job.version == 1
     assert store.round_trips - before <= 2  # read for validation + one update
@@ -237,20 +263,30 @@ async def test_server_and_client_metrics_are_idempotent_upserts(store: JobStore)
     await store.set_server_metrics("job1", 2, {"accuracy": 0.8}, T0)
     rows = await store.metrics("job1")
     assert [(r["participant"], r["round"]) for r in rows] == [
-        ("client-1", 1), ("server", 1), ("server", 2)]
+        ("client-1", 1),
+        ("server", 1),
+        ("server", 2),
+    ]
     job = await store.get("job1")
     assert job.server.metrics == {"accuracy": 0.8}
     assert job.participants["client-1"].metrics == {"loss": 0.7}
 
 
 async def test_rejections_are_recorded(store: JobStore) -> None:
-    await store.record_rejection(Rejection(at=T0, source="s", kind="not_json",
-                                           reason="Expecting value", entry_id="1-0"))
-    await store.record_rejection(Rejection(at=T0 + timedelta(seconds=1), source="s",
-                                           kind="oversize", reason="too big"))
+    await store.record_rejection(
+        Rejection(at=T0, source="s", kind="not_json", reason="Expecting value", entry_id="1-0")
+    )
+    await store.record_rejection(
+        Rejection(at=T0 + timedelta(seconds=1), source="s", kind="oversize", reason="too big")
+    )
     assert [r.kind for r in await store.rejections()] == ["oversize", "not_json"]
 
 
 def test_statuses_listed_in_order() -> None:
-    assert JobStatus.list() == ["NOT_STARTED", "IN_PROGRESS", "FINISHED_SUCCESSFULLY",
-                                "FINISHED_WITH_ERROR", "FINISHED_CANCELLED"]
+    assert JobStatus.list() == [
+        "NOT_STARTED",
+        "IN_PROGRESS",
+        "FINISHED_SUCCESSFULLY",
+        "FINISHED_WITH_ERROR",
+        "FINISHED_CANCELLED",
+    ]
