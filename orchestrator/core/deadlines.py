@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from orchestrator.core.job import Job
 
 
+_ACTIVE_STATES = frozenset({ParticipantState.ASSIGNED, ParticipantState.STARTED})
+
+
 @dataclass(frozen=True, slots=True)
 class Deadline:
     at: datetime
@@ -58,8 +61,32 @@ def deadlines(job: Job) -> list[Deadline]:
 
 
 def next_deadline_at(job: Job) -> datetime | None:
-    armed = deadlines(job)
-    return armed[0].at if armed else None
+    """The earliest of ``deadlines(job)``: the same rules, computed without building them
+    (this runs once per decision, on the hot path)."""
+    t = job.spec.timeouts
+    status = job.status
+    if status is JobStatus.NOT_STARTED:
+        return _after(job.created_at, t.start_s)
+    if status is not JobStatus.IN_PROGRESS:
+        return None
+    phase = job.phase
+    if phase is Phase.CANCELLING:
+        return _after(job.cancel_requested_at, t.cancel_grace_s)
+    oldest: datetime | None = None
+    for p in job.participants.values():
+        if p.state in _ACTIVE_STATES:
+            seen = p.last_seen or p.assigned_at
+            if seen is not None and (oldest is None or seen < oldest):
+                oldest = seen
+    best = _after(oldest, t.heartbeat_s)
+    for at in (
+        _after(job.started_at, t.job_s),
+        _after(job.round_started_at, t.round_s) if phase is Phase.RUNNING else None,
+        _after(job.server.finished_at, t.heartbeat_s) if phase is Phase.FINALIZING else None,
+    ):
+        if at is not None and (best is None or at < best):
+            best = at
+    return best
 
 
 def due(job: Job, now: datetime) -> list[Deadline]:

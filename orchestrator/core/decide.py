@@ -21,10 +21,13 @@ checkpoints that arrive afterwards are still recorded, never lost.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from orchestrator.core._types import evolve
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
 from orchestrator.core.deadlines import is_due, next_deadline_at
 from orchestrator.core.events import (
@@ -112,6 +115,7 @@ class _Draft:
     metrics: list[MetricRecord] = field(default_factory=list)
     checkpoints: list[CheckpointRecord] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
+    touched: dict[str, set[str]] = field(default_factory=dict)  # participant -> fields set
 
     def get(self, name: str) -> Any:
         return self.updates.get(name, getattr(self.job, name))
@@ -120,8 +124,9 @@ class _Draft:
         return self.participants.get(pid) or self.job.participants[pid]
 
     def set_participant(self, p: Participant, **changes: Any) -> Participant:
-        updated = p.model_copy(update=changes)
+        updated = evolve(p, changes)
         self.participants[p.id] = updated
+        self.touched.setdefault(p.id, set()).update(changes)
         return updated
 
     def all_participants(self) -> list[Participant]:
@@ -155,7 +160,7 @@ class _Draft:
             if p.active:
                 self.commands.append(
                     StopParticipant(
-                        command_id=f"{self.event_id}.stop.{p.id}",
+                        command_id=command_id(self.event_id, "stop", p.id),
                         job_id=self.job.id,
                         participant=p.id,
                         worker=p.worker,
@@ -164,16 +169,30 @@ class _Draft:
                 )
 
     def finish(self, reason: str) -> Decision:
+        job = self.job
         updates = dict(self.updates)
         if self.participants:
-            updates["participants"] = {**self.job.participants, **self.participants}
+            updates["participants"] = {**job.participants, **self.participants}
         if self.history:
-            updates["history"] = [*self.job.history, *self.history]
-        candidate = self.job.model_copy(update=updates)
-        candidate = candidate.model_copy(update={"deadline_at": next_deadline_at(candidate)})
-        changed = candidate != self.job
-        if changed:
-            candidate = candidate.model_copy(update={"updated_at": self.now})
+            updates["history"] = [*job.history, *self.history]
+        candidate = evolve(job, updates)
+        deadline_at = next_deadline_at(candidate)
+        # ``candidate != job``, comparing only what was touched (everything else is shared).
+        old = job.__dict__
+        changed = (
+            bool(self.history)
+            or deadline_at != job.deadline_at
+            or any(updates[k] != old[k] for k in self.updates)
+            or any(
+                self.participants[pid].__dict__[name] != job.participants[pid].__dict__[name]
+                for pid, names in self.touched.items()
+                for name in names
+            )
+        )
+        if changed:  # ``candidate`` is ours alone until returned: finish it in place
+            candidate.__dict__["deadline_at"] = deadline_at
+            candidate.__dict__["updated_at"] = self.now
+            candidate.__pydantic_fields_set__.update(("deadline_at", "updated_at"))
         quiet = changed or self.metrics or self.checkpoints or reason.startswith(_SILENT)
         return Decision(
             job=candidate if changed else self.job,
@@ -209,6 +228,48 @@ def _refuse(draft: _Draft, event: Event) -> str:
     return f"refused: {event.type} while job is {draft.job.status}"
 
 
+_COMMAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def command_id(event_id: str, action: str, participant: str) -> str:
+    """``{event_id}.{action}.{participant}``, or a digest of it when that is not a valid name.
+
+    Event ids are free text (up to 128 characters, any producer's choice) while command ids
+    must be names; a deterministic digest keeps resends deduplicable either way.
+    """
+    plain = f"{event_id}.{action}.{participant}"
+    if _COMMAND_ID.match(plain):
+        return plain
+    digest = hashlib.sha256(plain.encode()).hexdigest()[:40]
+    return f"c{digest}.{action}.{participant}"[:128]
+
+
+def start_command(job: Job, p: Participant, *, run_id: str, command_id: str) -> StartParticipant:
+    """The start command of one participant (built by dispatch; re-sent by reconciliation)."""
+    spec = job.spec
+    pspec = spec.participant_spec(p.id)
+    is_server = p.role is Role.SERVER
+    return StartParticipant(
+        command_id=command_id,
+        job_id=job.id,
+        participant=p.id,
+        run_id=run_id,
+        role=p.role,
+        worker=p.worker,
+        workload=spec.workload,
+        model=spec.model,
+        rounds=spec.rounds,
+        config=spec.server_config if is_server else pspec.config,
+        data_path=pspec.data_path,
+        peers=list(job.participants),
+        client_index=None if is_server else client_index(p.id),
+        client_count=len(spec.clients),
+        min_clients=spec.required_clients,
+        heartbeat_interval_s=max(0.05, spec.timeouts.heartbeat_s / 3),
+        round_timeout_s=spec.timeouts.round_s,
+    )
+
+
 def _dispatch(draft: _Draft, event: Event) -> str:
     assert isinstance(event, JobDispatched)
     job = draft.job
@@ -223,8 +284,6 @@ def _dispatch(draft: _Draft, event: Event) -> str:
             f"refused: dispatch assigns {len(assigned_clients)} clients, "
             f"{job.spec.required_clients} required"
         )
-    spec = job.spec
-    peers = list(job.participants)
     for p in job.participants.values():
         run_id = event.assignments.get(p.id)
         if run_id is None:
@@ -237,27 +296,9 @@ def _dispatch(draft: _Draft, event: Event) -> str:
             assigned_at=draft.now,
             last_seen=draft.now,
         )
-        pspec = spec.participant_spec(p.id)
-        is_server = p.role is Role.SERVER
         draft.commands.append(
-            StartParticipant(
-                command_id=f"{event.event_id}.start.{p.id}",
-                job_id=job.id,
-                participant=p.id,
-                run_id=run_id,
-                role=p.role,
-                worker=p.worker,
-                workload=spec.workload,
-                model=spec.model,
-                rounds=spec.rounds,
-                config=spec.server_config if is_server else pspec.config,
-                data_path=pspec.data_path,
-                peers=peers,
-                client_index=None if is_server else client_index(p.id),
-                client_count=len(spec.clients),
-                min_clients=spec.required_clients,
-                heartbeat_interval_s=max(0.05, spec.timeouts.heartbeat_s / 3),
-                round_timeout_s=spec.timeouts.round_s,
+            start_command(
+                job, p, run_id=run_id, command_id=command_id(event.event_id, "start", p.id)
             )
         )
     draft.updates["phase"] = Phase.STARTING
@@ -447,6 +488,12 @@ def _record(draft: _Draft, event: ParticipantEvent) -> str:
     return reason
 
 
+_DOWN = frozenset({ParticipantState.FAILED, ParticipantState.STOPPED})
+_HEALTHY = frozenset(
+    {ParticipantState.ASSIGNED, ParticipantState.STARTED, ParticipantState.FINISHED}
+)
+
+
 def _evaluate(draft: _Draft, reason: str) -> str:
     """Re-derive the job's status and phase from its participants' states."""
     if draft.get("status") is not JobStatus.IN_PROGRESS:
@@ -458,7 +505,7 @@ def _evaluate(draft: _Draft, reason: str) -> str:
             draft.set_status(JobStatus.FINISHED_CANCELLED, "cancelled: all participants stopped")
             return "cancelled"
         return reason
-    if server.state in (ParticipantState.FAILED, ParticipantState.STOPPED):
+    if server.state in _DOWN:
         draft.set_status(
             JobStatus.FINISHED_WITH_ERROR, f"server {server.state}", error=server.error
         )
@@ -472,17 +519,10 @@ def _evaluate(draft: _Draft, reason: str) -> str:
         draft.updates["phase"] = Phase.FINALIZING
         return f"{reason}; waiting for final checkpoint {wanted}"
     clients = [p for p in parts if p.role is Role.CLIENT]
-    healthy = [
-        p
-        for p in clients
-        if p.state
-        in (ParticipantState.ASSIGNED, ParticipantState.STARTED, ParticipantState.FINISHED)
-    ]
+    healthy = [p for p in clients if p.state in _HEALTHY]
     required = draft.job.spec.required_clients
     if len(healthy) < required:
-        failed = [
-            p for p in clients if p.state in (ParticipantState.FAILED, ParticipantState.STOPPED)
-        ]
+        failed = [p for p in clients if p.state in _DOWN]
         error = next((p.error for p in failed if p.error is not None), None)
         draft.set_status(
             JobStatus.FINISHED_WITH_ERROR,

@@ -21,8 +21,7 @@ def block() -> str:
 
 def write(path: Path) -> bool:
     text = path.read_text()
-    new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: block(), text,
-                 flags=re.S)
+    new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: block(), text, flags=re.S)
     if new == text:
         return False
     path.write_text(new)

@@ -19,6 +19,9 @@ from orchestrator.core.status import ErrorCode, JobStatus, ParticipantState, Pha
 _MODEL = ConfigDict(frozen=True, extra="forbid")
 
 
+_ACTIVE_STATES = frozenset({ParticipantState.ASSIGNED, ParticipantState.STARTED})
+
+
 class JobError(BaseModel):
     model_config = _MODEL
 
@@ -72,7 +75,7 @@ class Participant(BaseModel):
     @property
     def active(self) -> bool:
         """Dispatched and not yet terminal: expected to heartbeat."""
-        return self.state in (ParticipantState.ASSIGNED, ParticipantState.STARTED)
+        return self.state in _ACTIVE_STATES
 
 
 class Job(BaseModel):

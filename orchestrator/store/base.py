@@ -26,7 +26,7 @@ from orchestrator.core import (
     MetricRecord,
     decide,
 )
-from orchestrator.core._types import UtcDatetime
+from orchestrator.core._types import UtcDatetime, evolve
 from orchestrator.errors import ConflictError, JobNotFoundError, PermanentError
 
 MAX_CAS_ATTEMPTS = 8
@@ -187,7 +187,7 @@ class JobStore(abc.ABC):
                     checkpoints.extend(decision.checkpoints)
                     current = decision.job
                 if current is not before:
-                    current = current.model_copy(update={"version": before.version + 1})
+                    current = evolve(current, {"version": before.version + 1})
                     writes.append((current, before.version))
                 staged[job_id] = (outcomes, commands, before, current)
             if metrics or checkpoints:  # records first: the manifest is durable before status

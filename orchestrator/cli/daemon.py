@@ -1,0 +1,93 @@
+"""``orchestrator daemon``: run one daemon replica until SIGTERM/SIGINT.
+
+Settings come from ``ORCHESTRATOR_*`` (see ``orchestrator.settings``); invalid settings exit 2.
+If Redis or MongoDB are unreachable at startup the daemon logs each failed attempt and keeps
+retrying with backoff for ``--startup-timeout`` seconds (default 60; 0 = forever), then exits
+1 with a clear message. After startup, outages are ridden out: batches wait with backoff and
+are acknowledged only once written. SIGTERM/SIGINT drain (exit 0); a second signal stops at
+once (unacknowledged entries are read again by the next daemon).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import anyio
+import click
+
+from orchestrator.errors import ConfigError
+from orchestrator.logs import configure_logging, get_logger
+from orchestrator.settings import Settings, load_settings
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+async def _main(settings: Settings, consumer: str | None, startup_timeout_s: float,
+                batch_size: int | None) -> int:
+    from orchestrator.bus.streams import connect_redis  # noqa: PLC0415 - keep --help fast
+    from orchestrator.daemon import Daemon, DaemonOptions, serve  # noqa: PLC0415
+    from orchestrator.store import connect_mongo  # noqa: PLC0415
+
+    log = get_logger("orchestrator.cli.daemon")
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    redis = connect_redis(settings.redis_url, password=password)
+    store = connect_mongo(settings.mongo_url, settings.mongo_db)
+    options = DaemonOptions.from_settings(settings, consumer=consumer, batch_size=batch_size,
+                                          startup_timeout_s=startup_timeout_s)
+    daemon = Daemon(store, redis, options)
+    try:
+        async with anyio.create_task_group() as tg:
+            try:
+                with anyio.fail_after(startup_timeout_s if startup_timeout_s > 0 else None):
+                    await tg.start(serve, daemon)
+            except TimeoutError:
+                failure = (daemon.effects.last_failure
+                           or f"{daemon.effects.last_attempt or 'startup'}: no answer yet")
+                log.warning("startup timed out", waited_s=startup_timeout_s, last_error=failure,
+                            redis=_safe_url(settings.redis_url),
+                            mongo=_safe_url(settings.mongo_url))
+                click.echo(
+                    f"orchestrator daemon: not ready after {startup_timeout_s:g}s "
+                    f"(Redis {_safe_url(settings.redis_url)}, MongoDB "
+                    f"{_safe_url(settings.mongo_url)}); last error: {failure[:300]}", err=True)
+                tg.cancel_scope.cancel()
+                return EXIT_FAILURE
+    finally:
+        with anyio.CancelScope(shield=True):
+            await redis.aclose()
+            await store.close()
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+
+
+@click.command(name="daemon")
+@click.option("--consumer", metavar="NAME", default=None,
+              help="Stable consumer name of this replica (default: ORCHESTRATOR_CONSUMER_NAME, "
+                   "else host-pid). Reuse it after a restart to drain what was in flight.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default=None, help="Log level (default: ORCHESTRATOR_LOG_LEVEL or info).")
+@click.option("--startup-timeout", "startup_timeout_s", type=float, default=60.0,
+              show_default=True,
+              help="Seconds to keep retrying unreachable Redis/MongoDB at startup (0: forever).")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=None,
+              help="Events per read (default: ORCHESTRATOR_BATCH_SIZE).")
+def daemon(consumer: str | None, log_level: str | None, startup_timeout_s: float,
+           batch_size: int | None) -> None:
+    """Run the orchestrator daemon (intake, dispatch, events, deadlines) until SIGTERM."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        click.echo(f"orchestrator daemon: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    configure_logging(log_level or settings.log_level, settings.log_format)
+    from orchestrator.daemon.tuning import tune_gc  # noqa: PLC0415
+
+    tune_gc()
+    code = anyio.run(_main, settings, consumer, startup_timeout_s, batch_size)
+    sys.exit(code)

@@ -1,0 +1,139 @@
+"""Event application: event shards + control stream → ``decide`` in batches → commit → XACK.
+
+One batch: parse every entry with the pre-built ``EVENT_ADAPTER`` (unparseable → rejection +
+dead letter), one ``store.apply_batch`` (one load, one bulk CAS, one records upsert), then one
+Redis pipeline with the commands, the watcher updates and the XACK. Transient store failures
+are retried with backoff while the batch is held; nothing is acknowledged before the write.
+If the batch as a whole fails for any other reason, its events are applied one by one so a
+single poison event is dead-lettered alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+from pydantic import ValidationError
+
+from orchestrator.bus.streams import Entry, StreamConsumer
+from orchestrator.core import (
+    EVENT_ADAPTER,
+    CancelRequested,
+    DeadlineExpired,
+    Event,
+    JobDispatched,
+)
+from orchestrator.daemon.effects import Stopping, utcnow
+from orchestrator.daemon.intake import _summarize
+from orchestrator.logs import get_logger
+
+if TYPE_CHECKING:
+    from orchestrator.daemon.app import Daemon
+
+log = get_logger("orchestrator.daemon.events")
+
+#: Event types only the daemon itself may produce; on the bus they are forgeries.
+INTERNAL_EVENTS = (JobDispatched, DeadlineExpired)
+
+
+class EventApplier:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        opts = daemon.options
+        keys = daemon.keys
+        self.control = keys.control
+        self.consumer = StreamConsumer(
+            daemon.redis,
+            [*keys.all_event_streams(), keys.control],
+            keys.daemon_group,
+            opts.consumer,
+            batch=opts.batch_size,
+            block_ms=opts.block_ms,
+            max_deliveries=opts.max_deliveries,
+            reclaim_idle_ms=opts.reclaim_idle_ms,
+            dead_letter=keys.dead_letter,
+        )
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        await self.daemon.effects.retry(self.consumer.ensure_groups,
+                                        "Redis (create event consumer groups)", shield=False)
+        task_status.started()
+        await self.daemon.consume(self.consumer, self.handle, caught_up=self.daemon.caught_up)
+
+    def _parse(self, entry: Entry) -> Event | tuple[str, str, str | None]:
+        """The event of an entry, or (kind, reason, job_id) of why it cannot be one."""
+        fields = entry.fields
+        if entry.stream == self.control:
+            kind = fields.get("type")
+            if kind == "cancel":
+                try:
+                    return CancelRequested(
+                        event_id=f"cancel.{entry.id}",
+                        job_id=fields.get("job_id", ""),
+                        reason=fields.get("reason") or "cancelled by user",
+                        requested_by=fields.get("requested_by"),
+                    )
+                except ValidationError as exc:
+                    return "invalid_control", f"invalid cancel request: {_summarize(exc)}", None
+            return "invalid_control", f"unknown control type {kind!r}", fields.get("job_id")
+        raw = fields.get("event")
+        if raw is None:
+            return "missing_event", f"entry has no 'event' field (fields: {sorted(fields)})", None
+        try:
+            event = EVENT_ADAPTER.validate_json(raw)
+        except ValidationError as exc:
+            return "invalid_event", f"invalid event: {_summarize(exc)}", None
+        if isinstance(event, INTERNAL_EVENTS):
+            return ("forbidden_event",
+                    f"{event.type} events are produced by the daemon only, not accepted from "
+                    "the bus", event.job_id)
+        return event
+
+    async def handle(self, entries: list[Entry]) -> None:
+        daemon = self.daemon
+        pairs: list[tuple[Event, Entry]] = []
+        plain_acks: list[Entry] = []  # entries that carry no event (admission wake-ups)
+        for entry in entries:
+            if not entry.fields:
+                await daemon.reject(self.consumer, entry, "deleted_entry",
+                                    "entry was deleted from the stream before it was applied")
+                continue
+            if entry.stream == self.control and entry.fields.get("type") == "worker_registered":
+                daemon.wake_admission()
+                plain_acks.append(entry)
+                continue
+            parsed = self._parse(entry)
+            if isinstance(parsed, tuple):
+                kind, reason, job_id = parsed
+                await daemon.reject(self.consumer, entry, kind, reason, job_id=job_id,
+                                    payload=entry.fields.get("event") or str(entry.fields))
+                continue
+            pairs.append((parsed, entry))
+        daemon.stats.events_seen += len(pairs)
+        if not pairs:
+            await daemon.effects.commit((), (), plain_acks, self.consumer)
+            return
+        try:
+            await daemon.effects.apply([e for e, _ in pairs],
+                                       acks=[*plain_acks, *(a for _, a in pairs)],
+                                       consumer=self.consumer)
+        except Stopping:
+            raise
+        except Exception as exc:  # a bug or a corrupt document: isolate the poison event
+            log.exception("batch failed; applying its events one by one", error=str(exc))
+            await daemon.effects.commit((), (), plain_acks, self.consumer)
+            await self._one_by_one(pairs)
+
+    async def _one_by_one(self, pairs: list[tuple[Event, Entry]]) -> None:
+        daemon = self.daemon
+        for event, entry in pairs:
+            try:
+                await daemon.effects.apply([event], acks=[entry], consumer=self.consumer,
+                                           now=utcnow())
+            except Stopping:
+                raise
+            except Exception as exc:
+                await daemon.reject(self.consumer, entry, "apply_failed",
+                                    f"applying {event.type} failed: {type(exc).__name__}: {exc}",
+                                    job_id=event.job_id, payload=entry.fields.get("event", ""))

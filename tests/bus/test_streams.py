@@ -1,0 +1,306 @@
+"""Contract of the Redis Streams bus against a real Redis (Valkey) server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.bus.keys import Keys
+from orchestrator.bus.streams import (
+    Bus,
+    Entry,
+    Redis,
+    StreamConsumer,
+    connect_redis,
+    submission_job_id,
+    trim_floor,
+)
+from orchestrator.core import (
+    COMMAND_ADAPTER,
+    EVENT_ADAPTER,
+    Heartbeat,
+    StopParticipant,
+)
+from orchestrator.devstack.servers import start_redis
+from tests.daemon.harness import rows
+
+GROUP = "g"
+
+
+def consumer(redis: Redis, keys: Keys, name: str = "c1", **kw: object) -> StreamConsumer:
+    opts: dict[str, object] = {"batch": 100, "block_ms": 50, "dead_letter": keys.dead_letter}
+    opts.update(kw)
+    return StreamConsumer(redis, [keys.events(0), keys.events(1)], GROUP, name, **opts)  # type: ignore[arg-type]
+
+
+async def add(redis: Redis, stream: str, n: int, start: int = 0) -> list[str]:
+    pipe = redis.pipeline(transaction=False)
+    for i in range(start, start + n):
+        pipe.xadd(stream, {"n": str(i)})
+    return [i.decode() for i in await pipe.execute()]
+
+
+async def pending_ids(redis: Redis, stream: str) -> list[str]:
+    pending = await redis.xpending_range(stream, GROUP, "-", "+", 10_000)
+    return [r["message_id"].decode() for r in pending]  # type: ignore[union-attr]
+
+
+async def dead(redis: Redis, keys: Keys) -> list[dict[str, str]]:
+    return [{k.decode(): v.decode() for k, v in f.items()}
+            for _, f in await rows(redis, keys.dead_letter)]
+
+
+async def test_new_consumer_with_same_name_drains_its_pending_first(redis: Redis,
+                                                                     keys: Keys) -> None:
+    first = consumer(redis, keys)
+    await first.ensure_groups()
+    await first.ensure_groups()  # BUSYGROUP is fine
+    ids = await add(redis, keys.events(0), 5)
+    got = await first.read()
+    assert [e.id for e in got] == ids  # read, then "dies" without acking
+    await add(redis, keys.events(0), 3, start=5)
+
+    reborn = consumer(redis, keys)
+    again = await reborn.read()
+    assert [e.id for e in again] == ids, "own pending entries come back first"
+    assert all(e.deliveries >= 2 for e in again)
+    assert again[0].fields == {"n": "0"}
+    await reborn.ack(again)
+    fresh = await reborn.read()
+    assert [e.fields["n"] for e in fresh] == ["5", "6", "7"]
+    await reborn.ack(fresh)
+    assert await reborn.pending_count() == 0
+    assert await reborn.read() == []
+
+
+async def test_another_consumer_reclaims_idle_entries(redis: Redis, keys: Keys) -> None:
+    dying = consumer(redis, keys, "dying")
+    await dying.ensure_groups()
+    ids = await add(redis, keys.events(1), 4)
+    assert len(await dying.read()) == 4
+    rescuer = consumer(redis, keys, "rescuer", reclaim_idle_ms=100)
+    assert await rescuer.reclaim() == [], "not idle long enough yet"
+    await anyio.sleep(0.15)
+    claimed = await rescuer.reclaim()
+    assert [e.id for e in claimed] == ids
+    assert {e.deliveries for e in claimed} == {2}
+    assert claimed[0].fields == {"n": "0"}
+    assert claimed[0].stream == keys.events(1)
+    await rescuer.ack(claimed)
+    assert await pending_ids(redis, keys.events(1)) == []
+
+
+async def test_entry_delivered_too_often_is_dead_lettered_with_reason(redis: Redis,
+                                                                       keys: Keys) -> None:
+    c = consumer(redis, keys, max_deliveries=2, reclaim_idle_ms=30)
+    await c.ensure_groups()
+    [poison] = await add(redis, keys.events(0), 1)
+    assert len(await c.read()) == 1  # delivery 1
+    await anyio.sleep(0.05)
+    assert [e.deliveries for e in await c.reclaim()] == [2]  # delivery 2: still handed out
+    await anyio.sleep(0.05)
+    assert await c.reclaim() == []  # delivery 3 > max: dead-lettered, acknowledged
+    [row] = await dead(redis, keys)
+    assert row["stream"] == keys.events(0)
+    assert row["id"] == poison
+    assert json.loads(row["fields"]) == {"n": "0"}
+    assert row["deliveries"] == "3"
+    assert "delivered 3 times (max 2)" in row["reason"]
+    assert await pending_ids(redis, keys.events(0)) == []
+    assert c.dead_lettered == 1
+
+
+async def test_explicit_dead_letter_is_atomic_with_the_ack(redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys)
+    await c.ensure_groups()
+    await add(redis, keys.events(1), 2)
+    first, second = await c.read()
+    await c.dead_letter(first, "not an event")
+    assert await pending_ids(redis, keys.events(1)) == [second.id]
+    [row] = await dead(redis, keys)
+    assert (row["id"], row["reason"], row["group"], row["consumer"]) == (
+        first.id, "not an event", GROUP, "c1")
+
+
+async def test_deleted_group_is_recreated_and_nothing_in_the_stream_is_lost(
+        redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys)
+    await c.ensure_groups()
+    ids = await add(redis, keys.events(0), 3)
+    first = await c.read()
+    await c.ack(first[:1])  # one acknowledged, two pending
+    await redis.xgroup_destroy(keys.events(0), GROUP)
+    later = await add(redis, keys.events(0), 2, start=3)
+    seen: list[str] = []
+    with anyio.fail_after(5):
+        while len(seen) < 5:
+            batch = await c.read()
+            seen += [e.id for e in batch]
+            await c.ack(batch)
+    assert c.groups_recreated == 1
+    assert seen == ids + later, "recreated from 0: everything still in the stream is read"
+    assert await c.pending_count() == 0
+
+
+async def test_pending_entry_deleted_from_stream_is_dead_lettered_on_reclaim(
+        redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys, reclaim_idle_ms=20)
+    await c.ensure_groups()
+    gone, kept = await add(redis, keys.events(0), 2)
+    await c.read()
+    await redis.xdel(keys.events(0), gone)
+    await anyio.sleep(0.05)
+    claimed = await c.reclaim()
+    assert [e.id for e in claimed] == [kept]
+    [row] = await dead(redis, keys)
+    assert row["id"] == gone
+    assert "deleted or trimmed" in row["reason"]
+    assert await pending_ids(redis, keys.events(0)) == [kept]
+
+
+async def test_own_pending_entry_deleted_comes_back_with_empty_fields(redis: Redis,
+                                                                      keys: Keys) -> None:
+    c = consumer(redis, keys)
+    await c.ensure_groups()
+    gone, _ = await add(redis, keys.events(1), 2)
+    await c.read()
+    await redis.xdel(keys.events(1), gone)
+    again = consumer(redis, keys)
+    entries = await again.read()
+    assert next((e.id, e.fields == {}) for e in entries) == (gone, True)
+
+
+async def test_trimming_never_passes_the_oldest_pending_entry(redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys, batch=50)
+    await c.ensure_groups()
+    ids = await add(redis, keys.events(0), 300)
+    batch = await c.read()
+    assert len(batch) == 50
+    await c.ack(batch[:40])  # entries 40..49 stay pending, 50..299 never delivered
+    removed = await c.trim(maxlen=10)
+    remaining = [i.decode() for i, _ in await rows(redis, keys.events(0))]
+    assert ids[40] in remaining, "the oldest pending entry survives"
+    assert remaining == ids[len(ids) - len(remaining):], "only a prefix was trimmed"
+    assert set(ids[40:]) <= set(remaining)
+    assert removed == 300 - len(remaining)
+    assert await trim_floor(redis, keys.events(0)) == ids[40]
+    # Once everything delivered is acknowledged, the floor is the first undelivered entry.
+    await c.ack(batch[40:])
+    assert await trim_floor(redis, keys.events(0)) == f"{ids[49].split('-')[0]}-" \
+        f"{int(ids[49].split('-')[1]) + 1}"
+    await c.trim(maxlen=10)
+    remaining = [i.decode() for i, _ in await rows(redis, keys.events(0))]
+    assert set(ids[50:]) <= set(remaining), "undelivered entries are never trimmed"
+
+
+async def test_no_loss_across_a_redis_kill_with_aof(tmp_path: Path, namespace: str) -> None:
+    keys = Keys(namespace, event_shards=2)
+    server = start_redis(tmp_path / "aof", appendonly=True)
+    redis = connect_redis(server.url)
+    try:
+        c = consumer(redis, keys)
+        await c.ensure_groups()
+        ids = await add(redis, keys.events(0), 20)
+        in_flight = await c.read()
+        await c.ack(in_flight[:5])  # 5 done, 15 pending when Redis dies
+        more = await add(redis, keys.events(0), 5, start=20)
+        await anyio.sleep(1.3)  # appendfsync everysec
+        os.kill(server.pid, signal.SIGKILL)
+        server.kill()
+
+        got: list[Entry] = []
+
+        async def reader() -> None:  # rides out the outage: read() never raises for it
+            reborn = consumer(redis, keys)
+            with anyio.fail_after(20):
+                while len(got) < 20:
+                    batch = await reborn.read()
+                    got.extend(batch)
+                    await reborn.ack(batch)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await anyio.sleep(0.5)
+            server = start_redis(tmp_path / "aof", port=server.port, appendonly=True)
+        assert [e.id for e in got] == ids[5:] + more
+        assert await redis.xlen(keys.events(0)) == 25
+        assert await pending_ids(redis, keys.events(0)) == []
+    finally:
+        await redis.aclose()
+        server.stop()
+
+
+# --- producers -------------------------------------------------------------------------------
+
+
+async def test_bus_producer_wire_formats(redis: Redis, keys: Keys) -> None:
+    bus = Bus(redis, keys)
+    hb = Heartbeat(event_id="e1", job_id="job-a", participant="server", worker="w", seq=1)
+    entry_id = await bus.publish_event(hb)
+    ids = await bus.publish_events([hb.model_copy(update={"event_id": f"e{i}"})
+                                    for i in range(2, 5)])
+    assert len(ids) == 3
+    written = await rows(redis, keys.events_for("job-a"))
+    assert written[0][0].decode() == entry_id
+    assert EVENT_ADAPTER.validate_json(written[0][1][b"event"]) == hb
+
+    stop = StopParticipant(command_id="c1", job_id="job-a", participant="server", worker="w")
+    await bus.send_commands([stop])
+    [(_, fields)] = await rows(redis, keys.commands("w"))
+    assert COMMAND_ADAPTER.validate_json(fields[b"command"]) == stop
+
+    sub_id = await bus.submit('{"workload": "noop"}', idempotency_key="k1")
+    [(raw_id, fields)] = await rows(redis, keys.submissions)
+    assert raw_id.decode() == sub_id
+    assert fields == {b"spec": b'{"workload": "noop"}', b"idempotency_key": b"k1"}
+    assert submission_job_id(sub_id, keys.namespace) == submission_job_id(sub_id, keys.namespace)
+    assert submission_job_id(sub_id, keys.namespace) != submission_job_id(sub_id, "other")
+
+    await bus.request_cancel("job-a", reason="enough", requested_by="alice")
+    [(_, fields)] = await rows(redis, keys.control)
+    assert fields == {b"type": b"cancel", b"job_id": b"job-a", b"reason": b"enough",
+                      b"requested_by": b"alice"}
+
+
+async def test_worker_registration_expires_and_announces_itself(redis: Redis,
+                                                                keys: Keys) -> None:
+    bus = Bus(redis, keys)
+    await bus.register_worker("w1", "server", ttl_s=0.3, info={"slots": 2})
+    await bus.register_worker("w1", "server", ttl_s=0.3, info={"slots": 2})  # refresh
+    await bus.register_worker("w2", "client", ttl_s=5, info={})
+    alive = await bus.alive_workers()
+    assert set(alive) == {"w1", "w2"}
+    assert alive["w1"]["role"] == "server"
+    assert alive["w1"]["slots"] == 2
+    assert set(await bus.alive_workers(["w1", "nobody"])) == {"w1"}
+    announced = [f[b"worker"] for _, f in await rows(redis, keys.control)
+                 if f[b"type"] == b"worker_registered"]
+    assert announced == [b"w1", b"w2"], "only new registrations are announced"
+    await anyio.sleep(0.4)
+    assert set(await bus.alive_workers()) == {"w2"}
+
+
+async def test_updates_are_published_to_both_streams(redis: Redis, keys: Keys) -> None:
+    from orchestrator.core import Job, JobSpec  # noqa: PLC0415
+
+    spec = JobSpec.model_validate({"workload": "noop", "server": {"worker": "s"}})
+    job = Job.new("job-u", spec, __import__("datetime").datetime.now(
+        __import__("datetime").UTC))
+    await Bus(redis, keys).publish_update(job, "submitted")
+    [(_, f)] = await rows(redis, keys.updates)
+    [(_, g)] = await rows(redis, keys.job_updates("job-u"))
+    assert f == g
+    body = json.loads(f[b"update"])
+    assert body["job_id"] == "job-u"
+    assert (body["status"], body["phase"], body["reason"]) == ("NOT_STARTED", "queued",
+                                                                "submitted")
+
+
+async def test_read_needs_a_stream() -> None:
+    with pytest.raises(ValueError, match="at least one stream"):
+        StreamConsumer(None, [], GROUP, "c")  # type: ignore[arg-type]

@@ -1,0 +1,128 @@
+"""Bad submissions: each one a clear recorded rejection; the daemon carries on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from orchestrator.bus.keys import Keys
+from orchestrator.bus.streams import Bus, Entry, Redis, submission_job_id
+from orchestrator.core import JobStatus
+from orchestrator.daemon.intake import Accepted, Refused, parse_submission
+from orchestrator.devstack.servers import ServerProcess
+from orchestrator.store import MongoJobStore, connect_mongo
+from tests.daemon.harness import (
+    WORKLOADS,
+    daemon_running,
+    dead_letters,
+    fast_options,
+    job_spec,
+    running,
+    wait_finished,
+    workers_for,
+)
+from tests.helpers import unique
+
+GOOD = job_spec("good", clients=1).to_json_dict()
+
+
+def spec_with(**changes: Any) -> str:
+    return json.dumps({**GOOD, **changes})
+
+
+# (kind expected, entry fields, a phrase the reason must contain)
+BAD: list[tuple[str, dict[str, str], str]] = [
+    ("not_json", {"spec": "{not json"}, "not valid JSON"),
+    ("not_object", {"spec": "[1, 2, 3]"}, "JSON object"),
+    ("missing_spec", {"job": spec_with(job_id="x1")}, "no 'spec' field"),
+    ("unknown_field", {"spec": spec_with(job_id="x2"), "priority": "high"}, "priority"),
+    ("invalid_spec", {"spec": spec_with(job_id="x3", rounds="many")}, "rounds"),
+    ("invalid_spec", {"spec": spec_with(job_id="x4", server=None)}, "server"),
+    ("unknown_field", {"spec": spec_with(job_id="x5", script="rm -rf /")}, "script"),
+    ("oversize", {"spec": spec_with(job_id="x6", labels={"pad": "x" * 200},
+                                    server_config={"blob": "y" * 300_000})}, "limit"),
+    ("unknown_workload", {"spec": spec_with(job_id="x7", workload="mine-bitcoin")},
+     "known workloads: fail, fedavg, noop, sleep"),
+    ("invalid_spec", {"spec": spec_with(job_id="x8", min_clients=5)},
+     "min_clients=5 exceeds the 1 clients"),
+    ("bad_job_id", {"spec": spec_with(job_id="../etc/passwd")}, "job_id"),
+    ("invalid_idempotency_key", {"spec": spec_with(job_id="x9"), "idempotency_key": "a\nb"},
+     "idempotency_key"),
+    ("invalid_idempotency_key", {"spec": spec_with(job_id="x10"), "idempotency_key": "k" * 300},
+     "1-256"),
+    ("invalid_spec", {"spec": spec_with(job_id="x11", timeouts={"heartbeat_s": -1})},
+     "heartbeat_s"),
+]
+
+
+@pytest.mark.parametrize(("kind", "fields", "phrase"), BAD,
+                         ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(BAD)])
+def test_parse_submission_refuses(kind: str, fields: dict[str, str], phrase: str) -> None:
+    result = parse_submission(Entry("s", "1-0", fields), max_bytes=256 * 1024,
+                              workloads=WORKLOADS, namespace="ns")
+    assert isinstance(result, Refused)
+    assert result.kind == kind, result.reason
+    assert phrase in result.reason
+
+
+def test_parse_submission_names_jobs_without_id_from_the_entry() -> None:
+    spec = {k: v for k, v in GOOD.items() if k != "job_id"}
+    result = parse_submission(Entry("s", "7-1", {"spec": json.dumps(spec),
+                                                 "idempotency_key": "key-1"}),
+                              max_bytes=1 << 20, workloads=WORKLOADS, namespace="ns")
+    assert isinstance(result, Accepted)
+    assert result.job_id == submission_job_id("7-1", "ns")
+    assert result.spec.idempotency_key == "key-1"
+
+
+@pytest.fixture
+async def mongo_store(mongo_server: ServerProcess) -> AsyncIterator[MongoJobStore]:
+    store = connect_mongo(mongo_server.url, unique("db"))
+    yield store
+    await store.close()
+
+
+async def test_bad_submissions_are_recorded_and_a_good_job_still_completes(
+        redis: Redis, keys: Keys, mongo_store: MongoJobStore) -> None:
+    bus = Bus(redis, keys)
+    workers = workers_for(redis, keys, clients=1)
+    async with (daemon_running(mongo_store, redis, fast_options(keys.namespace)) as daemon,
+                running(*(w.run for w in workers))):
+        # An existing job, then the same id with another spec, then an exact resend.
+        await bus.submit(spec_with(job_id="dup", rounds=1))
+        await wait_finished(mongo_store, "dup")
+        await bus.submit(spec_with(job_id="dup", rounds=2))
+        await bus.submit(spec_with(job_id="dup", rounds=1))
+        # Idempotency key: a second job id with another spec under the same key.
+        await bus.submit(spec_with(job_id="idem-a"), idempotency_key="same-key")
+        await bus.submit(spec_with(job_id="idem-b", rounds=3), idempotency_key="same-key")
+        for _, fields, _ in BAD:
+            await redis.xadd(keys.submissions, fields)  # type: ignore[arg-type]
+        await bus.submit(spec_with(job_id="after-all"))
+        job = await wait_finished(mongo_store, "after-all")
+        await wait_finished(mongo_store, "idem-a")
+        stats = daemon.stats
+    assert job.status is JobStatus.FINISHED_SUCCESSFULLY
+    dup = await mongo_store.get("dup")
+    assert dup.spec.rounds == 1, "the first spec stands"
+    assert await mongo_store.find_by_id("idem-b") is None, "one job per idempotency key"
+
+    expected = [k for k, _, _ in BAD] + ["duplicate_job", "idempotency_conflict"]
+    rejections = await mongo_store.rejections(limit=100)
+    assert sorted(r.kind for r in rejections) == sorted(expected)
+    assert all(r.reason and r.source == keys.submissions and r.entry_id for r in rejections)
+    by_kind = {r.kind: r for r in rejections}
+    assert "already exists with a different spec" in by_kind["duplicate_job"].reason
+    assert by_kind["duplicate_job"].job_id == "dup"
+    assert "same-key" in by_kind["idempotency_conflict"].reason
+
+    letters = await dead_letters(redis, keys)
+    assert sorted(d["reason"].split(":")[0] for d in letters) == sorted(expected)
+    assert {d["id"] for d in letters} == {r.entry_id for r in rejections}
+    assert stats.rejections == len(expected)
+    assert stats.submissions_duplicate == 1
+    pending = await redis.xpending(keys.submissions, keys.daemon_group)
+    assert pending["pending"] == 0
