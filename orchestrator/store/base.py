@@ -9,11 +9,13 @@ bulk CAS write, whatever its size; a lost race re-reads and re-applies only the 
 from __future__ import annotations
 
 import abc
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.core import (
@@ -29,7 +31,8 @@ from orchestrator.core import (
 from orchestrator.core._types import UtcDatetime, evolve
 from orchestrator.errors import ConflictError, JobNotFoundError, PermanentError
 
-MAX_CAS_ATTEMPTS = 8
+MAX_CAS_ATTEMPTS = 64
+CAS_BACKOFF_MAX_S = 0.05
 
 
 class Rejection(BaseModel):
@@ -204,8 +207,9 @@ class JobStore(abc.ABC):
                 return result
             result.cas_retries += len(lost)
             pending = {job_id: by_job[job_id] for job_id in lost}
+            # Jittered backoff desynchronises rivals that keep colliding on one hot job.
+            await anyio.sleep(random.uniform(0, min(CAS_BACKOFF_MAX_S, 0.0005 * 2**attempt)))
             jobs = await self._load_many(list(lost))
-            del attempt
         raise ConflictError(f"compare-and-set lost {MAX_CAS_ATTEMPTS} times for {sorted(pending)}")
 
     # --- the seed's direct operations ------------------------------------------------------
