@@ -1,0 +1,194 @@
+"""``orchestrator demo``: the whole system on this machine, in one command.
+
+Starts the local stack (unless it already runs in DIR), a daemon, one server worker and N client
+workers, submits a ``fedavg`` job on synthetic data, shows the watcher until the job finishes,
+prints a summary and stops everything it started — also on Ctrl-C or SIGTERM at any point.
+``--keep`` leaves the stack's servers running (daemon and workers are always stopped).
+
+Exit 0 only if the job FINISHED_SUCCESSFULLY; 1 otherwise (including when interrupted).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import click
+
+from orchestrator.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Failure,
+    cli_settings,
+    keys_for,
+    open_redis,
+    open_store,
+    run_interruptible,
+    warn,
+)
+from orchestrator.cli.watch import Mode, follow_job
+from orchestrator.core import JobStatus
+from orchestrator.demo import (
+    SERVER_WORKER,
+    ChildDiedError,
+    Supervisor,
+    client_worker,
+    demo_spec,
+    summary_lines,
+)
+from orchestrator.devstack.stack import DEFAULT_DIR, DevStack, ServerStartError, StackError, up
+from orchestrator.watch.follow import StreamTail
+from orchestrator.watch.model import JobDetail
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from orchestrator.bus.streams import Bus
+    from orchestrator.settings import Settings
+
+WORKER_REGISTRATION_TIMEOUT_S = 60.0
+
+
+def _say(message: str) -> None:
+    click.echo(message)
+    sys.stdout.flush()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+async def _wait_for_workers(bus: Bus, redis: Redis, settings: Settings, names: list[str],
+                            supervisor: Supervisor) -> None:
+    """Until every worker registered: woken by the control stream's ``worker_registered``."""
+    tail = StreamTail(redis, keys_for(settings).control, block_ms=500)
+    await tail.mark()
+    deadline = anyio.current_time() + WORKER_REGISTRATION_TIMEOUT_S
+    while True:
+        alive = await bus.alive_workers(names)
+        missing = [n for n in names if n not in alive]
+        if not missing:
+            return
+        supervisor.check()
+        if anyio.current_time() > deadline:
+            raise Failure(f"workers {', '.join(missing)} did not register within "
+                          f"{WORKER_REGISTRATION_TIMEOUT_S:g}s; see {supervisor.run_dir}/")
+        await tail.read()
+
+
+async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, clients: int,
+                   timeout_s: float, mode: Mode) -> tuple[Any, JobDetail | None]:
+    from orchestrator.bus.streams import Bus  # noqa: PLC0415
+
+    job_id = f"demo-{uuid.uuid4().hex[:12]}"
+    spec = demo_spec(job_id, rounds=rounds, clients=clients)
+    names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
+    async with open_store(settings) as store, open_redis(settings) as redis:
+        bus = Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
+        _say(f"waiting for {len(names)} workers to register …")
+        await _wait_for_workers(bus, redis, settings, names, supervisor)
+        await bus.submit(spec.model_dump_json(exclude_none=True))
+        _say(f"submitted job {job_id}: fedavg, {rounds} rounds, {clients} clients "
+             "(synthetic data)")
+        outcome = await follow_job(
+            store, redis, settings, job_id, mode=mode, wait_for_job_s=None,
+            timeout_s=timeout_s, on_frame=lambda _frame: supervisor.check(),
+        )
+        if outcome.message:
+            warn(outcome.message)
+        job = await store.find_by_id(job_id)
+        if job is None:
+            return None, None
+        detail = JobDetail(job, job.updated_at, await store.metrics(job_id),
+                           await store.checkpoints(job_id))
+        return job, detail
+
+
+@click.command()
+@click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--clients", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_DIR, envvar="ORCHESTRATOR_DEV_DIR", show_default=True,
+              help="Stack directory (data, logs, env file). Env: ORCHESTRATOR_DEV_DIR.")
+@click.option("--keep", is_flag=True,
+              help="Leave the stack's servers running afterwards (to look at the job).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=900,
+              show_default=True, help="Give up on the job after this many seconds.")
+def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: float) -> None:
+    """Run the whole system here: stack, daemon, 1 server + N client workers, a fedavg job.
+
+    Exit 0 only if the job FINISHED_SUCCESSFULLY. Ctrl-C stops everything it started.
+    """
+    cli_settings()  # invalid settings: exit 2 before anything starts
+    directory = directory.resolve()
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    stack: DevStack | None = None
+    started_stack = False
+    supervisor: Supervisor | None = None
+    summary: list[str] = []
+    code = EXIT_FAILURE
+    began = time.monotonic()
+    try:
+        _say(f"starting the local stack (Redis, S3, MongoDB stand-in) in {directory} …")
+        result = up(directory)
+        stack, started_stack = result.stack, result.started
+        if not started_stack:
+            _say("  (a stack was already running there; using it and leaving it running)")
+        os.environ.update(stack.env)  # this process is the edge: settings come from here
+        settings = cli_settings()
+        sup = supervisor = Supervisor(directory, dict(os.environ))
+        daemon = sup.start_daemon()
+        server = sup.start_worker(SERVER_WORKER, "server")
+        workers = [sup.start_worker(client_worker(i), "client") for i in range(clients)]
+        _say(f"started daemon (pid {daemon.pid}), {SERVER_WORKER} (pid {server.pid}) and "
+             f"{clients} client workers (pids {', '.join(str(w.pid) for w in workers)}); "
+             f"logs in {sup.run_dir}/")
+        mode: Mode = "live" if sys.stdout.isatty() else "plain"
+        job, detail = run_interruptible(settings, lambda: _run_job(
+            settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s, mode=mode))
+        if job is not None and detail is not None:
+            summary = summary_lines(
+                job=job, detail=detail, directory=directory, env_file=stack.env_file,
+                settings=settings, elapsed_s=time.monotonic() - began, kept=keep,
+                stack_preexisting=not started_stack)
+            code = EXIT_OK if job.status is JobStatus.FINISHED_SUCCESSFULLY else EXIT_FAILURE
+    except KeyboardInterrupt:
+        warn("interrupted: stopping everything the demo started …")
+    except ChildDiedError as exc:
+        warn(f"demo failed: {exc}")
+    except (ServerStartError, StackError) as exc:
+        warn(f"demo failed: the local stack did not start: {exc}")
+    except click.ClickException as exc:
+        warn(f"demo failed: {exc.format_message()}")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup is bounded: let it finish
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            _cleanup(supervisor, stack, stop_stack=started_stack and not keep)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous_term)
+    for line in summary:
+        _say(line)
+    sys.exit(code)
+
+
+def _cleanup(supervisor: Supervisor | None, stack: DevStack | None, *, stop_stack: bool) -> None:
+    if supervisor is not None and supervisor.children:
+        stopped = supervisor.stop_all()
+        if stopped:
+            _say(f"stopped {', '.join(stopped)}")
+    if stack is not None and stop_stack:
+        names = stack.stop()
+        if names:
+            _say(f"stopped the stack ({', '.join(names)}); its data stays in {stack.directory}")
+
+
+__all__ = ["demo"]

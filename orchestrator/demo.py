@@ -1,0 +1,252 @@
+"""The pieces of ``orchestrator demo``: the job it submits and the processes it supervises.
+
+:class:`Supervisor` starts the daemon and the workers as ``orchestrator ...`` subprocesses, each
+in its own session (so a terminal's Ctrl-C reaches only the demo, which then stops them in
+order) with its log in ``DIR/demo/``. Their pids are written to ``DIR/demo/processes.json`` as
+they start. :meth:`Supervisor.stop_all` stops them by pid — workers first (they report their
+participants stopped), then the daemon — with SIGTERM, then SIGKILL after a grace period.
+On Linux each child also gets ``PR_SET_PDEATHSIG`` so that even a SIGKILLed demo leaves no
+worker or daemon behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from orchestrator.core import JobSpec
+
+DEMO_SUBDIR = "demo"
+PROCESS_FILE = "processes.json"
+SERVER_WORKER = "demo-server"
+STOP_GRACE_S = 10.0
+_PR_SET_PDEATHSIG = 1
+_LOG_TAIL_LINES = 15
+
+
+def client_worker(index: int) -> str:
+    return f"demo-client-{index + 1}"
+
+
+def demo_spec(job_id: str, *, rounds: int, clients: int, seed: int = 7) -> JobSpec:
+    """A fedavg job on synthetic data: one server worker and ``clients`` client workers.
+
+    The problem (10 classes in 20 dimensions, 200 samples per client, a small learning rate)
+    is hard enough that accuracy visibly climbs and loss falls over the first rounds.
+    """
+    shared = {"seed": seed, "features": 20, "classes": 10, "round_timeout_s": 60}
+    return JobSpec.model_validate(
+        {
+            "job_id": job_id,
+            "workload": "fedavg",
+            "rounds": rounds,
+            "server": {"worker": SERVER_WORKER},
+            "server_config": {**shared, "test_samples": 1000},
+            "clients": [
+                {"worker": client_worker(i),
+                 "config": {**shared, "samples": 200, "epochs": 1, "lr": 0.05}}
+                for i in range(clients)
+            ],
+            "timeouts": {"start_s": 60, "heartbeat_s": 15, "round_s": 120,
+                         "job_s": max(600, 120 * rounds)},
+            "labels": {"source": "orchestrator-demo"},
+        }
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """One process the demo started."""
+
+    name: str
+    role: str  # "daemon" | "worker"
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    argv: list[str]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class ChildDiedError(RuntimeError):
+    """A supervised process exited while the demo still needed it."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        code = child.popen.returncode
+        tail = child.log_tail()
+        super().__init__(
+            f"{child.name} (pid {child.pid}) exited with code {code}; its log "
+            f"{child.log_path} ends with:\n{tail}"
+        )
+
+
+@dataclass
+class Supervisor:
+    """Starts and stops the demo's daemon and workers (by pid, never by name)."""
+
+    directory: Path
+    env: Mapping[str, str]
+    children: list[Child] = field(default_factory=list)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.directory / DEMO_SUBDIR
+
+    @property
+    def process_file(self) -> Path:
+        return self.run_dir / PROCESS_FILE
+
+    def spawn(self, name: str, role: str, args: list[str]) -> Child:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.run_dir / f"{name}.log"
+        log = log_path.open("ab")
+        self._logs.append(log)
+        argv = [sys.executable, "-m", "orchestrator.cli.main", *args]
+        popen = subprocess.Popen(
+            argv,
+            env=dict(self.env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+        child = Child(name, role, popen, log_path, argv)
+        self.children.append(child)
+        self._record()
+        return child
+
+    def start_daemon(self) -> Child:
+        return self.spawn("daemon", "daemon", ["daemon"])
+
+    def start_worker(self, name: str, role: str) -> Child:
+        return self.spawn(name, "worker", ["worker", "--role", role, "--name", name])
+
+    def _record(self) -> None:
+        rows = [
+            {"name": c.name, "role": c.role, "pid": c.pid, "log": str(c.log_path),
+             "argv": c.argv}
+            for c in self.children
+        ]
+        tmp = self.process_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"supervisor_pid": os.getpid(), "processes": rows},
+                                  indent=2) + "\n")
+        tmp.replace(self.process_file)
+
+    def check(self) -> None:
+        """Raise :class:`ChildDiedError` if a supervised process has exited."""
+        for child in self.children:
+            if not child.alive():
+                raise ChildDiedError(child)
+
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> list[str]:
+        """Stop workers, then the daemon: SIGTERM, wait ``grace_s``, SIGKILL; reap them all."""
+        stopped: list[str] = []
+        for role in ("worker", "daemon"):
+            group = [c for c in self.children if c.role == role and c.alive()]
+            for child in group:
+                with contextlib.suppress(ProcessLookupError):
+                    child.popen.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            for child in group:
+                try:
+                    child.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        child.popen.kill()
+                    child.popen.wait()
+                stopped.append(child.name)
+        for child in self.children:  # reap anything that exited by itself
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.popen.wait(timeout=1)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        return stopped
+
+
+def summary_lines(
+    *,
+    job: Any,
+    detail: Any,
+    directory: Path,
+    env_file: Path,
+    settings: Any,
+    elapsed_s: float,
+    kept: bool,
+    stack_preexisting: bool,
+) -> list[str]:
+    """The closing summary: outcome, accuracy, where metrics and checkpoints are, what next."""
+    from orchestrator.cli.common import redact  # noqa: PLC0415
+    from orchestrator.watch.model import format_metric, sparkline  # noqa: PLC0415
+
+    lines = [
+        "",
+        f"job {job.id} {job.status.value} in {elapsed_s:.1f}s "
+        f"({job.round}/{job.spec.rounds} rounds, {len(job.clients)} clients)",
+    ]
+    if job.error is not None:
+        who = f" [{job.error.participant}]" if job.error.participant else ""
+        lines.append(f"  error: {job.error.code.value}{who}: {job.error.message}")
+    for trend in detail.trends:
+        if trend.participant == "server" and trend.name in ("accuracy", "loss"):
+            lines.append(
+                f"  final {trend.name}: {format_metric(trend.latest)}   "
+                f"by round {sparkline(trend.values)}  "
+                f"({format_metric(trend.values[0])} → {format_metric(trend.latest)})"
+            )
+    rows = len(detail.metrics)
+    lines.append(f"  metrics:     {rows} rows (per round, server and clients) in MongoDB "
+                 f"{redact(settings.mongo_url)} database {settings.mongo_db!r}, "
+                 "collection 'metrics'")
+    final = job.final_checkpoint.key if job.final_checkpoint is not None else "none"
+    lines.append(f"  checkpoints: {len(detail.checkpoints)} in {settings.s3_url} "
+                 f"(S3 endpoint {settings.s3_endpoint_url}); final model: {final}")
+    lines.append(f"  logs:        {directory / DEMO_SUBDIR}/")
+    lines.append("")
+    if kept or stack_preexisting:
+        lines.append("look at it (the stack is still running):")
+    else:
+        lines.append("the stack was stopped; its data stays in "
+                     f"{directory}. To look at the job, start it again:")
+        lines.append(f"  orchestrator dev up --dir {directory}")
+    lines += [
+        f"  set -a; source {env_file}; set +a",
+        f"  orchestrator status {job.id}",
+        f"  orchestrator checkpoints {job.id} --download ./models",
+        f"  orchestrator events {job.id}",
+        f"  orchestrator watch {job.id} --once",
+    ]
+    if kept or stack_preexisting:
+        lines.append(f"stop the stack with:  orchestrator dev down --dir {directory}")
+    else:
+        lines.append(f"and stop it again with:  orchestrator dev down --dir {directory}")
+    return lines
