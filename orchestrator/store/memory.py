@@ -68,6 +68,8 @@ class MemoryJobStore(JobStore):
             self.metric_rows[doc["_id"]] = doc
         for c in checkpoints:
             doc = checkpoint_doc(c)
+            previous = self.checkpoint_rows.get(doc["_id"])
+            doc["final"] = doc["final"] or bool(previous and previous["final"])  # sticky
             self.checkpoint_rows[doc["_id"]] = doc
 
     async def _set_fields(

@@ -160,10 +160,7 @@ class MongoJobStore(JobStore):
             if checkpoints:
                 self.round_trips += 1
                 await self.checkpoint_rows.bulk_write(
-                    [
-                        ReplaceOne({"_id": d["_id"]}, d, upsert=True)
-                        for d in map(checkpoint_doc, checkpoints)
-                    ],
+                    [_checkpoint_upsert(d) for d in map(checkpoint_doc, checkpoints)],
                     ordered=False,
                 )
 
@@ -235,6 +232,18 @@ class MongoJobStore(JobStore):
         async with _translated("rejections"):
             cursor = self.rejection_rows.find({}, {"_id": 0}).sort([("at", DESCENDING)])
             return [Rejection.model_validate(d) async for d in cursor.limit(limit)]
+
+
+def _checkpoint_upsert(doc: dict[str, Any]) -> UpdateOne:
+    """Upsert a manifest row; ``final`` is sticky, so the order of two saves of one key
+    (a last round that is also the final model) cannot clear it."""
+    fields = {k: v for k, v in doc.items() if k not in ("_id", "final")}
+    update: dict[str, Any] = {"$set": fields}
+    if doc["final"]:
+        update["$set"]["final"] = True
+    else:
+        update["$setOnInsert"] = {"final": False}
+    return UpdateOne({"_id": doc["_id"]}, update, upsert=True)
 
 
 def connect_mongo(url: str, db_name: str, *, timeout_ms: int = 5000) -> MongoJobStore:

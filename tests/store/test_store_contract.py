@@ -220,6 +220,19 @@ async def test_checkpoint_manifest_and_final_checkpoint(store: JobStore) -> None
     assert (await store.get(job.id)).status is JobStatus.FINISHED_SUCCESSFULLY
 
 
+async def test_final_flag_in_the_manifest_is_sticky(store: JobStore) -> None:
+    """The last round and the final model may share a key: either order keeps final."""
+    for job_id, order in (("a", (True, False)), ("b", (False, True))):
+        job, _ = await store.create(new_job(job_id=job_id))
+        await store.apply(dispatch_event(job), T0)
+        srv = Emitter(await store.get(job_id), "server")
+        saves = [srv.checkpoint(3, final=flag) for flag in order]
+        await store.apply_batch(saves[:1], T0)
+        await store.apply_batch(saves[1:], T0)
+        rows = await store.checkpoints(job_id)
+        assert [(r["round"], r["final"]) for r in rows] == [(3, True)]
+
+
 async def test_set_status_is_guarded(store: JobStore) -> None:
     await store.create(new_job())
     job = await store.set_status(
