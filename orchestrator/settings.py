@@ -14,42 +14,48 @@ from orchestrator.errors import ConfigError
 
 
 class Settings(BaseSettings):
-    """Every knob, with its default. ``orchestrator --help-env`` and the README list them."""
+    """Every knob, with its default; the README table is generated from this class."""
 
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore",
-                                      frozen=True)
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore", frozen=True)
 
     redis_url: Annotated[str, Field(description="Redis (or Valkey) URL")] = (
         "redis://127.0.0.1:6379/0"
     )
     mongo_url: Annotated[str, Field(description="MongoDB URL")] = "mongodb://127.0.0.1:27017/"
     mongo_db: Annotated[str, Field(description="MongoDB database name")] = "orchestrator"
-    s3_url: Annotated[str, Field(description="checkpoint store: s3://bucket/prefix, "
-                                             "file:///dir or memory://name")] = (
-        "file:///tmp/orchestrator-checkpoints"
-    )
+    s3_url: Annotated[
+        str, Field(description="checkpoint store: s3://bucket/prefix, file:///dir or memory://name")
+    ] = "file:///tmp/orchestrator-checkpoints"
     s3_endpoint_url: Annotated[str | None, Field(description="S3 endpoint (MinIO, rclone)")] = None
-    namespace: Annotated[str, Field(description="prefix of every Redis key",
-                                    pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] = "orchestrator"
+    namespace: Annotated[
+        str, Field(description="prefix of every Redis key", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    ] = "orchestrator"
     event_shards: Annotated[int, Field(ge=1, le=1024, description="event stream shards")] = 4
     batch_size: Annotated[int, Field(ge=1, le=10_000, description="events per read")] = 200
     block_ms: Annotated[int, Field(ge=1, le=60_000, description="XREADGROUP block time")] = 1000
-    max_deliveries: Annotated[int, Field(ge=1, le=1000,
-                                         description="deliveries before dead-letter")] = 5
+    max_deliveries: Annotated[
+        int, Field(ge=1, le=1000, description="deliveries before dead-letter")
+    ] = 5
     reclaim_idle_ms: Annotated[int, Field(ge=100, description="XAUTOCLAIM min idle")] = 30_000
     reaper_interval_s: Annotated[float, Field(gt=0, description="deadline scan period")] = 0.5
     worker_ttl_s: Annotated[float, Field(gt=0, description="worker registration TTL")] = 10.0
     stream_maxlen: Annotated[int, Field(ge=1000, description="approx. stream cap")] = 1_000_000
-    max_submission_bytes: Annotated[int, Field(ge=1024, description="largest accepted "
-                                               "submission entry")] = 256 * 1024
-    consumer_name: Annotated[str | None, Field(description="stable consumer name of this "
-                                                           "replica (default host-pid)")] = None
-    log_level: Annotated[Literal["debug", "info", "warning", "error"],
-                         Field(description="log level")] = "info"
-    log_format: Annotated[Literal["auto", "json", "console"],
-                          Field(description="auto = JSON unless stderr is a terminal")] = "auto"
-    redis_password: Annotated[SecretStr | None,
-                              Field(description="Redis password (never logged)")] = None
+    max_submission_bytes: Annotated[
+        int, Field(ge=1024, description="largest accepted submission entry")
+    ] = 256 * 1024
+    consumer_name: Annotated[
+        str | None, Field(description="stable consumer name of this replica (default host-pid)")
+    ] = None
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], Field(description="log level")
+    ] = "info"
+    log_format: Annotated[
+        Literal["auto", "json", "console"],
+        Field(description="auto = JSON unless stderr is a terminal"),
+    ] = "auto"
+    redis_password: Annotated[
+        SecretStr | None, Field(description="Redis password (never logged)")
+    ] = None
 
     @field_validator("redis_url")
     @classmethod
