@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.core.spec import MAX_SPEC_BYTES
 from orchestrator.errors import ConfigError
 
 
@@ -42,7 +43,7 @@ class Settings(BaseSettings):
     stream_maxlen: Annotated[int, Field(ge=1000, description="approx. stream cap")] = 1_000_000
     max_submission_bytes: Annotated[
         int, Field(ge=1024, description="largest accepted submission entry")
-    ] = 256 * 1024
+    ] = MAX_SPEC_BYTES
     consumer_name: Annotated[
         str | None, Field(description="stable consumer name of this replica (default host-pid)")
     ] = None

@@ -17,12 +17,14 @@ temporary directory, so a failing run leaves the logs behind to read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import TEST_BUCKET, subprocess_env, unique
 
+from orchestrator.bus.keys import Keys
+from orchestrator.bus.streams import Redis, connect_redis
 from orchestrator.devstack import stack
 from orchestrator.devstack.servers import (
     S3ServerProcess,
@@ -109,3 +111,17 @@ def namespace() -> str:
 def tmp_env(stack_env: dict[str, str]) -> dict[str, str]:
     """Environment for subprocesses: ``os.environ`` (minus ``ORCHESTRATOR_*``) + ``stack_env``."""
     return subprocess_env(stack_env)
+
+
+@pytest.fixture
+async def redis(redis_server: ServerProcess) -> AsyncIterator[Redis]:
+    """An asyncio Redis client on the session server, closed after the test."""
+    client = connect_redis(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def keys(namespace: str) -> Keys:
+    """Key names under the test's own namespace, with two event shards."""
+    return Keys(namespace, event_shards=2)

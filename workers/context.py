@@ -20,11 +20,10 @@ Theory of operation:
 from __future__ import annotations
 
 import json
-import math
 import re
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -43,10 +42,13 @@ from orchestrator.errors import BusUnavailableError, StorageError, WorkloadError
 from orchestrator.storage import CheckpointUploader, ObjectStore, UploadOutcome, checkpoint_key
 from workers.outbox import ParticipantEvents
 from workers.sdk import (
+    ContextBase,
+    Identity,
     PeerMessage,
-    WorkloadCancelled,
     check_recipient,
+    check_round,
     encode_message_body,
+    validate_metrics,
 )
 
 T = TypeVar("T")
@@ -55,7 +57,6 @@ MAILBOX_TTL_S = 7 * 24 * 3600
 """A job's mailbox streams expire this long after their last message."""
 MAILBOX_MAXLEN = 10_000
 """Approximate cap of one mailbox stream."""
-MAX_METRICS = 64
 RECEIVE_SLICE_MS = 1000
 """Longest single XREAD BLOCK (below the client's socket timeout)."""
 
@@ -70,7 +71,7 @@ _REDIS_ERRORS = (
 OnCheckpointFailed = Callable[[str], None]
 
 
-class RedisWorkloadContext:
+class RedisWorkloadContext(ContextBase):
     """One participant's view of its job, as run by a worker agent."""
 
     def __init__(
@@ -86,106 +87,51 @@ class RedisWorkloadContext:
         on_checkpoint_failed: OnCheckpointFailed,
         backoff_max_s: float = 2.0,
     ) -> None:
+        super().__init__(
+            Identity(
+                job_id=command.job_id,
+                participant=command.participant,
+                role=command.role,
+                run_id=command.run_id,
+                config=MappingProxyType(dict(command.config)),
+                data_path=command.data_path,
+                model=command.model,
+                rounds=command.rounds,
+                peers=tuple(command.peers),
+                client_index=command.client_index,
+                client_count=command.client_count,
+                min_clients=command.min_clients,
+            ),
+            log,
+        )
         self._command = command
         self._redis = redis
         self._keys = keys
         self._store = store
         self._uploader = uploader
         self._events = events
-        self._log = log
         self._on_checkpoint_failed = on_checkpoint_failed
         self._backoff_max_s = backoff_max_s
-        self._config = MappingProxyType(dict(command.config))
-        self._peers = tuple(command.peers)
         self._mailbox = keys.mailbox(command.job_id, command.participant)
         self._last_id = "0-0"
         self._buffer: deque[PeerMessage] = deque()
         self._seen_messages: set[str] = set()
         self._last_checkpoint: tuple[str, str | None] | None = None  # (key, its parent)
-        self._stop_requested = False
         self._receive_scope: anyio.CancelScope | None = None
         self.current_round: int | None = None
         """The latest round this participant is known to work on (carried by heartbeats)."""
 
-    # --- identity ---------------------------------------------------------------------------
-
-    @property
-    def job_id(self) -> str:
-        return self._command.job_id
-
-    @property
-    def participant(self) -> str:
-        return self._command.participant
-
-    @property
-    def role(self) -> Role:
-        return self._command.role
-
-    @property
-    def run_id(self) -> str:
-        return self._command.run_id
-
-    @property
-    def config(self) -> Mapping[str, Any]:
-        return self._config
-
-    @property
-    def data_path(self) -> str | None:
-        return self._command.data_path
-
-    @property
-    def model(self) -> str | None:
-        return self._command.model
-
-    @property
-    def rounds(self) -> int:
-        return self._command.rounds
-
-    @property
-    def peers(self) -> Sequence[str]:
-        return self._peers
-
-    @property
-    def client_index(self) -> int | None:
-        return self._command.client_index
-
-    @property
-    def client_count(self) -> int:
-        return self._command.client_count
-
-    @property
-    def min_clients(self) -> int:
-        return self._command.min_clients
-
-    @property
-    def log(self) -> FilteringBoundLogger:
-        return self._log
-
     # --- reporting --------------------------------------------------------------------------
 
     async def report_metrics(self, round: int, metrics: Mapping[str, float]) -> None:
-        _check_round(round, minimum=0)
-        if len(metrics) > MAX_METRICS:
-            msg = f"at most {MAX_METRICS} metrics per round, got {len(metrics)}"
-            raise WorkloadError(msg)
-        clean: dict[str, float] = {}
-        for name, value in metrics.items():
-            if not isinstance(name, str) or not 0 < len(name) <= 128:
-                msg = f"metric name {name!r} must be a string of 1 to 128 characters"
-                raise WorkloadError(msg)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                msg = f"metric {name!r} must be a number, not {value!r}"
-                raise WorkloadError(msg)
-            if not math.isfinite(value):
-                msg = f"metric {name!r} is {value}; metrics must be finite"
-                raise WorkloadError(msg)
-            clean[name] = float(value)
+        check_round(round, minimum=0)
+        clean = validate_metrics(metrics)
         self._advance_round(round)
         self._events.emit(RoundMetrics, round=round, metrics=clean)
         await anyio.lowlevel.checkpoint()
 
     async def round_started(self, round: int) -> None:
-        _check_round(round, minimum=1)
+        check_round(round, minimum=1)
         if self.role is Role.SERVER:
             self._advance_round(round)
             self._events.emit(RoundStarted, round=round)
@@ -200,7 +146,7 @@ class RedisWorkloadContext:
     async def save_checkpoint(
         self, round: int, data: bytes, *, final: bool = False, ext: str = "npz"
     ) -> str:
-        _check_round(round, minimum=0)
+        check_round(round, minimum=0)
         if not isinstance(data, bytes | bytearray | memoryview):
             msg = f"checkpoint data must be bytes, not {type(data).__name__}"
             raise WorkloadError(msg)
@@ -263,7 +209,7 @@ class RedisWorkloadContext:
     # --- messages ---------------------------------------------------------------------------
 
     async def send(self, to: str, body: Mapping[str, Any]) -> None:
-        check_recipient(self.participant, to, self._peers)
+        check_recipient(self.participant, to, self.peers)
         raw = json.dumps(encode_message_body(body), separators=(",", ":"))
         fields: dict[str, str] = {"sender": self.participant, "id": uuid.uuid4().hex, "body": raw}
         mailbox = self._keys.mailbox(self.job_id, to)
@@ -307,6 +253,7 @@ class RedisWorkloadContext:
 
     async def _read_mailbox(self, block_ms: int | None) -> None:
         """XREAD this participant's mailbox; ``block_ms=None`` does not block."""
+
         async def xread() -> Any:
             return await self._redis.xread({self._mailbox: self._last_id}, count=32, block=block_ms)
 
@@ -343,33 +290,19 @@ class RedisWorkloadContext:
             except _REDIS_ERRORS as exc:
                 if backoff.attempts % 20 == 0:
                     self._log.warning(
-                        f"cannot {what}; retrying", error=f"{type(exc).__name__}: {exc}",
+                        f"cannot {what}; retrying",
+                        error=f"{type(exc).__name__}: {exc}",
                         attempts=backoff.attempts + 1,
                     )
                 await backoff.sleep()
 
     # --- cancellation -----------------------------------------------------------------------
 
-    def cancelled(self) -> bool:
-        return self._stop_requested
-
-    async def checkpoint_cancel(self) -> None:
-        await anyio.lowlevel.checkpoint()
-        if self._stop_requested:
-            msg = f"{self.participant} was asked to stop"
-            raise WorkloadCancelled(msg)
-
     def request_stop(self) -> None:
         """Ask the workload to stop: ``checkpoint_cancel`` and ``receive`` raise from now on."""
         self._stop_requested = True
         if self._receive_scope is not None:
             self._receive_scope.cancel()
-
-
-def _check_round(round: int, *, minimum: int) -> None:
-    if isinstance(round, bool) or not isinstance(round, int) or round < minimum:
-        msg = f"round must be an integer >= {minimum}, not {round!r}"
-        raise WorkloadError(msg)
 
 
 def _text(value: str | bytes) -> str:

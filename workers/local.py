@@ -26,18 +26,20 @@ from typing import Any, Literal
 import anyio
 import anyio.lowlevel
 import structlog
-from structlog.typing import FilteringBoundLogger
 
 from orchestrator.core.status import Role
 from orchestrator.errors import ObjectNotFoundError, WorkloadError
 from workers.registry import WorkloadFn, get_workload
 from workers.sdk import (
     SERVER_ID,
+    ContextBase,
+    Identity,
     PeerMessage,
     WorkloadCancelled,
     WorkloadResult,
     check_recipient,
     encode_message_body,
+    validate_metrics,
 )
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
@@ -111,7 +113,7 @@ class LocalJobResult:
         return self.store[key] if key is not None else None
 
 
-class LocalContext:
+class LocalContext(ContextBase):
     """The in-memory :class:`~workers.sdk.WorkloadContext` of one participant."""
 
     def __init__(
@@ -122,88 +124,34 @@ class LocalContext:
         config: Mapping[str, Any],
         data_path: str | None,
     ) -> None:
-        self._hub = hub
-        self._participant = participant
-        self._config = MappingProxyType(dict(config))
-        self._data_path = data_path
-        self._run_id = uuid.uuid4().hex
-        self._inbox_in, self._inbox = anyio.create_memory_object_stream[PeerMessage](math.inf)
-        self._stop_requested = False
-        self._scope: anyio.CancelScope | None = None
-        self._log: FilteringBoundLogger = structlog.get_logger("workers.local").bind(
-            job_id=hub.job_id, participant=participant
+        is_server = participant == SERVER_ID
+        super().__init__(
+            Identity(
+                job_id=hub.job_id,
+                participant=participant,
+                role=Role.SERVER if is_server else Role.CLIENT,
+                run_id=uuid.uuid4().hex,
+                config=MappingProxyType(dict(config)),
+                data_path=data_path,
+                model=hub.model,
+                rounds=hub.rounds,
+                peers=tuple(hub.participants),
+                client_index=None if is_server else int(participant.removeprefix("client-")),
+                client_count=len(hub.participants) - 1,
+                min_clients=hub.min_clients,
+            ),
+            structlog.get_logger("workers.local").bind(job_id=hub.job_id, participant=participant),
         )
-
-    # --- identity ---------------------------------------------------------------------------
-
-    @property
-    def job_id(self) -> str:
-        return self._hub.job_id
-
-    @property
-    def participant(self) -> str:
-        return self._participant
-
-    @property
-    def role(self) -> Role:
-        return Role.SERVER if self._participant == SERVER_ID else Role.CLIENT
-
-    @property
-    def run_id(self) -> str:
-        return self._run_id
-
-    @property
-    def config(self) -> Mapping[str, Any]:
-        return self._config
-
-    @property
-    def data_path(self) -> str | None:
-        return self._data_path
-
-    @property
-    def model(self) -> str | None:
-        return self._hub.model
-
-    @property
-    def rounds(self) -> int:
-        return self._hub.rounds
-
-    @property
-    def peers(self) -> Sequence[str]:
-        return self._hub.participants
-
-    @property
-    def client_index(self) -> int | None:
-        if self.role is Role.SERVER:
-            return None
-        return int(self._participant.removeprefix("client-"))
-
-    @property
-    def client_count(self) -> int:
-        return len(self._hub.participants) - 1
-
-    @property
-    def min_clients(self) -> int:
-        return self._hub.min_clients
-
-    @property
-    def log(self) -> FilteringBoundLogger:
-        return self._log
+        self._hub = hub
+        self._inbox_in, self._inbox = anyio.create_memory_object_stream[PeerMessage](math.inf)
+        self._scope: anyio.CancelScope | None = None
 
     # --- reporting --------------------------------------------------------------------------
 
     async def report_metrics(self, round: int, metrics: Mapping[str, float]) -> None:
         await anyio.lowlevel.checkpoint()
-        clean: dict[str, float] = {}
-        for name, value in metrics.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                msg = f"metric {name!r} must be a number, not {value!r}"
-                raise WorkloadError(msg)
-            if not math.isfinite(value):
-                msg = f"metric {name!r} is {value}; metrics must be finite"
-                raise WorkloadError(msg)
-            clean[str(name)] = float(value)
-        self._hub.metrics.setdefault(self._participant, {}).setdefault(round, {}).update(clean)
+        clean = validate_metrics(metrics)
+        self._hub.metrics.setdefault(self.participant, {}).setdefault(round, {}).update(clean)
         await self._hub.maybe_kill(self, round)
 
     async def round_started(self, round: int) -> None:
@@ -219,12 +167,12 @@ class LocalContext:
     ) -> str:
         _check_name(ext, what="checkpoint extension")
         name = "final" if final else f"round-{round:06d}"
-        key = f"jobs/{self.job_id}/checkpoints/{self._participant}/{name}.{ext}"
+        key = f"jobs/{self.job_id}/checkpoints/{self.participant}/{name}.{ext}"
         self._hub.store[key] = bytes(data)
         self._hub.checkpoint_records.append(
             CheckpointRecord(
                 key=key,
-                participant=self._participant,
+                participant=self.participant,
                 round=round,
                 final=final,
                 size=len(data),
@@ -239,7 +187,7 @@ class LocalContext:
 
     async def put_blob(self, name: str, data: bytes) -> str:
         _check_name(name, what="blob name")
-        key = f"jobs/{self.job_id}/blobs/{self._participant}/{name}"
+        key = f"jobs/{self.job_id}/blobs/{self.participant}/{name}"
         self._hub.store[key] = bytes(data)
         await anyio.lowlevel.checkpoint()
         return key
@@ -258,8 +206,8 @@ class LocalContext:
     # --- messages ---------------------------------------------------------------------------
 
     async def send(self, to: str, body: Mapping[str, Any]) -> None:
-        check_recipient(self._participant, to, self._hub.participants)
-        message = PeerMessage(sender=self._participant, body=encode_message_body(body))
+        check_recipient(self.participant, to, self._hub.participants)
+        message = PeerMessage(sender=self.participant, body=encode_message_body(body))
         self._hub.deliver(to, message)
         await anyio.lowlevel.checkpoint()
 
@@ -276,15 +224,6 @@ class LocalContext:
         return message
 
     # --- cancellation -----------------------------------------------------------------------
-
-    def cancelled(self) -> bool:
-        return self._stop_requested
-
-    async def checkpoint_cancel(self) -> None:
-        await anyio.lowlevel.checkpoint()
-        if self._stop_requested:
-            msg = f"{self._participant} was asked to stop"
-            raise WorkloadCancelled(msg)
 
     def _request_stop(self) -> None:
         self._stop_requested = True

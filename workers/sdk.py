@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import anyio.lowlevel
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator.core.status import Role
@@ -213,3 +214,126 @@ def config_int(
         msg = f"config {name!r} must be >= {minimum}, not {value!r}"
         raise WorkloadError(msg)
     return value
+
+
+MAX_METRICS = 64
+"""Most metrics one ``report_metrics`` call may carry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a participant is: the data every ``WorkloadContext`` exposes as properties."""
+
+    job_id: str
+    participant: str
+    role: Role
+    run_id: str
+    config: Mapping[str, Any]
+    data_path: str | None
+    model: str | None
+    rounds: int
+    peers: tuple[str, ...]
+    client_index: int | None
+    client_count: int
+    min_clients: int
+
+
+class ContextBase:
+    """Identity and cooperative cancellation, shared by every context implementation.
+
+    Subclasses add reporting, objects and messages; ``_stop_requested`` is set by their own
+    stop method (which may also wake a blocked ``receive``).
+    """
+
+    def __init__(self, identity: Identity, log: FilteringBoundLogger) -> None:
+        self._identity = identity
+        self._log = log
+        self._stop_requested = False
+
+    @property
+    def job_id(self) -> str:
+        return self._identity.job_id
+
+    @property
+    def participant(self) -> str:
+        return self._identity.participant
+
+    @property
+    def role(self) -> Role:
+        return self._identity.role
+
+    @property
+    def run_id(self) -> str:
+        return self._identity.run_id
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self._identity.config
+
+    @property
+    def data_path(self) -> str | None:
+        return self._identity.data_path
+
+    @property
+    def model(self) -> str | None:
+        return self._identity.model
+
+    @property
+    def rounds(self) -> int:
+        return self._identity.rounds
+
+    @property
+    def peers(self) -> Sequence[str]:
+        return self._identity.peers
+
+    @property
+    def client_index(self) -> int | None:
+        return self._identity.client_index
+
+    @property
+    def client_count(self) -> int:
+        return self._identity.client_count
+
+    @property
+    def min_clients(self) -> int:
+        return self._identity.min_clients
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        return self._log
+
+    def cancelled(self) -> bool:
+        return self._stop_requested
+
+    async def checkpoint_cancel(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        if self._stop_requested:
+            msg = f"{self.participant} was asked to stop"
+            raise WorkloadCancelled(msg)
+
+
+def check_round(round: int, *, minimum: int) -> None:
+    """Rounds are plain integers from ``minimum`` up (metrics may use round 0)."""
+    if isinstance(round, bool) or not isinstance(round, int) or round < minimum:
+        msg = f"round must be an integer >= {minimum}, not {round!r}"
+        raise WorkloadError(msg)
+
+
+def validate_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Metrics as finite floats under names of 1 to 128 characters, at most MAX_METRICS."""
+    if len(metrics) > MAX_METRICS:
+        msg = f"at most {MAX_METRICS} metrics per round, got {len(metrics)}"
+        raise WorkloadError(msg)
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 128:
+            msg = f"metric name {name!r} must be a string of 1 to 128 characters"
+            raise WorkloadError(msg)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            msg = f"metric {name!r} must be a number, not {value!r}"
+            raise WorkloadError(msg)
+        if not math.isfinite(value):
+            msg = f"metric {name!r} is {value}; metrics must be finite"
+            raise WorkloadError(msg)
+        clean[name] = float(value)
+    return clean

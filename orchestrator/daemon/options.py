@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.bus.keys import Keys
+from orchestrator.core.spec import MAX_SPEC_BYTES
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
@@ -38,7 +39,7 @@ class DaemonOptions:
     reclaim_idle_ms: int = 30_000
     reaper_interval_s: float = 0.5
     stream_maxlen: int = 1_000_000
-    max_submission_bytes: int = 256 * 1024
+    max_submission_bytes: int = MAX_SPEC_BYTES
     #: Workload names a submission may use; ``None``: the worker registry's names.
     allowed_workloads: frozenset[str] | None = None
     #: How often admission re-checks worker liveness while jobs wait (it is also woken at once

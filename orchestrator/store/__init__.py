@@ -1,6 +1,6 @@
 """The job store: MongoDB (source of truth) and an in-memory twin with the same contract."""
 
-from orchestrator.store.base import ApplyResult, BatchResult, EventOutcome, JobStore, Rejection
+from orchestrator.store.base import BatchResult, EventOutcome, JobStore, Rejection
 from orchestrator.store.memory import MemoryJobStore
 from orchestrator.store.mongo import MongoJobStore, connect_mongo
 

@@ -67,8 +67,6 @@ class BatchResult:
     cas_retries: int = 0
 
 
-ApplyResult = BatchResult
-
 
 class JobStore(abc.ABC):
     """Port for job persistence. See ``MongoJobStore`` and ``MemoryJobStore``."""

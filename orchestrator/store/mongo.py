@@ -258,4 +258,4 @@ def connect_mongo(url: str, db_name: str, *, timeout_ms: int = 5000) -> MongoJob
     return MongoJobStore(client[db_name], client=client)
 
 
-__all__ = ["MongoJobStore", "UpdateOne", "connect_mongo"]
+__all__ = ["MongoJobStore", "connect_mongo"]

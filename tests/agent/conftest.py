@@ -8,22 +8,9 @@ import pytest
 from helpers import unique
 
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis, connect_redis
-from orchestrator.devstack.servers import ServerProcess
+from orchestrator.bus.streams import Redis
 from orchestrator.storage import MemoryObjectStore, ObjectStore, open_object_store
 from tests.agent.support import FakeDaemon
-
-
-@pytest.fixture
-async def redis(redis_server: ServerProcess) -> AsyncIterator[Redis]:
-    client = connect_redis(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def keys(namespace: str) -> Keys:
-    return Keys(namespace=namespace, event_shards=2)
 
 
 @pytest.fixture
