@@ -8,7 +8,6 @@ spec, an unknown job id, invalid settings).
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import socket
 import sys
@@ -41,6 +40,7 @@ from orchestrator.cli.common import (
 from orchestrator.cli.watch import Mode, follow_job
 from orchestrator.core import JobSpec, JobStatus
 from orchestrator.core.spec import MAX_SPEC_BYTES
+from orchestrator.errors import StorageError
 from orchestrator.watch.follow import entry_time, parse_update, stream_entries, utcnow
 from orchestrator.watch.model import JobDetail, checkpoint_rows, history_rows, job_summary
 from orchestrator.watch.render import checkpoints_table, job_view, jobs_table
@@ -430,14 +430,6 @@ def events(job_id: str, limit: int, heartbeats: bool, as_json: bool) -> None:
 # --- checkpoints -----------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def open_checkpoint_store(settings: Settings) -> ObjectStore:
     from orchestrator.storage.registry import open_object_store  # noqa: PLC0415
 
@@ -508,17 +500,19 @@ def checkpoints(  # noqa: PLR0917 - one parameter per click option
 
 
 async def _download(objects: ObjectStore, row: dict[str, Any], directory: Path) -> str | None:
-    """Download one checkpoint; return a problem, or None when its sha256 matched."""
-    from orchestrator.errors import StorageError  # noqa: PLC0415
+    """Download one checkpoint; return a problem, or None when its sha256 matched.
 
+    ``download_to`` streams and verifies the bytes against the object's own sha256, so the
+    file is checked against the manifest by comparing that verified digest.
+    """
     key = str(row["key"])
     target = directory / key
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        await objects.download_to(key, target)
+        info = await objects.download_to(key, target)
     except StorageError as exc:
         return f"{key}: download failed: {exc}"
-    actual = _sha256_file(target)
+    actual = info.sha256
     if actual != row["sha256"]:
         target.unlink(missing_ok=True)
         return f"{key}: sha256 {actual} does not match the manifest's {row['sha256']}"
