@@ -25,7 +25,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrator.core._types import evolve
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
@@ -50,9 +50,11 @@ from orchestrator.core.spec import client_index
 from orchestrator.core.status import ErrorCode, JobStatus, ParticipantState, Phase, Role
 from orchestrator.core.transitions import rule_for
 
+# The records and the decision are NamedTuples, not frozen dataclasses: they are built once
+# per event on the daemon's hot path, where a frozen dataclass costs 4x as much to create.
 
-@dataclass(frozen=True, slots=True)
-class MetricRecord:
+
+class MetricRecord(NamedTuple):
     """One (job, participant, round) metrics row; upserted, so resends are harmless."""
 
     job_id: str
@@ -64,8 +66,7 @@ class MetricRecord:
     event_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class CheckpointRecord:
+class CheckpointRecord(NamedTuple):
     """One manifest row (job, round, participant) -> object key, size, sha256, parent."""
 
     job_id: str
@@ -80,14 +81,16 @@ class CheckpointRecord:
     event_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     job: Job
     changed: bool
     reason: str
     commands: tuple[Command, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
     checkpoints: tuple[CheckpointRecord, ...] = ()
+    #: True when the change is liveness or metrics of a running participant only: nothing a
+    #: watcher is told about (no status, phase, round, error, checkpoint or state change).
+    quiet: bool = False
 
     @property
     def applied(self) -> bool:
@@ -208,6 +211,17 @@ def decide(job: Job, event: Event, now: datetime) -> Decision:
     """Apply one event to one job. Pure; never raises for bad input, returns a reason."""
     if event.job_id != job.id:
         return Decision(job, False, f"refused: event for job {event.job_id} applied to {job.id}")
+    return _liveness(job, event, now) or decide_by_rules(job, event, now)
+
+
+def decide_by_rules(job: Job, event: Event, now: datetime) -> Decision:
+    """The reference path: the transitions table's rule, its handler, the target check.
+
+    ``decide`` takes a shortcut (``_liveness``) for the bulk of the traffic; the property
+    tests hold the two equal.
+    """
+    if event.job_id != job.id:
+        return Decision(job, False, f"refused: event for job {event.job_id} applied to {job.id}")
     rule = rule_for(job.status, event.type)
     draft = _Draft(job=job, event_id=event.event_id, now=now)
     reason = _HANDLERS[rule.handler](draft, event)
@@ -219,6 +233,98 @@ def decide(job: Job, event: Event, now: datetime) -> Decision:
         )
         raise TransitionError(msg)
     return decision
+
+
+# --- the liveness shortcut ---------------------------------------------------------------
+#
+# Most events are heartbeats and round metrics from participants that are already running.
+# They never change a participant's state, so ``_evaluate`` has nothing to re-derive as long
+# as the job already sits where ``_evaluate`` would put it. ``_liveness`` checks exactly that,
+# folds the event into the participant with one copy of each model, and returns the same
+# ``Decision`` as the rules path (tests/daemon/test_core_fastpaths.py); anything else returns
+# None and takes the rules path.
+
+_STARTED = ParticipantState.STARTED
+_ACTIVE = frozenset({ParticipantState.ASSIGNED, ParticipantState.STARTED})
+_LIVENESS_EVENTS = frozenset({Heartbeat, RoundMetrics, ParticipantStarted})
+_IN_PROGRESS = JobStatus.IN_PROGRESS
+_FINISHED = ParticipantState.FINISHED
+
+
+def _settled(job: Job) -> bool:
+    """True when ``_evaluate`` would change nothing on ``job`` (an IN_PROGRESS job)."""
+    phase = job.phase
+    if phase is Phase.CANCELLING:
+        return False  # the caller knows whether a participant stays active
+    participants = job.participants
+    server = participants.get("server")
+    if server is None or server.state in _DOWN or server.state is _FINISHED:
+        return False
+    if phase is not (Phase.RUNNING if job.round >= 1 else Phase.STARTING):
+        return False
+    healthy = 0
+    for q in participants.values():
+        if q.role is Role.CLIENT and q.state in _HEALTHY:
+            healthy += 1
+    return healthy >= job.spec.required_clients
+
+
+def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
+    """``decide`` for started/heartbeat/metrics events of a dispatched participant of a
+    settled job. ASSIGNED -> STARTED is the one state change it makes: both states are active
+    and healthy, so ``_evaluate`` still has nothing to re-derive."""
+    kind = type(event)
+    if kind not in _LIVENESS_EVENTS or job.status is not _IN_PROGRESS:
+        return None
+    assert isinstance(event, Heartbeat | RoundMetrics | ParticipantStarted)
+    p = job.participants.get(event.participant)
+    if p is None or p.state not in _ACTIVE or p.worker != event.worker:
+        return None
+    # An active participant stays active, so a cancelling job stays cancelling.
+    if job.phase is not Phase.CANCELLING and not _settled(job):
+        return None
+    old = p.__dict__
+    changes: dict[str, Any] = {}
+    if p.state is not _STARTED:
+        changes["state"] = _STARTED
+    if event.seq > old["last_seq"]:
+        changes["last_seq"] = event.seq
+        if old["last_seen"] != now:
+            changes["last_seen"] = now
+    records: tuple[MetricRecord, ...] = ()
+    if isinstance(event, RoundMetrics):
+        reason = f"metrics for round {event.round}"
+        records = (
+            MetricRecord(
+                job.id, p.id, p.role, event.round, dict(event.metrics), now, event.event_id
+            ),
+        )
+        metrics_round = old["metrics_round"]
+        if metrics_round is None or event.round >= metrics_round:
+            if event.round != metrics_round:
+                changes["metrics_round"] = event.round
+            if event.metrics != old["metrics"]:
+                changes["metrics"] = dict(event.metrics)
+        if event.round > old["round"]:
+            changes["round"] = event.round
+    else:
+        reason = event.type
+        if isinstance(event, Heartbeat) and event.round is not None and event.round > old["round"]:
+            changes["round"] = event.round
+    if changes:
+        candidate = evolve(job, {"participants": {**job.participants, p.id: evolve(p, changes)}})
+    else:
+        candidate = job
+    deadline_at = next_deadline_at(candidate)
+    if not changes and deadline_at == job.deadline_at:
+        return Decision(job, False, reason if records else f"no change: {reason}", (), records)
+    if candidate is job:
+        candidate = evolve(job, {})
+    values = candidate.__dict__
+    values["deadline_at"] = deadline_at
+    values["updated_at"] = now
+    candidate.__pydantic_fields_set__.update(("deadline_at", "updated_at"))
+    return Decision(candidate, True, reason, (), records, (), "state" not in changes)
 
 
 # --- handlers ---------------------------------------------------------------------------

@@ -97,8 +97,8 @@ class Admission:
             dispatches.append(plan)
         if dispatches:
             result = await effects.apply(dispatches)
-            started = {after.id for _, after in result.changed
-                       if after.status is JobStatus.IN_PROGRESS}
+            started = {change.after.id for change in result.changed
+                       if change.after.status is JobStatus.IN_PROGRESS}
             daemon.stats.dispatched += len(started)
         if len(self._waiting_logged) > 10_000:
             self._waiting_logged.clear()

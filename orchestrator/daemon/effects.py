@@ -146,7 +146,8 @@ class Effects:
             else:
                 log.debug("event changed nothing", job_id=outcome.job_id,
                           event_id=outcome.event_id, reason=reason)
-        for before, after in result.changed:
+        for change in result.changed:
+            before, after = change.before, change.after
             if before.status is not after.status:
                 stats.status_changes += 1
                 last = after.history[-1]
@@ -161,13 +162,10 @@ class Effects:
     @staticmethod
     def updates_of(result: BatchResult) -> list[tuple[Job, str]]:
         """The changed jobs a watcher should hear about, each with its latest reason."""
-        if not result.changed:
-            return []
-        reasons = {o.job_id: o.reason for o in result.outcomes if o.applied}
         return [
-            (after, reasons.get(after.id, "updated"))
-            for before, after in result.changed
-            if worth_announcing(before, after)
+            (change.after, change.reason)
+            for change in result.changed
+            if not change.quiet and worth_announcing(change.before, change.after)
         ]
 
     async def commit(

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +28,7 @@ from orchestrator.core import (
     MetricRecord,
     decide,
 )
-from orchestrator.core._types import UtcDatetime, evolve
+from orchestrator.core._types import UtcDatetime
 from orchestrator.errors import ConflictError, JobNotFoundError, PermanentError
 
 MAX_CAS_ATTEMPTS = 64
@@ -49,12 +49,21 @@ class Rejection(BaseModel):
     payload_excerpt: str = Field(default="", max_length=2048)
 
 
-@dataclass(frozen=True, slots=True)
-class EventOutcome:
+class EventOutcome(NamedTuple):  # one per event on the hot path: a tuple is cheapest
     event_id: str
     job_id: str
     applied: bool
     reason: str
+
+
+class Change(NamedTuple):
+    """One job changed by a batch: before and after, the reason of its last applied event,
+    and ``quiet`` when only liveness or metrics changed (nothing a watcher is told about)."""
+
+    before: Job
+    after: Job
+    reason: str
+    quiet: bool
 
 
 @dataclass(slots=True)
@@ -63,9 +72,8 @@ class BatchResult:
 
     outcomes: list[EventOutcome] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
-    changed: list[tuple[Job, Job]] = field(default_factory=list)  # (before, after)
+    changed: list[Change] = field(default_factory=list)
     cas_retries: int = 0
-
 
 
 class JobStore(abc.ABC):
@@ -166,7 +174,7 @@ class JobStore(abc.ABC):
             writes: list[tuple[Job, int]] = []
             metrics: list[MetricRecord] = []
             checkpoints: list[CheckpointRecord] = []
-            staged: dict[str, tuple[list[EventOutcome], list[Command], Job, Job]] = {}
+            staged: dict[str, tuple[list[EventOutcome], list[Command], Change | None]] = {}
             for job_id, job_events in pending.items():
                 before = jobs.get(job_id)
                 if before is None:
@@ -178,29 +186,42 @@ class JobStore(abc.ABC):
                 current = before
                 outcomes: list[EventOutcome] = []
                 commands: list[Command] = []
+                quiet = True
+                last_reason = ""
                 for event in job_events:
-                    decision = decide(current, event, now)
-                    outcomes.append(
-                        EventOutcome(event.event_id, job_id, decision.applied, decision.reason)
-                    )
-                    commands.extend(decision.commands)
-                    metrics.extend(decision.metrics)
-                    checkpoints.extend(decision.checkpoints)
-                    current = decision.job
+                    d = decide(current, event, now)
+                    applied = d.changed or bool(d.metrics) or bool(d.checkpoints)
+                    outcomes.append(EventOutcome(event.event_id, job_id, applied, d.reason))
+                    if applied:
+                        last_reason = d.reason
+                    if d.changed:
+                        quiet = quiet and d.quiet
+                    if d.commands:
+                        commands.extend(d.commands)
+                    if d.metrics:
+                        metrics.extend(d.metrics)
+                    if d.checkpoints:
+                        checkpoints.extend(d.checkpoints)
+                    current = d.job
+                change = None
                 if current is not before:
-                    current = evolve(current, {"version": before.version + 1})
+                    # ``current`` was made by ``decide`` in this loop and is ours alone: stamp
+                    # the version in place rather than copying the job once more.
+                    current.__dict__["version"] = before.version + 1
+                    current.__pydantic_fields_set__.add("version")
                     writes.append((current, before.version))
-                staged[job_id] = (outcomes, commands, before, current)
+                    change = Change(before, current, last_reason or "updated", quiet)
+                staged[job_id] = (outcomes, commands, change)
             if metrics or checkpoints:  # records first: the manifest is durable before status
                 await self._upsert_records(metrics, checkpoints)
             lost = await self._cas_many(writes) if writes else set()
-            for job_id, (outcomes, commands, before, after) in staged.items():
+            for job_id, (outcomes, commands, change) in staged.items():
                 if job_id in lost:
                     continue
                 result.outcomes.extend(outcomes)
                 result.commands.extend(commands)
-                if after is not before:
-                    result.changed.append((before, after))
+                if change is not None:
+                    result.changed.append(change)
             if not lost:
                 return result
             result.cas_retries += len(lost)
