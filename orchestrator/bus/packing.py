@@ -27,8 +27,12 @@ class HiredisPacking:
             args = (*head.encode().split(), *args[1:])
         elif b" " in head:
             args = (*head.split(), *args[1:])
-        if any(isinstance(a, bytearray | memoryview) for a in args):
-            args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            pass
+        # hiredis takes str, bytes, int and float; redis-py also takes buffers.
+        args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
         try:
             return [hiredis.pack_command(args)]
         except TypeError as exc:  # bool, None, ...: redis-py raises DataError for these too

@@ -36,12 +36,12 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
+from pydantic_core import to_json
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import BusyLoadingError, ResponseError
@@ -135,8 +135,7 @@ def submission_job_id(entry_id: str, namespace: str = "orchestrator") -> str:
     return uuid.uuid5(SUBMISSION_NAMESPACE, f"{namespace}/{entry_id}").hex
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):  # one per entry read: a tuple is 3x cheaper than a frozen dataclass
     """One stream entry as read by a consumer group. ``fields`` is empty if it was deleted."""
 
     stream: str
@@ -146,19 +145,23 @@ class Entry:
 
 
 def _parse_reply(reply: Any, deliveries: int = 1) -> list[Entry]:
-    """XREADGROUP reply (RESP2 ``[[stream, messages]]`` or RESP3 ``{stream: [messages]}``)."""
+    """A raw XREADGROUP reply as hiredis returns it (``_xreadgroup``), either protocol:
+    RESP3 ``{stream: [[id, [k, v, ...]], ...]}`` or RESP2 ``[[stream, [[id, [k, v, ...]]]]]``.
+    A deleted entry's fields are nil."""
     if not reply:
         return []
     pairs = reply.items() if isinstance(reply, dict) else reply
     entries: list[Entry] = []
-    for stream_raw, raw_messages in pairs:
+    append = entries.append
+    for stream_raw, messages in pairs:
         stream = _s(stream_raw)
-        messages = raw_messages
-        if isinstance(reply, dict) and messages and isinstance(messages[0], list):
-            messages = messages[0]  # RESP3 wraps the message list once more
-        for entry_id, fields in messages:
-            decoded = {_s(k): _s(v) for k, v in fields.items()} if fields else {}
-            entries.append(Entry(stream, _s(entry_id), decoded, deliveries))
+        for entry_id, flat in messages:
+            fields: dict[str, str] = {}
+            if flat:
+                it = iter(flat)
+                for key in it:
+                    fields[_s(key)] = _s(next(it))
+            append(Entry(stream, entry_id.decode(), fields, deliveries))
     return entries
 
 
@@ -202,6 +205,7 @@ class StreamConsumer:
         # Where the drain of our own pending entries stands per stream (None: drained).
         self._history: dict[str, str | None] = dict.fromkeys(self.streams, "0")
         self._reclaim_cursor: dict[str, str] = dict.fromkeys(self.streams, "0-0")
+        self._new_only: dict[str, str] = dict.fromkeys(self.streams, ">")
         self._backoff = Backoff()
         self._log = _log.bind(group=group, consumer=consumer)
         #: Counters, for tests and the bench.
@@ -262,12 +266,22 @@ class StreamConsumer:
             self._backoff.reset()
             return entries
 
+    async def _xreadgroup(self, streams: Mapping[str, str], block: int | None) -> Any:
+        """XREADGROUP with the reply left as hiredis parsed it. The command name is passed as
+        bytes so that redis-py's response callback (which rebuilds the reply into lists of
+        tuples and dicts, entry by entry, in Python) does not run: ``_parse_reply`` walks the
+        raw reply once."""
+        args: list[Any] = [b"XREADGROUP", "GROUP", self.group, self.consumer,
+                           "COUNT", self.batch]
+        if block is not None:
+            args += ["BLOCK", block]
+        args += ["STREAMS", *streams.keys(), *streams.values()]
+        return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
     async def _read_once(self) -> list[Entry]:
         history = {s: cursor for s, cursor in self._history.items() if cursor is not None}
         if history:
-            reply = await self.redis.xreadgroup(
-                self.group, self.consumer, history, count=self.batch  # type: ignore[arg-type]
-            )
+            reply = await self._xreadgroup(history, None)
             entries = _parse_reply(reply, deliveries=2)
             seen: set[str] = set()
             for entry in entries:
@@ -278,13 +292,7 @@ class StreamConsumer:
                     self._history[stream] = None
             if entries:
                 return entries
-        reply = await self.redis.xreadgroup(
-            self.group,
-            self.consumer,
-            dict.fromkeys(self.streams, ">"),
-            count=self.batch,
-            block=self.block_ms,
-        )
+        reply = await self._xreadgroup(self._new_only, self.block_ms)
         return _parse_reply(reply)
 
     # --- acknowledging ---------------------------------------------------------------------
@@ -485,7 +493,7 @@ async def _sleep(seconds: float) -> None:
 
 def update_payload(job: Job, reason: str, at: datetime | None = None) -> str:
     """The JSON of one job update (see ``Bus.publish_update``)."""
-    return json.dumps(
+    return to_json(
         {
             "job_id": job.id,
             "status": job.status.value,
@@ -495,9 +503,8 @@ def update_payload(job: Job, reason: str, at: datetime | None = None) -> str:
             "reason": reason,
             "error": job.error.code.value if job.error is not None else None,
             "at": (at or job.updated_at).isoformat(),
-        },
-        separators=(",", ":"),
-    )
+        }
+    ).decode()
 
 
 class Bus:

@@ -34,15 +34,27 @@ def evolve(model: M, changes: dict[str, Any]) -> M:
     """``model.model_copy(update=changes)`` without its generic copying (hot path).
 
     Like ``model_copy``, no validation: every value here was produced by validated models.
+    The fields-set is shared with ``model`` when it already names every changed field (models
+    are frozen, so nothing adds to it later); it is copied only when it grows.
     """
     cls = type(model)
     new = cls.__new__(cls)
     values = model.__dict__.copy()
     values.update(changes)
-    object.__setattr__(new, "__dict__", values)
-    object.__setattr__(
-        new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys()
-    )
-    object.__setattr__(new, "__pydantic_extra__", None)
-    object.__setattr__(new, "__pydantic_private__", None)
+    fields_set = model.__pydantic_fields_set__
+    if not fields_set.issuperset(changes):
+        fields_set = fields_set | changes.keys()
+    _set = object.__setattr__
+    _set(new, "__dict__", values)
+    _set(new, "__pydantic_fields_set__", fields_set)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
     return new
+
+
+def mark_set(model: BaseModel, *names: str) -> None:
+    """Add ``names`` to a model's fields-set after an in-place change of a fresh copy
+    (never mutating a set that ``evolve`` may share with the original)."""
+    fields_set = model.__pydantic_fields_set__
+    if not fields_set.issuperset(names):
+        object.__setattr__(model, "__pydantic_fields_set__", fields_set.union(names))

@@ -27,10 +27,19 @@ class Deadline:
     participant: str | None = None
 
 
-def _after(start: datetime | None, seconds: float | None) -> datetime | None:
+_DELTAS: dict[float, timedelta] = {}
+
+
+def after(start: datetime | None, seconds: float | None) -> datetime | None:
+    """``start + seconds``, or None when either is None (timedeltas cached: hot path)."""
     if start is None or seconds is None:
         return None
-    return start + timedelta(seconds=seconds)
+    delta = _DELTAS.get(seconds)
+    if delta is None:
+        if len(_DELTAS) >= 1024:  # timeouts come from specs: few distinct values, but bounded
+            _DELTAS.clear()
+        delta = _DELTAS[seconds] = timedelta(seconds=seconds)
+    return start + delta
 
 
 def deadlines(job: Job) -> list[Deadline]:
@@ -43,19 +52,19 @@ def deadlines(job: Job) -> list[Deadline]:
             found.append(Deadline(at, kind, participant))
 
     if job.status is JobStatus.NOT_STARTED:
-        arm(_after(job.created_at, t.start_s), "start")
+        arm(after(job.created_at, t.start_s), "start")
     elif job.status is JobStatus.IN_PROGRESS:
         if job.phase is Phase.CANCELLING:
-            arm(_after(job.cancel_requested_at, t.cancel_grace_s), "cancel_grace")
+            arm(after(job.cancel_requested_at, t.cancel_grace_s), "cancel_grace")
         else:
-            arm(_after(job.started_at, t.job_s), "job")
+            arm(after(job.started_at, t.job_s), "job")
             for p in job.participants.values():
                 if p.active:
-                    arm(_after(p.last_seen or p.assigned_at, t.heartbeat_s), "heartbeat", p.id)
+                    arm(after(p.last_seen or p.assigned_at, t.heartbeat_s), "heartbeat", p.id)
             if job.phase is Phase.RUNNING:
-                arm(_after(job.round_started_at, t.round_s), "round")
+                arm(after(job.round_started_at, t.round_s), "round")
             if job.phase is Phase.FINALIZING:
-                arm(_after(job.server.finished_at, t.heartbeat_s), "finalize")
+                arm(after(job.server.finished_at, t.heartbeat_s), "finalize")
     found.sort(key=lambda d: (d.at, d.kind, d.participant or ""))
     return found
 
@@ -66,23 +75,23 @@ def next_deadline_at(job: Job) -> datetime | None:
     t = job.spec.timeouts
     status = job.status
     if status is JobStatus.NOT_STARTED:
-        return _after(job.created_at, t.start_s)
+        return after(job.created_at, t.start_s)
     if status is not JobStatus.IN_PROGRESS:
         return None
     phase = job.phase
     if phase is Phase.CANCELLING:
-        return _after(job.cancel_requested_at, t.cancel_grace_s)
+        return after(job.cancel_requested_at, t.cancel_grace_s)
     oldest: datetime | None = None
     for p in job.participants.values():
         if p.state in _ACTIVE_STATES:
             seen = p.last_seen or p.assigned_at
             if seen is not None and (oldest is None or seen < oldest):
                 oldest = seen
-    best = _after(oldest, t.heartbeat_s)
+    best = after(oldest, t.heartbeat_s)
     for at in (
-        _after(job.started_at, t.job_s),
-        _after(job.round_started_at, t.round_s) if phase is Phase.RUNNING else None,
-        _after(job.server.finished_at, t.heartbeat_s) if phase is Phase.FINALIZING else None,
+        after(job.started_at, t.job_s),
+        after(job.round_started_at, t.round_s) if phase is Phase.RUNNING else None,
+        after(job.server.finished_at, t.heartbeat_s) if phase is Phase.FINALIZING else None,
     ):
         if at is not None and (best is None or at < best):
             best = at

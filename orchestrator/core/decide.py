@@ -25,11 +25,11 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from orchestrator.core._types import evolve
+from orchestrator.core._types import evolve, mark_set
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
-from orchestrator.core.deadlines import is_due, next_deadline_at
+from orchestrator.core.deadlines import after, is_due, next_deadline_at
 from orchestrator.core.events import (
     CancelRequested,
     CheckpointSaved,
@@ -195,7 +195,7 @@ class _Draft:
         if changed:  # ``candidate`` is ours alone until returned: finish it in place
             candidate.__dict__["deadline_at"] = deadline_at
             candidate.__dict__["updated_at"] = self.now
-            candidate.__pydantic_fields_set__.update(("deadline_at", "updated_at"))
+            mark_set(candidate, "deadline_at", "updated_at")
         quiet = changed or self.metrics or self.checkpoints or reason.startswith(_SILENT)
         return Decision(
             job=candidate if changed else self.job,
@@ -245,28 +245,11 @@ def decide_by_rules(job: Job, event: Event, now: datetime) -> Decision:
 # None and takes the rules path.
 
 _STARTED = ParticipantState.STARTED
+_CLIENT = Role.CLIENT
 _ACTIVE = frozenset({ParticipantState.ASSIGNED, ParticipantState.STARTED})
 _LIVENESS_EVENTS = frozenset({Heartbeat, RoundMetrics, ParticipantStarted})
 _IN_PROGRESS = JobStatus.IN_PROGRESS
 _FINISHED = ParticipantState.FINISHED
-
-
-def _settled(job: Job) -> bool:
-    """True when ``_evaluate`` would change nothing on ``job`` (an IN_PROGRESS job)."""
-    phase = job.phase
-    if phase is Phase.CANCELLING:
-        return False  # the caller knows whether a participant stays active
-    participants = job.participants
-    server = participants.get("server")
-    if server is None or server.state in _DOWN or server.state is _FINISHED:
-        return False
-    if phase is not (Phase.RUNNING if job.round >= 1 else Phase.STARTING):
-        return False
-    healthy = 0
-    for q in participants.values():
-        if q.role is Role.CLIENT and q.state in _HEALTHY:
-            healthy += 1
-    return healthy >= job.spec.required_clients
 
 
 def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
@@ -276,13 +259,29 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     kind = type(event)
     if kind not in _LIVENESS_EVENTS or job.status is not _IN_PROGRESS:
         return None
-    assert isinstance(event, Heartbeat | RoundMetrics | ParticipantStarted)
-    p = job.participants.get(event.participant)
+    event = cast(Heartbeat | RoundMetrics | ParticipantStarted, event)  # (no runtime check)
+    pid = event.participant
+    participants = job.participants
+    p = participants.get(pid)
     if p is None or p.state not in _ACTIVE or p.worker != event.worker:
         return None
-    # An active participant stays active, so a cancelling job stays cancelling.
-    if job.phase is not Phase.CANCELLING and not _settled(job):
-        return None
+    phase = job.phase
+    cancelling = phase is Phase.CANCELLING  # an active participant stays active: no change
+    if not cancelling:
+        # Settled: the phase is the one ``_evaluate`` derives, the server is neither down nor
+        # finished, and enough clients are healthy.
+        if phase is not (Phase.RUNNING if job.round >= 1 else Phase.STARTING):
+            return None
+        server = participants.get("server")
+        if server is None or server.state not in _HEALTHY or server.state is _FINISHED:
+            return None
+        healthy = 0
+        for q in participants.values():
+            if q.role is _CLIENT and q.state in _HEALTHY:
+                healthy += 1
+        spec = job.spec
+        if healthy < (len(spec.clients) if spec.min_clients is None else spec.min_clients):
+            return None  # (``spec.required_clients``, inlined: this runs for every event)
     old = p.__dict__
     changes: dict[str, Any] = {}
     if p.state is not _STARTED:
@@ -294,17 +293,14 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     records: tuple[MetricRecord, ...] = ()
     if isinstance(event, RoundMetrics):
         reason = f"metrics for round {event.round}"
-        records = (
-            MetricRecord(
-                job.id, p.id, p.role, event.round, dict(event.metrics), now, event.event_id
-            ),
-        )
+        metrics = dict(event.metrics)
+        records = (MetricRecord(job.id, pid, p.role, event.round, metrics, now, event.event_id),)
         metrics_round = old["metrics_round"]
         if metrics_round is None or event.round >= metrics_round:
             if event.round != metrics_round:
                 changes["metrics_round"] = event.round
-            if event.metrics != old["metrics"]:
-                changes["metrics"] = dict(event.metrics)
+            if metrics != old["metrics"]:
+                changes["metrics"] = dict(metrics)
         if event.round > old["round"]:
             changes["round"] = event.round
     else:
@@ -312,19 +308,40 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
         if isinstance(event, Heartbeat) and event.round is not None and event.round > old["round"]:
             changes["round"] = event.round
     if changes:
-        candidate = evolve(job, {"participants": {**job.participants, p.id: evolve(p, changes)}})
-    else:
-        candidate = job
-    deadline_at = next_deadline_at(candidate)
+        participants = {**participants, pid: evolve(p, changes)}
+    deadline_at = _liveness_deadline(job, participants, cancelling)
     if not changes and deadline_at == job.deadline_at:
         return Decision(job, False, reason if records else f"no change: {reason}", (), records)
-    if candidate is job:
-        candidate = evolve(job, {})
-    values = candidate.__dict__
-    values["deadline_at"] = deadline_at
-    values["updated_at"] = now
-    candidate.__pydantic_fields_set__.update(("deadline_at", "updated_at"))
+    updates: dict[str, Any] = {"deadline_at": deadline_at, "updated_at": now}
+    if changes:
+        updates["participants"] = participants
+    candidate = evolve(job, updates)
     return Decision(candidate, True, reason, (), records, (), "state" not in changes)
+
+
+def _liveness_deadline(
+    job: Job, participants: dict[str, Participant], cancelling: bool
+) -> datetime | None:
+    """``next_deadline_at`` of ``job`` with ``participants``, for the phases ``_liveness``
+    handles (IN_PROGRESS: starting, running or cancelling)."""
+    t = job.spec.timeouts
+    if cancelling:
+        return after(job.cancel_requested_at, t.cancel_grace_s)
+    oldest: datetime | None = None
+    for q in participants.values():
+        if q.state in _ACTIVE:
+            seen = q.last_seen or q.assigned_at
+            if seen is not None and (oldest is None or seen < oldest):
+                oldest = seen
+    best = after(oldest, t.heartbeat_s)
+    at = after(job.started_at, t.job_s)
+    if at is not None and (best is None or at < best):
+        best = at
+    if job.phase is Phase.RUNNING:
+        at = after(job.round_started_at, t.round_s)
+        if at is not None and (best is None or at < best):
+            best = at
+    return best
 
 
 # --- handlers ---------------------------------------------------------------------------

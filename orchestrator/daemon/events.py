@@ -92,38 +92,41 @@ class EventApplier:
 
     async def handle(self, entries: list[Entry]) -> None:
         daemon = self.daemon
-        pairs: list[tuple[Event, Entry]] = []
-        plain_acks: list[Entry] = []  # entries that carry no event (admission wake-ups)
+        control = self.control
+        events: list[Event] = []
+        acks: list[Entry] = []  # admission wake-ups (no event) first, then one per event
+        plain = 0
         for entry in entries:
-            if not entry.fields:
+            fields = entry.fields
+            if not fields:
                 await daemon.reject(self.consumer, entry, "deleted_entry",
                                     "entry was deleted from the stream before it was applied")
                 continue
-            if entry.stream == self.control and entry.fields.get("type") == "worker_registered":
+            if entry.stream == control and fields.get("type") == "worker_registered":
                 daemon.wake_admission()
-                plain_acks.append(entry)
+                acks.insert(plain, entry)
+                plain += 1
                 continue
             parsed = self._parse(entry)
             if isinstance(parsed, tuple):
                 kind, reason, job_id = parsed
                 await daemon.reject(self.consumer, entry, kind, reason, job_id=job_id,
-                                    payload=entry.fields.get("event") or str(entry.fields))
+                                    payload=fields.get("event") or str(fields))
                 continue
-            pairs.append((parsed, entry))
-        daemon.stats.events_seen += len(pairs)
-        if not pairs:
-            await daemon.effects.commit((), (), plain_acks, self.consumer)
+            events.append(parsed)
+            acks.append(entry)
+        daemon.stats.events_seen += len(events)
+        if not events:
+            await daemon.effects.commit((), (), acks, self.consumer)
             return
         try:
-            await daemon.effects.apply([e for e, _ in pairs],
-                                       acks=[*plain_acks, *(a for _, a in pairs)],
-                                       consumer=self.consumer)
+            await daemon.effects.apply(events, acks=acks, consumer=self.consumer)
         except Stopping:
             raise
         except Exception as exc:  # a bug or a corrupt document: isolate the poison event
             log.exception("batch failed; applying its events one by one", error=str(exc))
-            await daemon.effects.commit((), (), plain_acks, self.consumer)
-            await self._one_by_one(pairs)
+            await daemon.effects.commit((), (), acks[:plain], self.consumer)
+            await self._one_by_one(list(zip(events, acks[plain:], strict=True)))
 
     async def _one_by_one(self, pairs: list[tuple[Event, Entry]]) -> None:
         daemon = self.daemon

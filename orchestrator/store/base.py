@@ -28,7 +28,7 @@ from orchestrator.core import (
     MetricRecord,
     decide,
 )
-from orchestrator.core._types import UtcDatetime
+from orchestrator.core._types import UtcDatetime, mark_set
 from orchestrator.errors import ConflictError, JobNotFoundError, PermanentError
 
 MAX_CAS_ATTEMPTS = 64
@@ -74,6 +74,7 @@ class BatchResult:
     commands: list[Command] = field(default_factory=list)
     changed: list[Change] = field(default_factory=list)
     cas_retries: int = 0
+    applied: int = 0  #: outcomes with ``applied`` set
 
 
 class JobStore(abc.ABC):
@@ -174,7 +175,7 @@ class JobStore(abc.ABC):
             writes: list[tuple[Job, int]] = []
             metrics: list[MetricRecord] = []
             checkpoints: list[CheckpointRecord] = []
-            staged: dict[str, tuple[list[EventOutcome], list[Command], Change | None]] = {}
+            staged: dict[str, tuple[list[EventOutcome], list[Command], Change | None, int]] = {}
             for job_id, job_events in pending.items():
                 before = jobs.get(job_id)
                 if before is None:
@@ -188,12 +189,14 @@ class JobStore(abc.ABC):
                 commands: list[Command] = []
                 quiet = True
                 last_reason = ""
+                applied_count = 0
                 for event in job_events:
                     d = decide(current, event, now)
                     applied = d.changed or bool(d.metrics) or bool(d.checkpoints)
                     outcomes.append(EventOutcome(event.event_id, job_id, applied, d.reason))
                     if applied:
                         last_reason = d.reason
+                        applied_count += 1
                     if d.changed:
                         quiet = quiet and d.quiet
                     if d.commands:
@@ -208,17 +211,18 @@ class JobStore(abc.ABC):
                     # ``current`` was made by ``decide`` in this loop and is ours alone: stamp
                     # the version in place rather than copying the job once more.
                     current.__dict__["version"] = before.version + 1
-                    current.__pydantic_fields_set__.add("version")
+                    mark_set(current, "version")
                     writes.append((current, before.version))
                     change = Change(before, current, last_reason or "updated", quiet)
-                staged[job_id] = (outcomes, commands, change)
+                staged[job_id] = (outcomes, commands, change, applied_count)
             if metrics or checkpoints:  # records first: the manifest is durable before status
                 await self._upsert_records(metrics, checkpoints)
             lost = await self._cas_many(writes) if writes else set()
-            for job_id, (outcomes, commands, change) in staged.items():
+            for job_id, (outcomes, commands, change, applied_count) in staged.items():
                 if job_id in lost:
                     continue
                 result.outcomes.extend(outcomes)
+                result.applied += applied_count
                 result.commands.extend(commands)
                 if change is not None:
                     result.changed.append(change)

@@ -304,3 +304,31 @@ async def test_updates_are_published_to_both_streams(redis: Redis, keys: Keys) -
 async def test_read_needs_a_stream() -> None:
     with pytest.raises(ValueError, match="at least one stream"):
         StreamConsumer(None, [], GROUP, "c")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_reads_the_raw_reply_of_either_protocol(redis_server: object, keys: Keys,
+                                                      protocol: int) -> None:
+    """``StreamConsumer`` walks XREADGROUP's raw reply itself: RESP2 lists and RESP3 maps,
+    several streams, unicode fields, and a deleted entry's nil fields."""
+    import redis.asyncio as aioredis  # noqa: PLC0415
+
+    client = aioredis.Redis.from_url(redis_server.url, protocol=protocol)  # type: ignore[attr-defined]
+    try:
+        c = consumer(client, keys)
+        await c.ensure_groups()
+        a = (await client.xadd(keys.events(0), {"event": "é1", "x": "y"})).decode()
+        b = (await client.xadd(keys.events(1), {"event": "2"})).decode()
+        gone = (await client.xadd(keys.events(1), {"event": "3"})).decode()
+        first = await c.read()
+        assert [(e.stream, e.id, e.fields, e.deliveries) for e in first] == [
+            (keys.events(0), a, {"event": "é1", "x": "y"}, 1),
+            (keys.events(1), b, {"event": "2"}, 1),
+            (keys.events(1), gone, {"event": "3"}, 1),
+        ]
+        await client.xdel(keys.events(1), gone)
+        again = await consumer(client, keys).read()  # same name: drains its own pending first
+        assert [(e.id, e.fields, e.deliveries) for e in again] == [
+            (a, {"event": "é1", "x": "y"}, 2), (b, {"event": "2"}, 2), (gone, {}, 2)]
+    finally:
+        await client.aclose()
