@@ -259,7 +259,8 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     kind = type(event)
     if kind not in _LIVENESS_EVENTS or job.status is not _IN_PROGRESS:
         return None
-    event = cast(Heartbeat | RoundMetrics | ParticipantStarted, event)  # (no runtime check)
+    event = cast("Heartbeat | RoundMetrics | ParticipantStarted", event)  # (quoted: no union
+    # object is built per call)
     pid = event.participant
     participants = job.participants
     p = participants.get(pid)
@@ -268,20 +269,13 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     phase = job.phase
     cancelling = phase is Phase.CANCELLING  # an active participant stays active: no change
     if not cancelling:
-        # Settled: the phase is the one ``_evaluate`` derives, the server is neither down nor
-        # finished, and enough clients are healthy.
+        # Settled (with the client count below): the phase is the one ``_evaluate`` derives,
+        # and the server is neither down nor finished.
         if phase is not (Phase.RUNNING if job.round >= 1 else Phase.STARTING):
             return None
         server = participants.get("server")
         if server is None or server.state not in _HEALTHY or server.state is _FINISHED:
             return None
-        healthy = 0
-        for q in participants.values():
-            if q.role is _CLIENT and q.state in _HEALTHY:
-                healthy += 1
-        spec = job.spec
-        if healthy < (len(spec.clients) if spec.min_clients is None else spec.min_clients):
-            return None  # (``spec.required_clients``, inlined: this runs for every event)
     old = p.__dict__
     changes: dict[str, Any] = {}
     if p.state is not _STARTED:
@@ -309,7 +303,33 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
             changes["round"] = event.round
     if changes:
         participants = {**participants, pid: evolve(p, changes)}
-    deadline_at = _liveness_deadline(job, participants, cancelling)
+    # ``next_deadline_at`` for these phases, fused with the healthy-client count (one pass).
+    t = job.spec.timeouts
+    deadline_at: datetime | None
+    if cancelling:
+        deadline_at = after(job.cancel_requested_at, t.cancel_grace_s)
+    else:
+        healthy = 0
+        oldest: datetime | None = None
+        for q in participants.values():
+            state = q.state
+            if state in _ACTIVE:
+                seen = q.last_seen or q.assigned_at
+                if seen is not None and (oldest is None or seen < oldest):
+                    oldest = seen
+            if q.role is _CLIENT and state in _HEALTHY:
+                healthy += 1  # ASSIGNED -> STARTED leaves this count as it was
+        spec = job.spec
+        if healthy < (len(spec.clients) if spec.min_clients is None else spec.min_clients):
+            return None  # too few clients: ``_evaluate`` ends the job (``required_clients``)
+        deadline_at = after(oldest, t.heartbeat_s)
+        at = after(job.started_at, t.job_s)
+        if at is not None and (deadline_at is None or at < deadline_at):
+            deadline_at = at
+        if phase is Phase.RUNNING:
+            at = after(job.round_started_at, t.round_s)
+            if at is not None and (deadline_at is None or at < deadline_at):
+                deadline_at = at
     if not changes and deadline_at == job.deadline_at:
         return Decision(job, False, reason if records else f"no change: {reason}", (), records)
     updates: dict[str, Any] = {"deadline_at": deadline_at, "updated_at": now}
@@ -317,31 +337,6 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
         updates["participants"] = participants
     candidate = evolve(job, updates)
     return Decision(candidate, True, reason, (), records, (), "state" not in changes)
-
-
-def _liveness_deadline(
-    job: Job, participants: dict[str, Participant], cancelling: bool
-) -> datetime | None:
-    """``next_deadline_at`` of ``job`` with ``participants``, for the phases ``_liveness``
-    handles (IN_PROGRESS: starting, running or cancelling)."""
-    t = job.spec.timeouts
-    if cancelling:
-        return after(job.cancel_requested_at, t.cancel_grace_s)
-    oldest: datetime | None = None
-    for q in participants.values():
-        if q.state in _ACTIVE:
-            seen = q.last_seen or q.assigned_at
-            if seen is not None and (oldest is None or seen < oldest):
-                oldest = seen
-    best = after(oldest, t.heartbeat_s)
-    at = after(job.started_at, t.job_s)
-    if at is not None and (best is None or at < best):
-        best = at
-    if job.phase is Phase.RUNNING:
-        at = after(job.round_started_at, t.round_s)
-        if at is not None and (best is None or at < best):
-            best = at
-    return best
 
 
 # --- handlers ---------------------------------------------------------------------------
@@ -503,7 +498,7 @@ def _deadline(draft: _Draft, event: Event) -> str:
 
 
 def _participant(draft: _Draft, event: Event) -> str:
-    assert not isinstance(event, JobDispatched | CancelRequested | DeadlineExpired)
+    assert not isinstance(event, _JOB_EVENTS)
     reason = _record(draft, event)
     if reason.startswith("refused"):
         return reason
@@ -512,12 +507,15 @@ def _participant(draft: _Draft, event: Event) -> str:
 
 def _absorb(draft: _Draft, event: Event) -> str:
     """Terminal job: the status never changes, but late data is still recorded."""
-    if isinstance(event, JobDispatched | CancelRequested | DeadlineExpired):
+    if isinstance(event, _JOB_EVENTS):
         return f"ignored: job is {draft.job.status}"
     return _record(draft, event) + f" (job is {draft.job.status})"
 
 
 _ORDER = (ParticipantStarted, Heartbeat, RoundStarted, RoundMetrics, CheckpointSaved)
+# isinstance() with tuples: ``A | B`` in a call builds a union object every time.
+_JOB_EVENTS = (JobDispatched, CancelRequested, DeadlineExpired)
+_ROUND_EVENTS = (RoundStarted, Heartbeat)
 
 
 def _record(draft: _Draft, event: ParticipantEvent) -> str:
@@ -543,7 +541,7 @@ def _record(draft: _Draft, event: ParticipantEvent) -> str:
     if isinstance(event, _ORDER):
         advance(ParticipantState.STARTED)
     reason: str = event.type
-    if isinstance(event, RoundStarted | Heartbeat) and event.round is not None:
+    if isinstance(event, _ROUND_EVENTS) and event.round is not None:
         changes["round"] = max(p.round, event.round)
         if isinstance(event, RoundStarted) and p.role is Role.SERVER and event.round > job.round:
             if not job.is_terminal:
