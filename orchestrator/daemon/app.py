@@ -127,16 +127,55 @@ class Daemon:
             self._wake = anyio.Event()
 
     async def consume(self, consumer: StreamConsumer, handler: Handler, *,
-                      caught_up: anyio.Event | None = None) -> None:
-        """Read → handle → (handler acknowledges) until the daemon stops."""
+                      caught_up: anyio.Event | None = None, prefetch: bool = False) -> None:
+        """Read → handle → (handler acknowledges) until the daemon stops.
+
+        With ``prefetch``, the next read is sent while a full batch is being handled, so
+        Redis prepares it on its own core instead of the daemon waiting for it afterwards.
+        A prefetched batch is in hand: it is handled even when the daemon stops meanwhile
+        (anything read but never handled stays pending and is drained on restart).
+        """
         backoff = Backoff()
-        while not self.stopping.is_set():
+        entries: list[Entry] | None = []
+        while entries is not None:
+            if not entries:
+                if self.stopping.is_set():
+                    break
+                entries = await self._read_batch(consumer, backoff)
+                if entries is None:
+                    break
+            if (caught_up is not None and not caught_up.is_set()
+                    and len(entries) < consumer.batch and not consumer.draining):
+                caught_up.set()
+            if not entries:
+                continue
+            full = prefetch and len(entries) >= consumer.batch and not self.stopping.is_set()
+            if not full:
+                go_on = await self.process(consumer, handler, entries)
+                entries = []
+            else:
+                ahead: list[list[Entry] | None] = []
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._read_into, ahead, consumer, backoff)
+                    go_on = await self.process(consumer, handler, entries)
+                entries = ahead[0] if ahead else []
+            if not go_on:
+                break
+
+    async def _read_into(self, box: list[list[Entry] | None], consumer: StreamConsumer,
+                         backoff: Backoff) -> None:
+        box.append(await self._read_batch(consumer, backoff))
+
+    async def _read_batch(self, consumer: StreamConsumer, backoff: Backoff
+                          ) -> list[Entry] | None:
+        """One read: entries (maybe none); None when the daemon stopped while reading."""
+        while True:
             entries: list[Entry] = []
             with anyio.CancelScope() as scope:
                 self._read_scopes.add(scope)
                 try:
                     if self.stopping.is_set():
-                        break
+                        return None
                     entries = await consumer.read()
                     backoff.reset()
                 except OrchestratorError as exc:  # refused by Redis (not a connection error)
@@ -146,12 +185,8 @@ class Daemon:
                 finally:
                     self._read_scopes.discard(scope)
             if scope.cancelled_caught and not entries:
-                break
-            if (caught_up is not None and not caught_up.is_set()
-                    and len(entries) < consumer.batch and not consumer.draining):
-                caught_up.set()
-            if entries and not await self.process(consumer, handler, entries):
-                break
+                return None
+            return entries
 
     async def process(self, consumer: StreamConsumer, handler: Handler,
                       entries: list[Entry]) -> bool:

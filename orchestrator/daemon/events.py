@@ -59,7 +59,8 @@ class EventApplier:
         await self.daemon.effects.retry(self.consumer.ensure_groups,
                                         "Redis (create event consumer groups)", shield=False)
         task_status.started()
-        await self.daemon.consume(self.consumer, self.handle, caught_up=self.daemon.caught_up)
+        await self.daemon.consume(self.consumer, self.handle, caught_up=self.daemon.caught_up,
+                                  prefetch=True)
 
     def _parse(self, entry: Entry) -> Event | tuple[str, str, str | None]:
         """The event of an entry, or (kind, reason, job_id) of why it cannot be one."""
