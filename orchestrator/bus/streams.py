@@ -601,12 +601,15 @@ class Bus:
 
     # --- updates (daemon → watchers) -----------------------------------------------------------
     def queue_updates(self, pipe: Pipeline, updates: Iterable[tuple[Job, str]]) -> None:
+        # ``execute_command`` rather than ``pipe.xadd``: the same command, without the
+        # wrapper's per-call argument checks (this runs for every announced change).
+        queue = pipe.execute_command
+        every = self.keys.updates
         for job, reason in updates:
             payload = update_payload(job, reason)
-            pipe.xadd(self.keys.updates, {b"update": payload},
-                      maxlen=UPDATES_MAXLEN, approximate=True)
-            pipe.xadd(self.keys.job_updates(job.id), {b"update": payload},
-                      maxlen=JOB_UPDATES_MAXLEN, approximate=True)
+            queue("XADD", every, "MAXLEN", "~", UPDATES_MAXLEN, "*", "update", payload)
+            queue("XADD", self.keys.job_updates(job.id), "MAXLEN", "~", JOB_UPDATES_MAXLEN, "*",
+                  "update", payload)
 
     async def publish_update(self, job: Job, reason: str) -> None:
         """Announce a committed change of ``job`` to watchers.

@@ -175,7 +175,10 @@ class JobStore(abc.ABC):
             writes: list[tuple[Job, int]] = []
             metrics: list[MetricRecord] = []
             checkpoints: list[CheckpointRecord] = []
-            staged: dict[str, tuple[list[EventOutcome], list[Command], Change | None, int]] = {}
+            outcomes: list[EventOutcome] = []
+            commands: list[Command] = []
+            changes: list[Change] = []
+            applied_count = 0
             for job_id, job_events in pending.items():
                 before = jobs.get(job_id)
                 if before is None:
@@ -185,11 +188,8 @@ class JobStore(abc.ABC):
                     )
                     continue
                 current = before
-                outcomes: list[EventOutcome] = []
-                commands: list[Command] = []
                 quiet = True
                 last_reason = ""
-                applied_count = 0
                 for event in job_events:
                     d = decide(current, event, now)
                     applied = d.changed or bool(d.metrics) or bool(d.checkpoints)
@@ -206,26 +206,25 @@ class JobStore(abc.ABC):
                     if d.checkpoints:
                         checkpoints.extend(d.checkpoints)
                     current = d.job
-                change = None
                 if current is not before:
                     # ``current`` was made by ``decide`` in this loop and is ours alone: stamp
                     # the version in place rather than copying the job once more.
                     current.__dict__["version"] = before.version + 1
                     mark_set(current, "version")
                     writes.append((current, before.version))
-                    change = Change(before, current, last_reason or "updated", quiet)
-                staged[job_id] = (outcomes, commands, change, applied_count)
+                    changes.append(Change(before, current, last_reason or "updated", quiet))
             if metrics or checkpoints:  # records first: the manifest is durable before status
                 await self._upsert_records(metrics, checkpoints)
             lost = await self._cas_many(writes) if writes else set()
-            for job_id, (outcomes, commands, change, applied_count) in staged.items():
-                if job_id in lost:
-                    continue
-                result.outcomes.extend(outcomes)
-                result.applied += applied_count
-                result.commands.extend(commands)
-                if change is not None:
-                    result.changed.append(change)
+            if lost:  # the losers' outcomes and commands are dropped; they are decided again
+                outcomes = [o for o in outcomes if o.job_id not in lost]
+                commands = [c for c in commands if c.job_id not in lost]
+                changes = [c for c in changes if c.after.id not in lost]
+                applied_count = sum(o.applied for o in outcomes)
+            result.outcomes.extend(outcomes)
+            result.commands.extend(commands)
+            result.changed.extend(changes)
+            result.applied += applied_count
             if not lost:
                 return result
             result.cas_retries += len(lost)

@@ -42,12 +42,16 @@ async def test_silent_participant_fails_the_job_within_its_heartbeat_timeout(
         t0 = time.monotonic()
         job = await wait_finished(store, "lost", timeout_s=5)
         elapsed = time.monotonic() - t0
+        # Stop commands go out right after the store write; give the workers a moment.
+        with anyio.move_on_after(2):
+            while not {"server", "client-0"} <= {s.participant for w in workers for s in w.stops}:
+                await anyio.sleep(0.01)
         stopped = {s.participant for w in workers for s in w.stops}
     assert job.status is JobStatus.FINISHED_WITH_ERROR
     assert job.error is not None
     assert job.error.code is ErrorCode.WORKER_LOST
     assert job.error.participant == "client-1"
-    assert job.participants["client-1"].state is ParticipantState.FAILED
+    assert job.participants["client-1"].state is ParticipantState.FAILED, job.participants
     assert elapsed <= 1.0 + 0.6, f"took {elapsed:.2f}s after start; heartbeat timeout 1s"
     assert started.participants["client-1"].last_seen is not None
     assert {"server", "client-0"} <= stopped, "the others were told to stop"
