@@ -14,7 +14,9 @@ from orchestrator.core.events import DeadlineKind
 from orchestrator.core.status import JobStatus, ParticipantState, Phase
 
 if TYPE_CHECKING:
-    from orchestrator.core.job import Job
+    from collections.abc import Mapping
+
+    from orchestrator.core.job import Job, Participant
 
 
 _ACTIVE_STATES = frozenset({ParticipantState.ASSIGNED, ParticipantState.STARTED})
@@ -69,9 +71,13 @@ def deadlines(job: Job) -> list[Deadline]:
     return found
 
 
-def next_deadline_at(job: Job) -> datetime | None:
+def next_deadline_at(
+    job: Job, participants: Mapping[str, Participant] | None = None
+) -> datetime | None:
     """The earliest of ``deadlines(job)``: the same rules, computed without building them
-    (this runs once per decision, on the hot path)."""
+    (this runs once per decision, on the hot path). ``participants`` stands in for the job's
+    own when a decision has changed them but not yet built the new job."""
+    parts = job.participants if participants is None else participants
     t = job.spec.timeouts
     status = job.status
     if status is JobStatus.NOT_STARTED:
@@ -82,7 +88,7 @@ def next_deadline_at(job: Job) -> datetime | None:
     if phase is Phase.CANCELLING:
         return after(job.cancel_requested_at, t.cancel_grace_s)
     oldest: datetime | None = None
-    for p in job.participants.values():
+    for p in parts.values():
         if p.state in _ACTIVE_STATES:
             seen = p.last_seen or p.assigned_at
             if seen is not None and (oldest is None or seen < oldest):
@@ -91,7 +97,7 @@ def next_deadline_at(job: Job) -> datetime | None:
     for at in (
         after(job.started_at, t.job_s),
         after(job.round_started_at, t.round_s) if phase is Phase.RUNNING else None,
-        after(job.server.finished_at, t.heartbeat_s) if phase is Phase.FINALIZING else None,
+        after(parts["server"].finished_at, t.heartbeat_s) if phase is Phase.FINALIZING else None,
     ):
         if at is not None and (best is None or at < best):
             best = at

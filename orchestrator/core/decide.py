@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, cast
 
 from orchestrator.core._types import evolve, mark_set
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
-from orchestrator.core.deadlines import after, is_due, next_deadline_at
+from orchestrator.core.deadlines import is_due, next_deadline_at
 from orchestrator.core.events import (
     CancelRequested,
     CheckpointSaved,
@@ -256,80 +256,26 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     """``decide`` for started/heartbeat/metrics events of a dispatched participant of a
     settled job. ASSIGNED -> STARTED is the one state change it makes: both states are active
     and healthy, so ``_evaluate`` still has nothing to re-derive."""
-    kind = type(event)
-    if kind not in _LIVENESS_EVENTS or job.status is not _IN_PROGRESS:
+    if type(event) not in _LIVENESS_EVENTS or job.status is not _IN_PROGRESS:
         return None
     event = cast("Heartbeat | RoundMetrics | ParticipantStarted", event)  # (quoted: no union
     # object is built per call)
-    pid = event.participant
     participants = job.participants
-    p = participants.get(pid)
+    p = participants.get(event.participant)
     if p is None or p.state not in _ACTIVE or p.worker != event.worker:
         return None
-    phase = job.phase
-    cancelling = phase is Phase.CANCELLING  # an active participant stays active: no change
-    if not cancelling:
-        # Settled (with the client count below): the phase is the one ``_evaluate`` derives,
-        # and the server is neither down nor finished.
-        if phase is not (Phase.RUNNING if job.round >= 1 else Phase.STARTING):
-            return None
-        server = participants.get("server")
-        if server is None or server.state not in _HEALTHY or server.state is _FINISHED:
-            return None
+    if job.phase is not Phase.CANCELLING and not _settled(job):
+        return None  # (cancelling: an active participant stays active, nothing to derive)
+    progress, record = _progress(p, event, now)
     old = p.__dict__
-    changes: dict[str, Any] = {}
+    changes = {name: value for name, value in progress.items() if old[name] != value}
     if p.state is not _STARTED:
         changes["state"] = _STARTED
-    if event.seq > old["last_seq"]:
-        changes["last_seq"] = event.seq
-        if old["last_seen"] != now:
-            changes["last_seen"] = now
-    records: tuple[MetricRecord, ...] = ()
-    if isinstance(event, RoundMetrics):
-        reason = f"metrics for round {event.round}"
-        metrics = dict(event.metrics)
-        records = (MetricRecord(job.id, pid, p.role, event.round, metrics, now, event.event_id),)
-        metrics_round = old["metrics_round"]
-        if metrics_round is None or event.round >= metrics_round:
-            if event.round != metrics_round:
-                changes["metrics_round"] = event.round
-            if metrics != old["metrics"]:
-                changes["metrics"] = dict(metrics)
-        if event.round > old["round"]:
-            changes["round"] = event.round
-    else:
-        reason = event.type
-        if isinstance(event, Heartbeat) and event.round is not None and event.round > old["round"]:
-            changes["round"] = event.round
     if changes:
-        participants = {**participants, pid: evolve(p, changes)}
-    # ``next_deadline_at`` for these phases, fused with the healthy-client count (one pass).
-    t = job.spec.timeouts
-    deadline_at: datetime | None
-    if cancelling:
-        deadline_at = after(job.cancel_requested_at, t.cancel_grace_s)
-    else:
-        healthy = 0
-        oldest: datetime | None = None
-        for q in participants.values():
-            state = q.state
-            if state in _ACTIVE:
-                seen = q.last_seen or q.assigned_at
-                if seen is not None and (oldest is None or seen < oldest):
-                    oldest = seen
-            if q.role is _CLIENT and state in _HEALTHY:
-                healthy += 1  # ASSIGNED -> STARTED leaves this count as it was
-        spec = job.spec
-        if healthy < (len(spec.clients) if spec.min_clients is None else spec.min_clients):
-            return None  # too few clients: ``_evaluate`` ends the job (``required_clients``)
-        deadline_at = after(oldest, t.heartbeat_s)
-        at = after(job.started_at, t.job_s)
-        if at is not None and (deadline_at is None or at < deadline_at):
-            deadline_at = at
-        if phase is Phase.RUNNING:
-            at = after(job.round_started_at, t.round_s)
-            if at is not None and (deadline_at is None or at < deadline_at):
-                deadline_at = at
+        participants = {**participants, p.id: evolve(p, changes)}
+    deadline_at = next_deadline_at(job, participants)
+    records = () if record is None else (record,)
+    reason = event.type if record is None else f"metrics for round {record.round}"
     if not changes and deadline_at == job.deadline_at:
         return Decision(job, False, reason if records else f"no change: {reason}", (), records)
     updates: dict[str, Any] = {"deadline_at": deadline_at, "updated_at": now}
@@ -337,6 +283,48 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
         updates["participants"] = participants
     candidate = evolve(job, updates)
     return Decision(candidate, True, reason, (), records, (), "state" not in changes)
+
+
+def _settled(job: Job) -> bool:
+    """Whether ``_evaluate`` would leave this IN_PROGRESS, not cancelling job as it is: its
+    phase is the one ``_evaluate`` derives, the server is neither down nor finished, and
+    enough clients are healthy."""
+    if job.phase is not (Phase.RUNNING if job.round >= 1 else Phase.STARTING):
+        return False
+    participants = job.participants
+    server = participants.get("server")
+    if server is None or server.state not in _HEALTHY or server.state is _FINISHED:
+        return False
+    healthy = 0
+    for q in participants.values():
+        if q.role is _CLIENT and q.state in _HEALTHY:
+            healthy += 1
+    return healthy >= job.spec.required_clients
+
+
+def _progress(
+    p: Participant, event: ParticipantEvent, now: datetime
+) -> tuple[dict[str, Any], MetricRecord | None]:
+    """The liveness and progress an event brings its participant, forward only: ``seq`` and
+    ``last_seen``, the round it reports, the latest metrics, and the metrics row to record.
+    Values may equal the participant's own; callers that care compare."""
+    changes: dict[str, Any] = {}
+    if event.seq > p.last_seq:
+        changes["last_seq"] = event.seq
+        changes["last_seen"] = now
+    record = None
+    if isinstance(event, _ROUND_EVENTS):
+        if event.round is not None:
+            changes["round"] = max(p.round, event.round)
+    elif isinstance(event, RoundMetrics):
+        record = MetricRecord(
+            event.job_id, p.id, p.role, event.round, dict(event.metrics), now, event.event_id
+        )
+        if p.metrics_round is None or event.round >= p.metrics_round:
+            changes["metrics_round"] = event.round
+            changes["metrics"] = dict(event.metrics)
+        changes["round"] = max(p.round, event.round)
+    return changes, record
 
 
 # --- handlers ---------------------------------------------------------------------------
@@ -529,9 +517,7 @@ def _record(draft: _Draft, event: ParticipantEvent) -> str:
             f"refused: {event.participant} belongs to worker {p.worker}, "
             f"event came from {event.worker}"
         )
-    changes: dict[str, Any] = {}
-    if event.seq > p.last_seq:
-        changes.update(last_seq=event.seq, last_seen=draft.now)
+    changes, record = _progress(p, event, draft.now)
 
     def advance(state: ParticipantState, **extra: Any) -> None:
         if state.rank > p.state.rank:
@@ -541,23 +527,15 @@ def _record(draft: _Draft, event: ParticipantEvent) -> str:
     if isinstance(event, _ORDER):
         advance(ParticipantState.STARTED)
     reason: str = event.type
-    if isinstance(event, _ROUND_EVENTS) and event.round is not None:
-        changes["round"] = max(p.round, event.round)
-        if isinstance(event, RoundStarted) and p.role is Role.SERVER and event.round > job.round:
+    if record is not None:
+        draft.metrics.append(record)
+        reason = f"metrics for round {record.round}"
+    elif isinstance(event, RoundStarted):
+        if p.role is Role.SERVER and event.round > job.round:
             if not job.is_terminal:
                 draft.updates["round"] = event.round
                 draft.updates["round_started_at"] = draft.now
             reason = f"round {event.round} started"
-    elif isinstance(event, RoundMetrics):
-        draft.metrics.append(
-            MetricRecord(
-                job.id, p.id, p.role, event.round, dict(event.metrics), draft.now, event.event_id
-            )
-        )
-        if p.metrics_round is None or event.round >= p.metrics_round:
-            changes.update(metrics_round=event.round, metrics=dict(event.metrics))
-        changes["round"] = max(p.round, event.round)
-        reason = f"metrics for round {event.round}"
     elif isinstance(event, CheckpointSaved):
         draft.checkpoints.append(
             CheckpointRecord(

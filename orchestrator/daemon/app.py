@@ -17,8 +17,10 @@ time) and the store's compare-and-set on ``version`` — no leader, no locks.
 
 from __future__ import annotations
 
+import math
 import signal
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable, Iterator, Set
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import anyio
@@ -66,7 +68,7 @@ class Daemon:
         self.caught_up = anyio.Event()
         self.ready = anyio.Event()
         self._wake = anyio.Event()
-        self._read_scopes: set[anyio.CancelScope] = set()
+        self._stop_scopes: set[anyio.CancelScope] = set()
         self.effects = Effects(store, self.bus, self.stopping, self.stats)
         if workloads is None:
             workloads = self.options.allowed_workloads
@@ -107,12 +109,24 @@ class Daemon:
             self.log.info("daemon stopping: finishing the batches in hand")
         self.stopping.set()
         self._wake.set()
-        for scope in list(self._read_scopes):
+        for scope in list(self._stop_scopes):
             scope.cancel()
 
     # --- helpers for the tasks -------------------------------------------------------------
     def wake_admission(self) -> None:
         self._wake.set()
+
+    @contextmanager
+    def until_stopped(self, seconds: float) -> Iterator[anyio.CancelScope]:
+        """A ``move_on_after(seconds)`` scope that ``stop()`` ends too (waits, blocking reads)."""
+        with anyio.move_on_after(seconds) as scope:
+            if self.stopping.is_set():
+                scope.cancel()
+            self._stop_scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._stop_scopes.discard(scope)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the daemon stops."""
@@ -127,66 +141,26 @@ class Daemon:
             self._wake = anyio.Event()
 
     async def consume(self, consumer: StreamConsumer, handler: Handler, *,
-                      caught_up: anyio.Event | None = None, prefetch: bool = False) -> None:
-        """Read → handle → (handler acknowledges) until the daemon stops.
-
-        With ``prefetch``, the next read is sent while a full batch is being handled, so
-        Redis prepares it on its own core instead of the daemon waiting for it afterwards.
-        A prefetched batch is in hand: it is handled even when the daemon stops meanwhile
-        (anything read but never handled stays pending and is drained on restart).
-        """
+                      caught_up: anyio.Event | None = None) -> None:
+        """Read → handle → (handler acknowledges) until the daemon stops."""
         backoff = Backoff()
-        entries: list[Entry] | None = []
-        while entries is not None:
-            if not entries:
-                if self.stopping.is_set():
-                    break
-                entries = await self._read_batch(consumer, backoff)
-                if entries is None:
-                    break
-            if (caught_up is not None and not caught_up.is_set()
-                    and len(entries) < consumer.batch and not consumer.draining):
-                caught_up.set()
-            if not entries:
-                continue
-            full = prefetch and len(entries) >= consumer.batch and not self.stopping.is_set()
-            if not full:
-                go_on = await self.process(consumer, handler, entries)
-                entries = []
-            else:
-                ahead: list[list[Entry] | None] = []
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._read_into, ahead, consumer, backoff)
-                    go_on = await self.process(consumer, handler, entries)
-                entries = ahead[0] if ahead else []
-            if not go_on:
-                break
-
-    async def _read_into(self, box: list[list[Entry] | None], consumer: StreamConsumer,
-                         backoff: Backoff) -> None:
-        box.append(await self._read_batch(consumer, backoff))
-
-    async def _read_batch(self, consumer: StreamConsumer, backoff: Backoff
-                          ) -> list[Entry] | None:
-        """One read: entries (maybe none); None when the daemon stopped while reading."""
-        while True:
+        while not self.stopping.is_set():
             entries: list[Entry] = []
-            with anyio.CancelScope() as scope:
-                self._read_scopes.add(scope)
+            with self.until_stopped(math.inf) as scope:
                 try:
-                    if self.stopping.is_set():
-                        return None
                     entries = await consumer.read()
                     backoff.reset()
                 except OrchestratorError as exc:  # refused by Redis (not a connection error)
                     self.log.exception("read failed; retrying", error=str(exc))
                     await self.sleep(backoff.next())
                     continue
-                finally:
-                    self._read_scopes.discard(scope)
             if scope.cancelled_caught and not entries:
-                return None
-            return entries
+                break
+            if (caught_up is not None and not caught_up.is_set()
+                    and len(entries) < consumer.batch and not consumer.draining):
+                caught_up.set()
+            if entries and not await self.process(consumer, handler, entries):
+                break
 
     async def process(self, consumer: StreamConsumer, handler: Handler,
                       entries: list[Entry]) -> bool:

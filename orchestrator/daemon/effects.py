@@ -134,19 +134,17 @@ class Effects:
         stats = self.stats
         stats.batches += 1
         stats.cas_retries += result.cas_retries
-        stats.events_applied += result.applied
-        if result.applied < len(result.outcomes):  # else nothing was ignored: skip the walk
-            for outcome in result.outcomes:
-                if outcome.applied:
-                    continue
-                stats.events_ignored += 1
-                reason = outcome.reason
-                if reason.startswith(("refused", "unknown job")):
-                    log.info("event ignored", job_id=outcome.job_id, event_id=outcome.event_id,
-                             reason=reason)
-                else:
-                    log.debug("event changed nothing", job_id=outcome.job_id,
-                              event_id=outcome.event_id, reason=reason)
+        ignored = [o for o in result.outcomes if not o.applied]
+        stats.events_applied += len(result.outcomes) - len(ignored)
+        stats.events_ignored += len(ignored)
+        for outcome in ignored:
+            reason = outcome.reason
+            if reason.startswith(("refused", "unknown job")):
+                log.info("event ignored", job_id=outcome.job_id, event_id=outcome.event_id,
+                         reason=reason)
+            else:
+                log.debug("event changed nothing", job_id=outcome.job_id,
+                          event_id=outcome.event_id, reason=reason)
         for change in result.changed:
             before, after = change.before, change.after
             if before.status is not after.status:

@@ -59,8 +59,7 @@ class EventApplier:
         await self.daemon.effects.retry(self.consumer.ensure_groups,
                                         "Redis (create event consumer groups)", shield=False)
         task_status.started()
-        await self.daemon.consume(self.consumer, self.handle, caught_up=self.daemon.caught_up,
-                                  prefetch=True)
+        await self.daemon.consume(self.consumer, self.handle, caught_up=self.daemon.caught_up)
 
     def _parse(self, entry: Entry) -> Event | tuple[str, str, str | None]:
         """The event of an entry, or (kind, reason, job_id) of why it cannot be one."""
@@ -93,20 +92,18 @@ class EventApplier:
 
     async def handle(self, entries: list[Entry]) -> None:
         daemon = self.daemon
-        control = self.control
+        wakeups: list[Entry] = []  # admission wake-ups: acknowledged, nothing to apply
         events: list[Event] = []
-        acks: list[Entry] = []  # admission wake-ups (no event) first, then one per event
-        plain = 0
+        carriers: list[Entry] = []  # the entry of each event, in step with ``events``
         for entry in entries:
             fields = entry.fields
             if not fields:
                 await daemon.reject(self.consumer, entry, "deleted_entry",
                                     "entry was deleted from the stream before it was applied")
                 continue
-            if entry.stream == control and fields.get("type") == "worker_registered":
+            if entry.stream == self.control and fields.get("type") == "worker_registered":
                 daemon.wake_admission()
-                acks.insert(plain, entry)
-                plain += 1
+                wakeups.append(entry)
                 continue
             parsed = self._parse(entry)
             if isinstance(parsed, tuple):
@@ -115,19 +112,19 @@ class EventApplier:
                                     payload=fields.get("event") or str(fields))
                 continue
             events.append(parsed)
-            acks.append(entry)
+            carriers.append(entry)
         daemon.stats.events_seen += len(events)
         if not events:
-            await daemon.effects.commit((), (), acks, self.consumer)
+            await daemon.effects.commit((), (), wakeups, self.consumer)
             return
         try:
-            await daemon.effects.apply(events, acks=acks, consumer=self.consumer)
+            await daemon.effects.apply(events, acks=wakeups + carriers, consumer=self.consumer)
         except Stopping:
             raise
         except Exception as exc:  # a bug or a corrupt document: isolate the poison event
             log.exception("batch failed; applying its events one by one", error=str(exc))
-            await daemon.effects.commit((), (), acks[:plain], self.consumer)
-            await self._one_by_one(list(zip(events, acks[plain:], strict=True)))
+            await daemon.effects.commit((), (), wakeups, self.consumer)
+            await self._one_by_one(list(zip(events, carriers, strict=True)))
 
     async def _one_by_one(self, pairs: list[tuple[Event, Entry]]) -> None:
         daemon = self.daemon

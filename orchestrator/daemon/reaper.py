@@ -46,7 +46,7 @@ class Reaper:
                   ) -> None:
         task_status.started()
         daemon = self.daemon
-        with anyio.move_on_after(daemon.options.catch_up_wait_s):
+        with daemon.until_stopped(daemon.options.catch_up_wait_s):
             await daemon.caught_up.wait()
         while not daemon.stopping.is_set():
             try:

@@ -74,7 +74,6 @@ class BatchResult:
     commands: list[Command] = field(default_factory=list)
     changed: list[Change] = field(default_factory=list)
     cas_retries: int = 0
-    applied: int = 0  #: outcomes with ``applied`` set
 
 
 class JobStore(abc.ABC):
@@ -178,7 +177,6 @@ class JobStore(abc.ABC):
             outcomes: list[EventOutcome] = []
             commands: list[Command] = []
             changes: list[Change] = []
-            applied_count = 0
             for job_id, job_events in pending.items():
                 before = jobs.get(job_id)
                 if before is None:
@@ -196,7 +194,6 @@ class JobStore(abc.ABC):
                     outcomes.append(EventOutcome(event.event_id, job_id, applied, d.reason))
                     if applied:
                         last_reason = d.reason
-                        applied_count += 1
                     if d.changed:
                         quiet = quiet and d.quiet
                     if d.commands:
@@ -220,11 +217,9 @@ class JobStore(abc.ABC):
                 outcomes = [o for o in outcomes if o.job_id not in lost]
                 commands = [c for c in commands if c.job_id not in lost]
                 changes = [c for c in changes if c.after.id not in lost]
-                applied_count = sum(o.applied for o in outcomes)
             result.outcomes.extend(outcomes)
             result.commands.extend(commands)
             result.changed.extend(changes)
-            result.applied += applied_count
             if not lost:
                 return result
             result.cas_retries += len(lost)

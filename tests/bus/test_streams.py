@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import redis.asyncio as aioredis
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import (
@@ -26,7 +27,7 @@ from orchestrator.core import (
     Heartbeat,
     StopParticipant,
 )
-from orchestrator.devstack.servers import start_redis
+from orchestrator.devstack.servers import ServerProcess, start_redis
 from tests.daemon.harness import rows
 
 GROUP = "g"
@@ -307,13 +308,11 @@ async def test_read_needs_a_stream() -> None:
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-async def test_reads_the_raw_reply_of_either_protocol(redis_server: object, keys: Keys,
+async def test_reads_the_raw_reply_of_either_protocol(redis_server: ServerProcess, keys: Keys,
                                                       protocol: int) -> None:
     """``StreamConsumer`` walks XREADGROUP's raw reply itself: RESP2 lists and RESP3 maps,
     several streams, unicode fields, and a deleted entry's nil fields."""
-    import redis.asyncio as aioredis  # noqa: PLC0415
-
-    client = aioredis.Redis.from_url(redis_server.url, protocol=protocol)  # type: ignore[attr-defined]
+    client = aioredis.Redis.from_url(redis_server.url, protocol=protocol)
     try:
         c = consumer(client, keys)
         await c.ensure_groups()
