@@ -165,6 +165,13 @@ def _parse_reply(reply: Any, deliveries: int = 1) -> list[Entry]:
     return entries
 
 
+def _ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[str]]:
+    by_stream: dict[str, list[str]] = {}
+    for entry in entries:
+        by_stream.setdefault(entry.stream, []).append(entry.id)
+    return by_stream
+
+
 def _id_tuple(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -298,10 +305,7 @@ class StreamConsumer:
     # --- acknowledging ---------------------------------------------------------------------
     def queue_ack(self, pipe: Pipeline, entries: Iterable[Entry]) -> None:
         """Add one XACK per stream (with every id) to a pipeline."""
-        by_stream: dict[str, list[str]] = {}
-        for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.id)
-        for stream, ids in by_stream.items():
+        for stream, ids in _ids_by_stream(entries).items():
             pipe.xack(stream, self.group, *ids)
 
     async def ack(self, entries: Sequence[Entry]) -> None:
@@ -319,13 +323,10 @@ class StreamConsumer:
         Keeps ``reclaim`` (ours or another replica's) from taking over a batch that is merely
         slow, e.g. held while the database is unreachable. JUSTID leaves delivery counts alone.
         """
-        by_stream: dict[str, list[str | bytes | int | memoryview[int]]] = {}
-        for entry in entries:
-            by_stream.setdefault(entry.stream, []).append(entry.id)
         async with translated("XCLAIM"):
             pipe = self.redis.pipeline(transaction=False)
-            for stream, ids in by_stream.items():
-                pipe.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
+            for stream, ids in _ids_by_stream(entries).items():
+                pipe.xclaim(stream, self.group, self.consumer, 0, list(ids), justid=True)
             await pipe.execute()
 
     @property

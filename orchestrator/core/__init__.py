@@ -3,6 +3,7 @@
 Importing this package loads no I/O library (redis, pymongo, motor, aioboto3, anyio).
 """
 
+from orchestrator.core._types import validation_problems
 from orchestrator.core.commands import COMMAND_ADAPTER, Command, StartParticipant, StopParticipant
 from orchestrator.core.deadlines import Deadline, deadlines, due, next_deadline_at
 from orchestrator.core.decide import (
@@ -89,4 +90,5 @@ __all__ = [
     "due",
     "mermaid",
     "next_deadline_at",
+    "validation_problems",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 #: Frozen, strict message config used by every wire model.
 FROZEN = ConfigDict(frozen=True, extra="forbid", str_max_length=65_536)
@@ -58,3 +58,17 @@ def mark_set(model: BaseModel, *names: str) -> None:
     fields_set = model.__pydantic_fields_set__
     if not fields_set.issuperset(names):
         object.__setattr__(model, "__pydantic_fields_set__", fields_set.union(names))
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """``field.path[0].name: message`` for every error of a validation, in order (the CLI's
+    local checks and the daemon's rejection reasons say the same thing the same way)."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = ""
+        for part in err["loc"]:
+            if part == "function-after":  # pydantic's name for an after-validator step
+                continue
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        problems.append(f"{path or '(spec)'}: {err['msg']}")
+    return problems

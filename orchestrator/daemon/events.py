@@ -24,7 +24,7 @@ from orchestrator.core import (
     JobDispatched,
 )
 from orchestrator.daemon.effects import Stopping, utcnow
-from orchestrator.daemon.intake import _summarize
+from orchestrator.daemon.intake import summarize
 from orchestrator.logs import get_logger
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class EventApplier:
                         requested_by=fields.get("requested_by"),
                     )
                 except ValidationError as exc:
-                    return "invalid_control", f"invalid cancel request: {_summarize(exc)}", None
+                    return "invalid_control", f"invalid cancel request: {summarize(exc)}", None
             return "invalid_control", f"unknown control type {kind!r}", fields.get("job_id")
         raw = fields.get("event")
         if raw is None:
@@ -83,7 +83,7 @@ class EventApplier:
         try:
             event = EVENT_ADAPTER.validate_json(raw)
         except ValidationError as exc:
-            return "invalid_event", f"invalid event: {_summarize(exc)}", None
+            return "invalid_event", f"invalid event: {summarize(exc)}", None
         if isinstance(event, INTERNAL_EVENTS):
             return ("forbidden_event",
                     f"{event.type} events are produced by the daemon only, not accepted from "

@@ -22,7 +22,7 @@ import anyio
 from pydantic import ValidationError
 
 from orchestrator.bus.streams import Entry, StreamConsumer, submission_job_id
-from orchestrator.core import Job, JobSpec
+from orchestrator.core import Job, JobSpec, validation_problems
 from orchestrator.daemon.effects import Stopping, utcnow
 from orchestrator.logs import get_logger
 
@@ -48,13 +48,11 @@ class Refused:
     job_id: str | None = None
 
 
-def _summarize(exc: ValidationError, limit: int = 5) -> str:
-    parts = []
-    for err in exc.errors()[:limit]:
-        where = ".".join(str(p) for p in err["loc"]) or "spec"
-        parts.append(f"{where}: {err['msg']}")
-    more = len(exc.errors()) - limit
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+def summarize(exc: ValidationError, limit: int = 5) -> str:
+    """The first ``limit`` problems of a validation on one line, for a rejection reason."""
+    problems = validation_problems(exc)
+    more = len(problems) - limit
+    return "; ".join(problems[:limit]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _classify(exc: ValidationError) -> str:
@@ -100,7 +98,7 @@ def parse_submission(
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
-        return Refused(_classify(exc), f"invalid job spec: {_summarize(exc)}", job_hint)
+        return Refused(_classify(exc), f"invalid job spec: {summarize(exc)}", job_hint)
     if spec.workload not in workloads:
         known = ", ".join(sorted(workloads)) or "(none)"
         return Refused("unknown_workload",
