@@ -22,9 +22,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from orchestrator.core import JobSpec
+from orchestrator.devstack.servers import log_tail
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
+    from orchestrator.watch.model import JobDetail
 
 DEMO_SUBDIR = "demo"
 PROCESS_FILE = "processes.json"
@@ -87,11 +92,7 @@ class Child:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 class ChildDiedError(RuntimeError):
@@ -194,12 +195,11 @@ class Supervisor:
 
 
 def summary_lines(
+    detail: JobDetail,
     *,
-    job: Any,
-    detail: Any,
     directory: Path,
     env_file: Path,
-    settings: Any,
+    settings: Settings,
     elapsed_s: float,
     kept: bool,
     stack_preexisting: bool,
@@ -208,6 +208,7 @@ def summary_lines(
     from orchestrator.cli.common import redact  # noqa: PLC0415
     from orchestrator.watch.model import format_metric, sparkline  # noqa: PLC0415
 
+    job = detail.job
     lines = [
         "",
         f"job {job.id} {job.status.value} in {elapsed_s:.1f}s "

@@ -80,3 +80,15 @@ class WorkloadError(OrchestratorError):
 
 class UnknownWorkloadError(PermanentError):
     """No workload registered under that name."""
+
+
+_NOISE_MARKERS = (" (configured timeouts", ", Timeout:", ", Topology Description")
+
+
+def error_gist(exc: BaseException, max_chars: int = 300) -> str:
+    """The gist of an error for one line of output: its first line, without pymongo's
+    timeout and topology dump."""
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    for marker in _NOISE_MARKERS:
+        text = text.split(marker, 1)[0]
+    return text[:max_chars]

@@ -7,6 +7,7 @@ import sys
 from typing import Any, Literal
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 
 def configure_logging(level: str = "info",
@@ -34,6 +35,11 @@ def configure_logging(level: str = "info",
     )
 
 
-def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name).bind(**context)
+def get_logger(name: str, **context: Any) -> FilteringBoundLogger:
+    """A logger whose lines carry ``logger=name`` and ``context`` (``worker``, ``job_id`` …).
+
+    It is built from the configuration current at the call, so call it after
+    :func:`configure_logging` (the CLI imports library modules only after configuring).
+    """
+    logger: FilteringBoundLogger = structlog.get_logger().bind(logger=name, **context)
     return logger

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         SecretStr | None, Field(description="Redis password (never logged)")
     ] = None
 
+    @property
+    def redis_password_plain(self) -> str | None:
+        """The Redis password in clear, for the client only (never log or print it)."""
+        return self.redis_password.get_secret_value() if self.redis_password else None
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:

@@ -4,8 +4,7 @@
 - ``s3_server``     rclone's S3 server (``S3ServerProcess``: ``.url``, ``.access_key``,
   ``.secret_key``); ``s3_env`` is a dict (``endpoint_url``, ``access_key``, ``secret_key``,
   ``region``, ``bucket``) and bucket ``test-bucket`` exists.
-- ``mongo_server``  the Mongo wire-protocol stand-in; skipped (with the reason) while
-  ``orchestrator.devstack.mongowire`` is not installed.
+- ``mongo_server``  the Mongo wire-protocol stand-in (``orchestrator.devstack.mongowire``).
 - ``stack_env``     the same keys as ``orchestrator dev up`` writes to ``DIR/env``, pointing at
   these servers; the S3 URL is ``s3://test-bucket/<unique prefix>``.
 - ``namespace``     a unique Redis key namespace per test; ``tmp_env`` an environment for
@@ -29,7 +28,6 @@ from orchestrator.devstack import stack
 from orchestrator.devstack.servers import (
     S3ServerProcess,
     ServerProcess,
-    mongowire_available,
     start_mongo,
     start_redis,
     start_s3,
@@ -78,9 +76,7 @@ def s3_env(s3_server: S3ServerProcess) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def mongo_server(servers_dir: Path) -> Iterator[ServerProcess]:
-    """The Mongo stand-in for the whole session (skips while it is not installed)."""
-    if not mongowire_available():
-        pytest.skip("orchestrator.devstack.mongowire (the Mongo stand-in) is not available yet")
+    """The Mongo wire-protocol stand-in for the whole session."""
     server = start_mongo(servers_dir / "mongo")
     yield server
     server.stop()

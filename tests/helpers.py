@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
+from orchestrator.devstack import stack
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -51,14 +50,4 @@ def run_cli(
 
 def s3_client(s3_env: Mapping[str, str]) -> S3Client:
     """A boto3 S3 client for an ``s3_env`` dict (see the fixture in conftest.py)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_env["endpoint_url"],
-        aws_access_key_id=s3_env["access_key"],
-        aws_secret_access_key=s3_env["secret_key"],
-        region_name=s3_env["region"],
-        config=Config(
-            response_checksum_validation="when_required",
-            request_checksum_calculation="when_required",
-        ),
-    )
+    return stack.s3_client(s3_env["endpoint_url"], s3_env["access_key"], s3_env["secret_key"])

@@ -20,7 +20,6 @@ Theory of operation:
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,8 +37,8 @@ from orchestrator.bus.retry import Backoff
 from orchestrator.core.commands import StartParticipant
 from orchestrator.core.events import CheckpointSaved, RoundMetrics, RoundStarted
 from orchestrator.core.status import Role
-from orchestrator.errors import BusUnavailableError, StorageError, WorkloadError
-from orchestrator.storage import CheckpointUploader, ObjectStore, UploadOutcome, checkpoint_key
+from orchestrator.errors import BusUnavailableError
+from orchestrator.storage import CheckpointUploader, ObjectStore, UploadOutcome
 from workers.outbox import ParticipantEvents
 from workers.sdk import (
     ContextBase,
@@ -60,7 +59,6 @@ MAILBOX_MAXLEN = 10_000
 RECEIVE_SLICE_MS = 1000
 """Longest single XREAD BLOCK (below the client's socket timeout)."""
 
-_BLOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 _REDIS_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -146,14 +144,7 @@ class RedisWorkloadContext(ContextBase):
     async def save_checkpoint(
         self, round: int, data: bytes, *, final: bool = False, ext: str = "npz"
     ) -> str:
-        check_round(round, minimum=0)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            msg = f"checkpoint data must be bytes, not {type(data).__name__}"
-            raise WorkloadError(msg)
-        try:
-            key = checkpoint_key(self.job_id, round, self.participant, ext=ext)
-        except StorageError as exc:
-            raise WorkloadError(str(exc)) from exc
+        key = self._checkpoint_key(round, data, ext)
         if self._last_checkpoint is None:
             parent = None
         elif self._last_checkpoint[0] == key:  # e.g. the final model saved under the last round
@@ -196,10 +187,7 @@ class RedisWorkloadContext(ContextBase):
         return await self._store.get_data(key)
 
     async def put_blob(self, name: str, data: bytes) -> str:
-        if not isinstance(name, str) or not _BLOB_NAME.match(name):
-            msg = f"invalid blob name {name!r}: use letters, digits, '_', '.', '-'"
-            raise WorkloadError(msg)
-        key = f"jobs/{self.job_id}/blobs/{self.participant}/{name}"
+        key = self._blob_key(name)
         await self._store.create(key, bytes(data), overwrite=True)
         return key
 

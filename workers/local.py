@@ -14,9 +14,7 @@ the daemon would.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import re
 import uuid
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import structlog
 
 from orchestrator.core.status import Role
 from orchestrator.errors import ObjectNotFoundError, WorkloadError
+from orchestrator.storage.port import sha256_hex
 from workers.registry import WorkloadFn, get_workload
 from workers.sdk import (
     SERVER_ID,
@@ -41,8 +40,6 @@ from workers.sdk import (
     encode_message_body,
     validate_metrics,
 )
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 OutcomeState = Literal["finished", "failed", "stopped", "killed"]
 
@@ -165,9 +162,10 @@ class LocalContext(ContextBase):
     async def save_checkpoint(
         self, round: int, data: bytes, *, final: bool = False, ext: str = "npz"
     ) -> str:
-        _check_name(ext, what="checkpoint extension")
-        name = "final" if final else f"round-{round:06d}"
-        key = f"jobs/{self.job_id}/checkpoints/{self.participant}/{name}.{ext}"
+        key = self._checkpoint_key(round, data, ext)
+        if self._hub.store.get(key, data) != data:  # as on S3, where the upload would fail
+            msg = f"checkpoint {key} already holds other bytes; checkpoints are never overwritten"
+            raise WorkloadError(msg)
         self._hub.store[key] = bytes(data)
         self._hub.checkpoint_records.append(
             CheckpointRecord(
@@ -176,7 +174,7 @@ class LocalContext(ContextBase):
                 round=round,
                 final=final,
                 size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
+                sha256=sha256_hex(data),
             )
         )
         await anyio.lowlevel.checkpoint()
@@ -186,8 +184,7 @@ class LocalContext(ContextBase):
         return await self._read(key, what="checkpoint")
 
     async def put_blob(self, name: str, data: bytes) -> str:
-        _check_name(name, what="blob name")
-        key = f"jobs/{self.job_id}/blobs/{self.participant}/{name}"
+        key = self._blob_key(name)
         self._hub.store[key] = bytes(data)
         await anyio.lowlevel.checkpoint()
         return key
@@ -424,9 +421,3 @@ def _as_clients(
         else:
             converted.append(LocalClient(config=dict(client)))
     return converted
-
-
-def _check_name(name: str, *, what: str) -> None:
-    if not _SAFE_NAME.match(name):
-        msg = f"invalid {what} {name!r}: use letters, digits, '_', '.', '-'"
-        raise WorkloadError(msg)

@@ -15,7 +15,6 @@ its way), so a long outage does not grow the queue without bound.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from collections import deque
@@ -28,6 +27,7 @@ import structlog
 from anyio.abc import TaskStatus
 from structlog.typing import FilteringBoundLogger
 
+from orchestrator.bus.retry import Backoff
 from orchestrator.core.events import Heartbeat, ParticipantEvent
 
 Publish = Callable[[Sequence[ParticipantEvent]], Awaitable[object]]
@@ -50,8 +50,7 @@ class Outbox:
             raise ValueError("batch_size must be at least 1")
         self._publish = publish
         self._batch_size = batch_size
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
+        self._backoff = Backoff(base_s=backoff_base_s, cap_s=backoff_max_s)
         self._log: FilteringBoundLogger = log or structlog.get_logger("workers.outbox")
         self._queue: deque[ParticipantEvent] = deque()
         self._queued_heartbeats: dict[tuple[str, str], int] = {}
@@ -59,7 +58,6 @@ class Outbox:
         self._sent_total = 0
         self._wakeup = anyio.Event()
         self._progress = anyio.Event()
-        self._failures = 0
 
     # --- producers -------------------------------------------------------------------------
 
@@ -94,7 +92,7 @@ class Outbox:
     @property
     def connected(self) -> bool:
         """False while the last publish attempt failed."""
-        return self._failures == 0
+        return self._backoff.attempts == 0
 
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every event put before this call is published; False on timeout."""
@@ -119,23 +117,25 @@ class Outbox:
             try:
                 await self._publish(batch)
             except Exception as exc:  # any failure: keep the batch, back off, retry
-                self._failures += 1
-                delay_s = self._backoff_s()
-                if self._failures == 1 or self._failures % 20 == 0:
+                delay_s = self._backoff.next()
+                failures = self._backoff.attempts
+                if failures == 1 or failures % 20 == 0:
                     self._log.warning(
                         "cannot publish events; will retry",
                         error=f"{type(exc).__name__}: {exc}",
                         pending=len(self._queue),
-                        attempts=self._failures,
+                        attempts=failures,
                         retry_in_s=round(delay_s, 3),
                     )
                 await anyio.sleep(delay_s)
                 continue
-            if self._failures:
+            if self._backoff.attempts:
                 self._log.info(
-                    "publishing events again", attempts=self._failures, pending=len(self._queue)
+                    "publishing events again",
+                    attempts=self._backoff.attempts,
+                    pending=len(self._queue),
                 )
-                self._failures = 0
+                self._backoff.reset()
             for _ in batch:
                 event = self._queue.popleft()
                 if isinstance(event, Heartbeat):
@@ -148,10 +148,6 @@ class Outbox:
             self._sent_total += len(batch)
             progress, self._progress = self._progress, anyio.Event()
             progress.set()
-
-    def _backoff_s(self) -> float:
-        ceiling = min(self._backoff_max_s, self._backoff_base_s * 2 ** min(self._failures, 20))
-        return random.uniform(ceiling / 2, ceiling)  # jitter, not crypto
 
 
 E = TypeVar("E", bound=ParticipantEvent)

@@ -6,16 +6,15 @@ Built-in workloads register themselves when :mod:`workers.workloads` is imported
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 
+from orchestrator.core import is_name
 from orchestrator.errors import UnknownWorkloadError
 from workers.sdk import WorkloadContext, WorkloadResult
 
 WorkloadFn = Callable[[WorkloadContext], Awaitable[WorkloadResult | None]]
 """The shape of a workload: ``async def name(ctx) -> WorkloadResult | None``."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _REGISTRY: dict[str, WorkloadFn] = {}
 
 
@@ -25,7 +24,7 @@ def workload(name: str, *, replace: bool = False) -> Callable[[WorkloadFn], Work
     Registering a second, different function under a taken name raises ``ValueError`` unless
     ``replace`` is true (re-registering the same function, as a module reload does, is fine).
     """
-    if not _NAME.match(name):
+    if not is_name(name):
         msg = f"invalid workload name {name!r}: use letters, digits, '_', '.', '-' (<= 128)"
         raise ValueError(msg)
 

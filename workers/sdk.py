@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -21,13 +22,16 @@ import anyio.lowlevel
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator.core.status import Role
-from orchestrator.errors import OrchestratorError, WorkloadError
+from orchestrator.errors import OrchestratorError, StorageError, WorkloadError
+from orchestrator.storage.checkpoints import checkpoint_key
 
 SERVER_ID = "server"
 """The participant id of a job's server."""
 
 MAX_MESSAGE_BYTES = 64 * 1024
 """The largest peer message body, measured as compact JSON."""
+
+_BLOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
 class WorkloadCancelled(OrchestratorError):
@@ -304,6 +308,24 @@ class ContextBase:
 
     def cancelled(self) -> bool:
         return self._stop_requested
+
+    def _checkpoint_key(self, round: int, data: bytes, ext: str) -> str:
+        """The key ``save_checkpoint(round, data, ext=ext)`` stores under; WorkloadError if bad."""
+        check_round(round, minimum=0)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            msg = f"checkpoint data must be bytes, not {type(data).__name__}"
+            raise WorkloadError(msg)
+        try:
+            return checkpoint_key(self.job_id, round, self.participant, ext=ext)
+        except StorageError as exc:
+            raise WorkloadError(str(exc)) from exc
+
+    def _blob_key(self, name: str) -> str:
+        """The key ``put_blob(name, ...)`` stores under; WorkloadError for an unsafe name."""
+        if not isinstance(name, str) or not _BLOB_NAME.match(name):
+            msg = f"invalid blob name {name!r}: use letters, digits, '_', '.', '-'"
+            raise WorkloadError(msg)
+        return f"jobs/{self.job_id}/blobs/{self.participant}/{name}"
 
     async def checkpoint_cancel(self) -> None:
         await anyio.lowlevel.checkpoint()

@@ -17,7 +17,7 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,7 +35,7 @@ from orchestrator.errors import (
     PermanentError,
     StorageError,
     StoreUnavailableError,
-    TransientError,
+    error_gist,
 )
 from orchestrator.settings import Settings, load_settings
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from orchestrator.bus.keys import Keys
+    from orchestrator.bus.streams import Bus
     from orchestrator.store.mongo import MongoJobStore
 
 T = TypeVar("T")
@@ -102,79 +103,86 @@ def keys_for(settings: Settings) -> Keys:
     return Keys(namespace=settings.namespace, event_shards=settings.event_shards)
 
 
-_NOISE_MARKERS = (" (configured timeouts", ", Timeout:", ", Topology Description")
+def bus_for(redis: Redis, settings: Settings) -> Bus:
+    """The producer side of the bus (submissions, cancels) on ``redis``, as ``settings`` say."""
+    from orchestrator.bus.streams import Bus  # noqa: PLC0415
 
-
-def _first_line(exc: BaseException) -> str:
-    """The gist of an error: its first line, without pymongo's topology dump."""
-    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-    for marker in _NOISE_MARKERS:
-        text = text.split(marker, 1)[0]
-    return text[:300]
+    return Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
 
 
 def mongo_unreachable(settings: Settings, exc: BaseException) -> Failure:
     return Failure(
         f"cannot reach MongoDB at {redact(settings.mongo_url)} (ORCHESTRATOR_MONGO_URL): "
-        f"{_first_line(exc)}"
+        f"{error_gist(exc)}"
     )
 
 
 def redis_unreachable(settings: Settings, exc: BaseException) -> Failure:
     return Failure(
         f"cannot reach Redis at {redact(settings.redis_url)} (ORCHESTRATOR_REDIS_URL): "
-        f"{_first_line(exc)}"
+        f"{error_gist(exc)}"
     )
 
 
 @asynccontextmanager
-async def open_store(
-    settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
-) -> AsyncIterator[MongoJobStore]:
-    """The job store, checked with a ``ping`` first so that an unreachable server fails fast."""
-    from orchestrator.store.mongo import connect_mongo  # noqa: PLC0415
-
-    store = connect_mongo(settings.mongo_url, settings.mongo_db, timeout_ms=int(timeout_s * 1000))
+async def _checked(
+    client: T,
+    *,
+    ping: Callable[[], Awaitable[object]],
+    close: Callable[[], Awaitable[object]],
+    unreachable: Callable[[BaseException], Failure],
+    timeout_s: float,
+) -> AsyncIterator[T]:
+    """``client`` once ``ping()`` answered within ``timeout_s`` (else ``unreachable(exc)``);
+    closed afterwards, without letting a dead connection hold up the exit."""
     try:
         try:
             with anyio.fail_after(timeout_s + 1):
-                await store.db.command("ping")
+                await ping()
         except Exception as exc:
-            raise mongo_unreachable(settings, exc) from exc
-        yield store
-    finally:
-        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
-            with contextlib.suppress(Exception):  # closing a dead connection may fail
-                await store.close()
-
-
-@asynccontextmanager
-async def open_redis(
-    settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
-) -> AsyncIterator[Redis]:
-    """A Redis client, checked with a ``PING`` first (short connect timeout)."""
-    from redis.asyncio import Redis  # noqa: PLC0415
-
-    password = (
-        settings.redis_password.get_secret_value() if settings.redis_password else None
-    )
-    client: Redis = Redis.from_url(
-        settings.redis_url,
-        password=password,
-        socket_connect_timeout=timeout_s,
-        decode_responses=False,
-    )
-    try:
-        try:
-            with anyio.fail_after(timeout_s + 1):
-                await client.ping()
-        except Exception as exc:
-            raise redis_unreachable(settings, exc) from exc
+            raise unreachable(exc) from exc
         yield client
     finally:
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
             with contextlib.suppress(Exception):  # closing a dead connection may fail
-                await client.aclose()
+                await close()
+
+
+def open_store(
+    settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
+) -> AbstractAsyncContextManager[MongoJobStore]:
+    """The job store, checked with a ``ping`` first so that an unreachable server fails fast."""
+    from orchestrator.store.mongo import connect_mongo  # noqa: PLC0415
+
+    store = connect_mongo(settings.mongo_url, settings.mongo_db, timeout_ms=int(timeout_s * 1000))
+    return _checked(
+        store,
+        ping=lambda: store.db.command("ping"),
+        close=store.close,
+        unreachable=lambda exc: mongo_unreachable(settings, exc),
+        timeout_s=timeout_s,
+    )
+
+
+def open_redis(
+    settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
+) -> AbstractAsyncContextManager[Redis]:
+    """A Redis client, checked with a ``PING`` first (short connect timeout)."""
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    client: Redis = Redis.from_url(
+        settings.redis_url,
+        password=settings.redis_password_plain,
+        socket_connect_timeout=timeout_s,
+        decode_responses=False,
+    )
+    return _checked(
+        client,
+        ping=client.ping,
+        close=client.aclose,
+        unreachable=lambda exc: redis_unreachable(settings, exc),
+        timeout_s=timeout_s,
+    )
 
 
 def run(settings: Settings, main: Callable[[], Awaitable[T]]) -> T:
@@ -184,11 +192,8 @@ def run(settings: Settings, main: Callable[[], Awaitable[T]]) -> T:
     (a bug) propagates unchanged.
     """
 
-    async def wrapped() -> T:
-        return await main()
-
     try:
-        return anyio.run(wrapped)
+        return anyio.run(main)
     except BaseExceptionGroup as group:
         leaf = _leaf(group)
         translated = translate_error(settings, leaf)
@@ -247,18 +252,18 @@ def translate_error(settings: Settings, exc: BaseException) -> click.ClickExcept
     if isinstance(exc, BusUnavailableError):
         return redis_unreachable(settings, exc)
     if isinstance(exc, StorageError):
-        return Failure(f"object store {settings.s3_url}: {_first_line(exc)}")
+        return Failure(f"object store {settings.s3_url}: {error_gist(exc)}")
     if isinstance(exc, PermanentError):
-        return BadInput(_first_line(exc))
-    if isinstance(exc, TransientError | OrchestratorError):
-        return Failure(_first_line(exc))
+        return BadInput(error_gist(exc))
+    if isinstance(exc, OrchestratorError):
+        return Failure(error_gist(exc))
     if _is_redis_error(exc):
         name = type(exc).__name__
         if "Connection" in name or "Timeout" in name or "BusyLoading" in name:
             return redis_unreachable(settings, exc)
-        return Failure(f"Redis refused a command: {_first_line(exc)}")
+        return Failure(f"Redis refused a command: {error_gist(exc)}")
     if isinstance(exc, ConnectionError | TimeoutError):
-        return Failure(_first_line(exc))
+        return Failure(error_gist(exc))
     return None
 
 
@@ -267,12 +272,9 @@ def _is_redis_error(exc: BaseException) -> bool:
 
 
 def _leaf(group: BaseExceptionGroup[Any]) -> BaseException:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _leaf(exc)
-        leaf: BaseException = exc
-        return leaf
-    return group
+    """The first exception of a (nested) group that is not itself a group."""
+    first: BaseException = group.exceptions[0]
+    return _leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def jsonable(value: Any) -> Any:

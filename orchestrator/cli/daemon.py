@@ -15,12 +15,9 @@ import sys
 import anyio
 import click
 
-from orchestrator.errors import ConfigError
+from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings, redact
 from orchestrator.logs import configure_logging, get_logger
-from orchestrator.settings import Settings, load_settings
-
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+from orchestrator.settings import Settings
 
 
 async def _main(settings: Settings, consumer: str | None, startup_timeout_s: float,
@@ -30,8 +27,7 @@ async def _main(settings: Settings, consumer: str | None, startup_timeout_s: flo
     from orchestrator.store import connect_mongo  # noqa: PLC0415
 
     log = get_logger("orchestrator.cli.daemon")
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    redis = connect_redis(settings.redis_url, password=password)
+    redis = connect_redis(settings.redis_url, password=settings.redis_password_plain)
     store = connect_mongo(settings.mongo_url, settings.mongo_db)
     options = DaemonOptions.from_settings(settings, consumer=consumer, batch_size=batch_size,
                                           startup_timeout_s=startup_timeout_s)
@@ -44,26 +40,20 @@ async def _main(settings: Settings, consumer: str | None, startup_timeout_s: flo
             except TimeoutError:
                 failure = (daemon.effects.last_failure
                            or f"{daemon.effects.last_attempt or 'startup'}: no answer yet")
+                redis_url, mongo_url = redact(settings.redis_url), redact(settings.mongo_url)
                 log.warning("startup timed out", waited_s=startup_timeout_s, last_error=failure,
-                            redis=_safe_url(settings.redis_url),
-                            mongo=_safe_url(settings.mongo_url))
+                            redis=redis_url, mongo=mongo_url)
                 click.echo(
                     f"orchestrator daemon: not ready after {startup_timeout_s:g}s "
-                    f"(Redis {_safe_url(settings.redis_url)}, MongoDB "
-                    f"{_safe_url(settings.mongo_url)}); last error: {failure[:300]}", err=True)
+                    f"(Redis {redis_url}, MongoDB {mongo_url}); last error: {failure[:300]}",
+                    err=True)
                 tg.cancel_scope.cancel()
                 return EXIT_FAILURE
     finally:
         with anyio.CancelScope(shield=True):
             await redis.aclose()
             await store.close()
-    return 0
-
-
-def _safe_url(url: str) -> str:
-    """The URL without credentials."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+    return EXIT_OK
 
 
 @click.command(name="daemon")
@@ -80,11 +70,7 @@ def _safe_url(url: str) -> str:
 def daemon(consumer: str | None, log_level: str | None, startup_timeout_s: float,
            batch_size: int | None) -> None:
     """Run the orchestrator daemon (intake, dispatch, events, deadlines) until SIGTERM."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        click.echo(f"orchestrator daemon: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+    settings = cli_settings()  # invalid settings: one line on stderr, exit 2
     configure_logging(log_level or settings.log_level, settings.log_format)
     from orchestrator.daemon.tuning import tune_gc  # noqa: PLC0415
 

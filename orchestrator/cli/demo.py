@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import click
@@ -26,6 +26,7 @@ from orchestrator.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     Failure,
+    bus_for,
     cli_settings,
     keys_for,
     open_redis,
@@ -44,7 +45,7 @@ from orchestrator.demo import (
     summary_lines,
 )
 from orchestrator.devstack.stack import DEFAULT_DIR, DevStack, ServerStartError, StackError, up
-from orchestrator.watch.follow import StreamTail
+from orchestrator.watch.follow import StreamTail, load_detail
 from orchestrator.watch.model import JobDetail
 
 if TYPE_CHECKING:
@@ -84,14 +85,13 @@ async def _wait_for_workers(bus: Bus, redis: Redis, settings: Settings, names: l
 
 
 async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, clients: int,
-                   timeout_s: float, mode: Mode) -> tuple[Any, JobDetail | None]:
-    from orchestrator.bus.streams import Bus  # noqa: PLC0415
-
+                   timeout_s: float, mode: Mode) -> JobDetail | None:
+    """Submit the demo job once every worker registered, watch it; its final state, if any."""
     job_id = f"demo-{uuid.uuid4().hex[:12]}"
     spec = demo_spec(job_id, rounds=rounds, clients=clients)
     names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
     async with open_store(settings) as store, open_redis(settings) as redis:
-        bus = Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
+        bus = bus_for(redis, settings)
         _say(f"waiting for {len(names)} workers to register …")
         await _wait_for_workers(bus, redis, settings, names, supervisor)
         await bus.submit(spec.model_dump_json(exclude_none=True))
@@ -104,11 +104,7 @@ async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, c
         if outcome.message:
             warn(outcome.message)
         job = await store.find_by_id(job_id)
-        if job is None:
-            return None, None
-        detail = JobDetail(job, job.updated_at, await store.metrics(job_id),
-                           await store.checkpoints(job_id))
-        return job, detail
+        return None if job is None else await load_detail(store, job, job.updated_at)
 
 
 @click.command()
@@ -151,14 +147,15 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
              f"{clients} client workers (pids {', '.join(str(w.pid) for w in workers)}); "
              f"logs in {sup.run_dir}/")
         mode: Mode = "live" if sys.stdout.isatty() else "plain"
-        job, detail = run_interruptible(settings, lambda: _run_job(
+        detail = run_interruptible(settings, lambda: _run_job(
             settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s, mode=mode))
-        if job is not None and detail is not None:
+        if detail is not None:
             summary = summary_lines(
-                job=job, detail=detail, directory=directory, env_file=stack.env_file,
-                settings=settings, elapsed_s=time.monotonic() - began, kept=keep,
+                detail, directory=directory, env_file=stack.env_file, settings=settings,
+                elapsed_s=time.monotonic() - began, kept=keep,
                 stack_preexisting=not started_stack)
-            code = EXIT_OK if job.status is JobStatus.FINISHED_SUCCESSFULLY else EXIT_FAILURE
+            code = (EXIT_OK if detail.job.status is JobStatus.FINISHED_SUCCESSFULLY
+                    else EXIT_FAILURE)
     except KeyboardInterrupt:
         warn("interrupted: stopping everything the demo started …")
     except ChildDiedError as exc:

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import click
 from pydantic import ValidationError
 from rich.table import Table
@@ -26,6 +27,7 @@ from orchestrator.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     BadInput,
+    bus_for,
     cli_settings,
     console,
     echo_json,
@@ -38,11 +40,17 @@ from orchestrator.cli.common import (
     warn,
 )
 from orchestrator.cli.watch import Mode, follow_job
-from orchestrator.core import JobSpec, JobStatus
+from orchestrator.core import JobSpec, JobStatus, validation_problems
 from orchestrator.core.spec import MAX_SPEC_BYTES
 from orchestrator.errors import StorageError
-from orchestrator.watch.follow import entry_time, parse_update, stream_entries, utcnow
-from orchestrator.watch.model import JobDetail, checkpoint_rows, history_rows, job_summary
+from orchestrator.watch.follow import (
+    entry_time,
+    load_detail,
+    parse_update,
+    stream_entries,
+    utcnow,
+)
+from orchestrator.watch.model import checkpoint_rows, history_rows, job_summary
 from orchestrator.watch.render import checkpoints_table, job_view, jobs_table
 
 if TYPE_CHECKING:
@@ -57,22 +65,6 @@ EVENT_SCAN_MAX = 20_000
 
 
 # --- submit ----------------------------------------------------------------------------------
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(spec)"
-
-
-def spec_problems(exc: ValidationError) -> list[str]:
-    """``field.path: message`` for every validation error of a spec."""
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if p not in ("function-after",))
-        problems.append(f"{_field_path(loc)}: {err['msg']}")
-    return problems
 
 
 def read_spec_text(source: str) -> tuple[str, str]:
@@ -109,7 +101,7 @@ def validate_spec(text: str, name: str) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        problems = spec_problems(exc)
+        problems = validation_problems(exc)
         for problem in problems:
             warn(f"{name}: {problem}")
         noun = "problem" if len(problems) == 1 else "problems"
@@ -176,12 +168,9 @@ def submit(spec_file: str, idempotency_key: str | None, wait: bool, timeout_s: f
         warn(note)
 
     async def main() -> int:
-        from orchestrator.bus.streams import Bus  # noqa: PLC0415
-
         async with open_redis(settings) as redis:
-            bus = Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
-            entry_id = await bus.submit(spec.model_dump_json(exclude_none=True),
-                                        idempotency_key=key)
+            entry_id = await bus_for(redis, settings).submit(
+                spec.model_dump_json(exclude_none=True), idempotency_key=key)
             if as_json:
                 echo_json({"id": job_id, "entry_id": entry_id, "idempotency_key": key,
                            "submitted": True}, lines=wait)
@@ -231,9 +220,7 @@ def status(job_id: str, as_json: bool) -> None:
 
     async def main() -> None:
         async with open_store(settings) as store:
-            job = await store.get(job_id)
-            detail = JobDetail(job, utcnow(), await store.metrics(job_id),
-                               await store.checkpoints(job_id))
+            detail = await load_detail(store, await store.get(job_id), utcnow())
         if as_json:
             echo_json(detail.as_dict())
         else:
@@ -287,8 +274,6 @@ def cancel(job_id: str, reason: str, wait: bool, timeout_s: float | None, as_jso
     settings = cli_settings()
 
     async def main() -> int:
-        from orchestrator.bus.streams import Bus  # noqa: PLC0415
-
         async with open_store(settings) as store:
             job = await store.get(job_id)
             if job.is_terminal:
@@ -300,9 +285,8 @@ def cancel(job_id: str, reason: str, wait: bool, timeout_s: float | None, as_jso
                     return EXIT_FAILURE
                 return EXIT_OK
             async with open_redis(settings) as redis:
-                bus = Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
-                entry_id = await bus.request_cancel(job_id, reason=reason,
-                                                    requested_by=requested_by())
+                entry_id = await bus_for(redis, settings).request_cancel(
+                    job_id, reason=reason, requested_by=requested_by())
                 if as_json:
                     echo_json({"id": job_id, "status": job.status.value, "requested": True,
                                "entry_id": entry_id}, lines=wait)
@@ -506,15 +490,15 @@ async def _download(objects: ObjectStore, row: dict[str, Any], directory: Path) 
     file is checked against the manifest by comparing that verified digest.
     """
     key = str(row["key"])
-    target = directory / key
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = anyio.Path(directory / key)
+    await target.parent.mkdir(parents=True, exist_ok=True)
     try:
         info = await objects.download_to(key, target)
     except StorageError as exc:
         return f"{key}: download failed: {exc}"
     actual = info.sha256
     if actual != row["sha256"]:
-        target.unlink(missing_ok=True)
+        await target.unlink(missing_ok=True)
         return f"{key}: sha256 {actual} does not match the manifest's {row['sha256']}"
     row["path"] = str(target)
     return None

@@ -16,16 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from orchestrator.cli.common import (
-    EXIT_BAD_INPUT,
     EXIT_FAILURE,
     EXIT_OK,
     BadInput,
-    Failure,
     cli_settings,
     console,
     echo_json,
@@ -38,7 +35,7 @@ from orchestrator.cli.common import (
 )
 from orchestrator.core import Job, JobStatus
 from orchestrator.settings import Settings
-from orchestrator.watch.follow import Follower, Frame, utcnow
+from orchestrator.watch.follow import Follower, Frame, load_detail, load_jobs, utcnow
 from orchestrator.watch.model import JobDetail, is_success, job_summary
 from orchestrator.watch.render import job_view, jobs_view, progress_line
 
@@ -77,14 +74,22 @@ def json_line(job: Job, now: datetime, note: dict[str, Any] | None) -> dict[str,
     return line
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class JobOutcome:
-    """How following a job ended."""
+    """How following a job ended: the last state seen (None: the job never appeared)."""
 
-    status: JobStatus | None  # None: never finished while followed
-    job: Job | None = None
     detail: JobDetail | None = None
     message: str | None = None  # e.g. the daemon's rejection, or a timeout
+
+    @property
+    def job(self) -> Job | None:
+        return None if self.detail is None else self.detail.job
+
+    @property
+    def status(self) -> JobStatus | None:
+        """The FINISHED_* status; None if the job did not finish while followed."""
+        job = self.job
+        return job.status if job is not None and job.is_terminal else None
 
     @property
     def exit_code(self) -> int:
@@ -94,10 +99,9 @@ class JobOutcome:
 class _Printer:
     """Turns frames into output for one mode; remembers the last version shown."""
 
-    def __init__(self, job_id: str, mode: Mode, out: Console, live: Live | None) -> None:
+    def __init__(self, job_id: str, mode: Mode, live: Live | None) -> None:
         self.job_id = job_id
         self.mode = mode
-        self.out = out
         self.live = live
         self.version = -1
 
@@ -140,7 +144,6 @@ async def follow_job(
     mode: Mode,
     wait_for_job_s: float | None,
     timeout_s: float | None = None,
-    out: Console | None = None,
     on_frame: Callable[[Frame], None] | None = None,
 ) -> JobOutcome:
     """Follow one job until it is FINISHED_*; render according to ``mode``.
@@ -149,48 +152,43 @@ async def follow_job(
     submitted); a submission the daemon rejected ends the wait with its reason.
     """
     follower = Follower(store, redis, keys_for(settings), job_id)
-    out = out or console()
     started = anyio.current_time()
-    live = Live(console=out, auto_refresh=False, transient=False) if mode == "live" else None
-    printer = _Printer(job_id, mode, out, live)
-    last: Frame | None = None
+    live = Live(console=console(), auto_refresh=False, transient=False) if mode == "live" else None
+    printer = _Printer(job_id, mode, live)
+    seen: JobDetail | None = None
     try:
         if live is not None:
             live.start()
         async for frame in follower.frames():
-            last = frame if frame.detail is not None else last
+            seen = frame.detail or seen
             if on_frame is not None:
                 on_frame(frame)
             printer.job_frame(frame)
             elapsed = anyio.current_time() - started
             if frame.detail is None:
                 if frame.rejection is not None:
-                    return JobOutcome(None, message=f"job {job_id} was rejected: "
-                                                    f"{frame.rejection}")
+                    return JobOutcome(message=f"job {job_id} was rejected: {frame.rejection}")
                 if frame.banner is None and wait_for_job_s is not None and (
                         elapsed >= wait_for_job_s):
                     raise BadInput(f"no job with id {job_id!r}")
             elif frame.detail.job.is_terminal:
-                return JobOutcome(frame.detail.job.status, frame.detail.job, frame.detail)
+                return JobOutcome(frame.detail)
             if timeout_s is not None and elapsed >= timeout_s:
-                job = last.detail.job if last and last.detail else None
-                status = job.status.value if job else "not created yet"
-                return JobOutcome(None, job, last.detail if last else None,
-                                  message=f"gave up after {timeout_s:g}s: job {job_id} is "
-                                          f"{status}")
+                status = seen.job.status.value if seen else "not created yet"
+                return JobOutcome(seen, message=f"gave up after {timeout_s:g}s: job {job_id} is "
+                                                f"{status}")
     finally:
         if live is not None:
             live.stop()
-    return JobOutcome(None)  # pragma: no cover - frames() never ends
+    return JobOutcome()  # pragma: no cover - frames() never ends
 
 
 async def _watch_table(
     store: MongoJobStore, redis: Redis, settings: Settings, *, mode: Mode, limit: int
 ) -> None:
     follower = Follower(store, redis, keys_for(settings), None, limit=limit)
-    out = console()
     if mode == "live":
-        with Live(console=out, auto_refresh=False, transient=False) as live:
+        with Live(console=console(), auto_refresh=False, transient=False) as live:
             async for frame in follower.frames():
                 live.update(jobs_view(frame.jobs, frame.now, banner=frame.banner), refresh=True)
         return
@@ -215,19 +213,18 @@ async def _once(settings: Settings, job_id: str | None, as_json: bool, limit: in
     async with open_store(settings) as store:
         now = utcnow()
         if job_id is None:
-            follower_jobs = await store.find_by_status(None, limit=limit)
+            jobs = await load_jobs(store, limit)
             if as_json:
-                for job in follower_jobs:
+                for job in jobs:
                     echo_json(json_line(job, now, None), lines=True)
             else:
-                console().print(jobs_view(follower_jobs, now))
+                console().print(jobs_view(jobs, now))
             return EXIT_OK
         job = await store.get(job_id)
-        detail = JobDetail(job, now, await store.metrics(job_id), await store.checkpoints(job_id))
         if as_json:
             echo_json(json_line(job, now, None), lines=True)
         else:
-            console().print(job_view(detail))
+            console().print(job_view(await load_detail(store, job, now)))
         return EXIT_OK
 
 
@@ -270,9 +267,7 @@ def watch(job_id: str | None, as_json: bool, once: bool, limit: int,
         code = run_interruptible(settings, main)
     except KeyboardInterrupt:
         code = EXIT_OK if job_id is None else EXIT_FAILURE
-    except (BadInput, Failure):
-        raise
     sys.exit(code)
 
 
-__all__ = ["EXIT_BAD_INPUT", "JobOutcome", "default_mode", "follow_job", "json_line", "watch"]
+__all__ = ["JobOutcome", "default_mode", "follow_job", "json_line", "watch"]

@@ -8,18 +8,16 @@ A second signal abandons the flush.
 
 from __future__ import annotations
 
-import re
 import signal
 
 import anyio
 import click
 
 from orchestrator.cli.common import BadInput, cli_settings, keys_for, run
+from orchestrator.core import is_name
 from orchestrator.core.status import Role
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.settings import Settings
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 @click.command()
@@ -33,7 +31,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
               default=None, help="Overrides ORCHESTRATOR_LOG_LEVEL.")
 def worker(role: str, name: str, capacity: int, log_level: str | None) -> None:
     """Run a server or client worker until SIGTERM/SIGINT."""
-    if not _NAME.match(name):
+    if not is_name(name):
         raise BadInput(f"invalid worker name {name!r}: use letters, digits, '_', '.', '-'")
     settings = cli_settings()
     configure_logging(log_level or settings.log_level, settings.log_format)
@@ -47,8 +45,7 @@ async def serve(settings: Settings, *, role: Role, name: str, capacity: int) -> 
     from workers.agent import AgentConfig, WorkerAgent  # noqa: PLC0415
 
     log = get_logger("orchestrator.worker", worker=name)
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    redis = connect_redis(settings.redis_url, password=password)
+    redis = connect_redis(settings.redis_url, password=settings.redis_password_plain)
     config = AgentConfig(
         name=name,
         role=role,

@@ -3,7 +3,7 @@
 Importing this package loads no I/O library (redis, pymongo, motor, aioboto3, anyio).
 """
 
-from orchestrator.core._types import validation_problems
+from orchestrator.core._types import is_name, validation_problems
 from orchestrator.core.commands import COMMAND_ADAPTER, Command, StartParticipant, StopParticipant
 from orchestrator.core.deadlines import Deadline, deadlines, due, next_deadline_at
 from orchestrator.core.decide import (
@@ -88,6 +88,7 @@ __all__ = [
     "deadlines",
     "decide",
     "due",
+    "is_name",
     "mermaid",
     "next_deadline_at",
     "validation_problems",

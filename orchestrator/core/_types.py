@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -20,7 +21,16 @@ def _as_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def is_name(value: str) -> bool:
+    """Whether ``value`` is a ``Name`` (the check for code outside pydantic models; whole
+    string, so unlike ``re.match(...$)`` a trailing newline does not pass)."""
+    return _NAME.fullmatch(value) is not None
+
+
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=f"^{_NAME.pattern}$")]
 """Identifier-like names: job ids, worker names, participant ids, workload names."""
 
 JsonObject = dict[str, Any]

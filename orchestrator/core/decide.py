@@ -22,12 +22,11 @@ checkpoints that arrive afterwards are still recorded, never lost.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from orchestrator.core._types import evolve, mark_set
+from orchestrator.core._types import evolve, is_name, mark_set
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
 from orchestrator.core.deadlines import is_due, next_deadline_at
 from orchestrator.core.events import (
@@ -334,7 +333,6 @@ def _refuse(draft: _Draft, event: Event) -> str:
     return f"refused: {event.type} while job is {draft.job.status}"
 
 
-_COMMAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 def command_id(event_id: str, action: str, participant: str) -> str:
@@ -344,7 +342,7 @@ def command_id(event_id: str, action: str, participant: str) -> str:
     must be names; a deterministic digest keeps resends deduplicable either way.
     """
     plain = f"{event_id}.{action}.{participant}"
-    if _COMMAND_ID.match(plain):
+    if is_name(plain):
         return plain
     digest = hashlib.sha256(plain.encode()).hexdigest()[:40]
     return f"c{digest}.{action}.{participant}"[:128]

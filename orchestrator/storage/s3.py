@@ -32,7 +32,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
-import random
 import uuid
 from collections.abc import (
     AsyncGenerator,
@@ -51,6 +50,7 @@ from urllib.parse import urlsplit
 import aioboto3
 import aiohttp
 import anyio
+import anyio.to_thread
 from aiobotocore.config import AioConfig
 from botocore.exceptions import (
     BotoCoreError,
@@ -65,6 +65,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from orchestrator.bus.retry import Backoff
 from orchestrator.errors import (
     IntegrityError,
     ObjectExistsError,
@@ -83,6 +84,7 @@ from orchestrator.storage.port import (
     leaf_error,
     read_file_chunks,
     rechunk,
+    sha256_hex_async,
     validate_key,
     validate_meta,
     validate_sha256,
@@ -229,13 +231,9 @@ class S3ObjectStore(BaseObjectStore):
             with contextlib.suppress(Exception):
                 await stack.aclose()
 
-    def _backoff_s(self, attempt: int) -> float:
-        cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(cap / 2, cap)  # jitter, not crypto
-
     async def _retry(self, op: str, key: str | None, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``call`` with retries on transient errors; translate driver exceptions."""
-        attempt = 1
+        backoff = Backoff(base_s=self.backoff_base_s, cap_s=self.backoff_max_s)
         while True:
             try:
                 return await call()
@@ -243,10 +241,9 @@ class S3ObjectStore(BaseObjectStore):
                 raise
             except Exception as exc:
                 err = self._translate(exc, op, key)
-                if not err.transient or attempt >= self.max_attempts:
+                if not err.transient or backoff.attempts + 1 >= self.max_attempts:
                     raise err from exc
-            await anyio.sleep(self._backoff_s(attempt))
-            attempt += 1
+            await backoff.sleep()
 
     async def _call(
         self, op: str, key: str | None, call: Callable[[S3Client], Awaitable[_T]]
@@ -348,9 +345,8 @@ class S3ObjectStore(BaseObjectStore):
             first = await anext(parts, b"")
             second = await anext(parts, None)
             if second is None:
-                return await self._put(
-                    key, first, hashlib.sha256(first).hexdigest(), meta, overwrite=overwrite
-                )
+                sha256 = await sha256_hex_async(first)
+                return await self._put(key, first, sha256, meta, overwrite=overwrite)
 
             async def all_parts() -> AsyncGenerator[bytes, None]:
                 yield first
@@ -398,15 +394,10 @@ class S3ObjectStore(BaseObjectStore):
         """Hash the file in a first pass, then upload it (multipart if large) with its sha256."""
         self._check_open()
         key, clean = validate_key(key), validate_meta(meta)
-        digest = hashlib.sha256()
-        size = 0
-        async for chunk in read_file_chunks(path, chunk_size):
-            digest.update(chunk)
-            size += len(chunk)
-        sha256 = digest.hexdigest()
+        sha256, size = await anyio.to_thread.run_sync(_file_sha256, path)
         if size <= self.part_size:
             data = await anyio.Path(path).read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha256:
+            if await sha256_hex_async(data) != sha256:
                 raise StorageError(f"local file {path} changed while being uploaded")
             return await self._put(key, data, sha256, clean, overwrite=overwrite)
         if not overwrite:
@@ -621,6 +612,15 @@ class S3ObjectStore(BaseObjectStore):
         )  # fmt: skip
         headers = {f"x-amz-meta-{k}": v for k, v in metadata.items()}
         return PresignedRequest(method="PUT", url=url, headers=headers, expires_s=expires_s)
+
+
+def _file_sha256(path: LocalPath) -> tuple[str, int]:
+    """Hex sha256 and size of a local file (blocking: run it in a worker thread)."""
+    try:
+        with open(path, "rb") as src:
+            return hashlib.file_digest(src, "sha256").hexdigest(), src.tell()
+    except FileNotFoundError as exc:
+        raise StorageError(f"local file not found: {path}") from exc
 
 
 def _check_expiry(expires_s: int) -> None:

@@ -126,7 +126,8 @@ class JobStore(abc.ABC):
     async def record_rejection(self, rejection: Rejection) -> None: ...
 
     @abc.abstractmethod
-    async def rejections(self, limit: int = 100) -> list[Rejection]: ...
+    async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
+        """Recorded rejections, newest first; only those naming ``job_id`` when given."""
 
     @abc.abstractmethod
     async def _set_fields(

@@ -134,5 +134,6 @@ class MemoryJobStore(JobStore):
     async def record_rejection(self, rejection: Rejection) -> None:
         self.rejection_rows.append(rejection)
 
-    async def rejections(self, limit: int = 100) -> list[Rejection]:
-        return list(reversed(self.rejection_rows))[:limit]
+    async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
+        rows = reversed(self.rejection_rows)
+        return [r for r in rows if job_id is None or r.job_id == job_id][:limit]

@@ -90,6 +90,9 @@ class MongoJobStore(JobStore):
                 [("job_id", ASCENDING), ("round", ASCENDING)], name="job_round"
             )
             await self.rejection_rows.create_index([("at", DESCENDING)], name="at")
+            await self.rejection_rows.create_index(
+                [("job_id", ASCENDING), ("at", DESCENDING)], name="job_at"
+            )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -228,9 +231,10 @@ class MongoJobStore(JobStore):
         async with _translated("record rejection"):
             await self.rejection_rows.insert_one(rejection.model_dump())
 
-    async def rejections(self, limit: int = 100) -> list[Rejection]:
+    async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
+        query = {} if job_id is None else {"job_id": job_id}
         async with _translated("rejections"):
-            cursor = self.rejection_rows.find({}, {"_id": 0}).sort([("at", DESCENDING)])
+            cursor = self.rejection_rows.find(query, {"_id": 0}).sort([("at", DESCENDING)])
             return [Rejection.model_validate(d) async for d in cursor.limit(limit)]
 
 

@@ -12,7 +12,7 @@ server became unreachable: the frame then carries a banner saying so, and the fo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from orchestrator.core import Job, JobStatus
+from orchestrator.errors import error_gist
 from orchestrator.watch.model import JobDetail
 
 if TYPE_CHECKING:
@@ -132,6 +133,30 @@ class StreamTail:
         return updates
 
 
+async def load_detail(
+    store: MongoJobStore, job: Job, now: datetime, updates: Sequence[Mapping[str, Any]] = ()
+) -> JobDetail:
+    """``job`` with its metric rows and checkpoint manifest, as ``status`` and the watcher show
+    it."""
+    metrics = await store.metrics(job.id)
+    checkpoints = await store.checkpoints(job.id)
+    return JobDetail(job, now, metrics, checkpoints, list(updates))
+
+
+async def load_jobs(store: MongoJobStore, limit: int) -> list[Job]:
+    """The job table: the ``limit`` newest jobs plus every active one, active jobs first."""
+    jobs = await store.find_by_status(None, limit=limit)
+    seen = {j.id for j in jobs}
+    for status in (JobStatus.IN_PROGRESS, JobStatus.NOT_STARTED):
+        for job in await store.find_by_status(status, limit=limit):
+            if job.id not in seen:
+                jobs.append(job)
+                seen.add(job.id)
+    active = [j for j in jobs if not j.is_terminal]
+    done = [j for j in jobs if j.is_terminal]
+    return (active + done)[: max(limit, len(active))]
+
+
 @dataclass(slots=True)
 class Frame:
     """What a follower yields: the latest state, the notes that arrived, and any trouble."""
@@ -140,14 +165,12 @@ class Frame:
     detail: JobDetail | None = None  # job mode
     jobs: list[Job] = field(default_factory=list)  # table mode
     updates: list[dict[str, Any]] = field(default_factory=list)  # new since the last frame
-    reloaded: bool = False
     banner: str | None = None
     rejection: str | None = None  # job mode: the daemon refused the submission
 
 
 def _problem(what: str, exc: BaseException) -> str:
-    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
-    return f"{what} unreachable ({text}); retrying — the view may be stale"
+    return f"{what} unreachable ({error_gist(exc, 200)}); retrying — the view may be stale"
 
 
 class Follower:
@@ -177,30 +200,16 @@ class Follower:
     async def _load(self) -> Frame:
         now = self.clock()
         if self.job_id is None:
-            jobs = await self.store.find_by_status(None, limit=self.limit)
-            seen = {j.id for j in jobs}
-            for status in (JobStatus.IN_PROGRESS, JobStatus.NOT_STARTED):
-                for job in await self.store.find_by_status(status, limit=self.limit):
-                    if job.id not in seen:
-                        jobs.append(job)
-                        seen.add(job.id)
-            active = [j for j in jobs if not j.is_terminal]
-            done = [j for j in jobs if j.is_terminal]
-            return Frame(now=now, jobs=(active + done)[: max(self.limit, len(active))],
-                         reloaded=True)
+            return Frame(now=now, jobs=await load_jobs(self.store, self.limit))
         found = await self.store.find_by_id(self.job_id)
         if found is None:
-            return Frame(now=now, reloaded=True, rejection=await self._rejection())
-        metrics = await self.store.metrics(found.id)
-        checkpoints = await self.store.checkpoints(found.id)
-        detail = JobDetail(found, now, metrics, checkpoints, list(self.recent_updates))
-        return Frame(now=now, detail=detail, reloaded=True)
+            return Frame(now=now, rejection=await self._rejection())
+        return Frame(now=now, detail=await load_detail(self.store, found, now,
+                                                       self.recent_updates))
 
     async def _rejection(self) -> str | None:
-        row = await self.store.rejection_rows.find_one({"job_id": self.job_id})
-        if row is None:
-            return None
-        return f"{row.get('kind', 'rejected')}: {row.get('reason', '')}"
+        found = await self.store.rejections(limit=1, job_id=self.job_id)
+        return f"{found[0].kind}: {found[0].reason}" if found else None
 
     async def frames(self) -> AsyncIterator[Frame]:
         """Frames forever (the caller stops iterating): first the state, then one per wake-up."""

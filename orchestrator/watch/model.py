@@ -1,8 +1,8 @@
 """What the CLI and the watcher show of a job, as plain data (no I/O, no clock: ``now`` is given).
 
 ``job_summary`` is one row of the job table (and the object ``status --json``, ``list --json``
-and ``watch --json`` print); ``job_detail`` adds participants, metrics with their trend across
-rounds, checkpoints and history. Everything here is JSON-ready after ``jsonable``.
+and ``watch --json`` print); ``JobDetail.as_dict`` adds participants, metrics with their trend
+across rounds, checkpoints and history. Everything here is JSON-ready after ``jsonable``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from orchestrator.core import Job, JobStatus, Participant, ParticipantState
@@ -197,9 +198,13 @@ def history_rows(job: Job) -> list[dict[str, Any]]:
     ]
 
 
-@dataclass(slots=True)
+@dataclass
 class JobDetail:
-    """Everything ``status`` and the watcher's job view show."""
+    """Everything ``status`` and the watcher's job view show.
+
+    Only ``now`` changes while the watcher redraws the same state (its clock ticks between
+    reloads); ``trends`` is therefore computed once per loaded state, not once per redraw.
+    """
 
     job: Job
     now: datetime
@@ -207,16 +212,9 @@ class JobDetail:
     checkpoints: Sequence[Mapping[str, Any]] = field(default_factory=list)
     updates: Sequence[Mapping[str, Any]] = field(default_factory=list)  # newest last
 
-    @property
+    @cached_property
     def trends(self) -> list[MetricTrend]:
         return metric_trends(self.metrics)
-
-    @property
-    def final_accuracy(self) -> float | None:
-        for trend in self.trends:
-            if trend.participant == "server" and trend.name == "accuracy":
-                return trend.latest
-        return None
 
     def as_dict(self) -> dict[str, Any]:
         job = self.job
@@ -243,10 +241,6 @@ class JobDetail:
 
 def is_success(status: str | JobStatus) -> bool:
     return JobStatus(status) is JobStatus.FINISHED_SUCCESSFULLY
-
-
-def is_terminal(status: str | JobStatus) -> bool:
-    return JobStatus(status).is_terminal
 
 
 def state_style(state: str) -> str:

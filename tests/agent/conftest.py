@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from helpers import unique
@@ -10,7 +10,8 @@ from helpers import unique
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Redis
 from orchestrator.storage import MemoryObjectStore, ObjectStore, open_object_store
-from tests.agent.support import FakeDaemon
+from tests.agent.support import FakeDaemon, RegisterWorkload, new_id
+from workers.registry import WorkloadFn, unregister, workload
 
 
 @pytest.fixture
@@ -25,3 +26,19 @@ async def memory_store() -> AsyncIterator[ObjectStore]:
 @pytest.fixture
 def daemon(redis: Redis, keys: Keys) -> FakeDaemon:
     return FakeDaemon(redis, keys)
+
+
+@pytest.fixture
+def register_workload() -> Iterator[RegisterWorkload]:
+    """Register test workloads under unique names; they are unregistered after the test."""
+    names: list[str] = []
+
+    def register(fn: WorkloadFn) -> str:
+        name = new_id(fn.__name__)
+        workload(name)(fn)
+        names.append(name)
+        return name
+
+    yield register
+    for name in names:
+        unregister(name)

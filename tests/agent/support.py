@@ -17,6 +17,10 @@ from orchestrator.core.events import EVENT_ADAPTER, ParticipantEvent
 from orchestrator.core.status import Role
 from orchestrator.storage import ObjectStore
 from workers.agent import AgentConfig, WorkerAgent
+from workers.registry import WorkloadFn
+
+RegisterWorkload = Callable[[WorkloadFn], str]
+"""Registers a throwaway workload under a unique name and returns the name (a fixture)."""
 
 _PARTICIPANT_EVENT: TypeAdapter[ParticipantEvent] = TypeAdapter(ParticipantEvent)
 TERMINAL = ("participant.finished", "participant.failed", "participant.stopped")

@@ -13,8 +13,7 @@ from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Redis
 from orchestrator.core.status import ErrorCode, Role
 from orchestrator.storage import ObjectStore
-from tests.agent.support import FakeDaemon, new_id, running_agent
-from workers.registry import unregister, workload
+from tests.agent.support import FakeDaemon, RegisterWorkload, new_id, running_agent
 from workers.sdk import WorkloadContext, WorkloadResult
 
 
@@ -116,23 +115,19 @@ async def test_a_stop_command_stops_the_workload(
 
 
 async def test_a_workload_that_ignores_the_stop_is_cancelled_after_the_grace(
-    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon
+    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon,
+    register_workload: RegisterWorkload,
 ) -> None:
-    name = new_id("stubborn")
-
-    @workload(name)
     async def stubborn(ctx: WorkloadContext) -> WorkloadResult:
         while True:  # never looks at ctx.cancelled()
             await anyio.sleep(0.05)
 
-    try:
-        async with running_agent(redis, keys, memory_store, stop_grace_s=0.3) as agent:
-            start = await daemon.start(agent.config.name, workload=name)
-            await daemon.wait_type(start, "participant.started")
-            await daemon.stop(start, reason="enough")
-            stopped = await daemon.wait_terminal(start, timeout_s=5)
-    finally:
-        unregister(name)
+    name = register_workload(stubborn)
+    async with running_agent(redis, keys, memory_store, stop_grace_s=0.3) as agent:
+        start = await daemon.start(agent.config.name, workload=name)
+        await daemon.wait_type(start, "participant.started")
+        await daemon.stop(start, reason="enough")
+        stopped = await daemon.wait_terminal(start, timeout_s=5)
     assert stopped.type == "participant.stopped" and stopped.reason == "enough"
 
 
@@ -223,44 +218,36 @@ async def test_a_stop_for_an_unknown_participant_says_it_is_not_running(
 
 @pytest.mark.parametrize("raise_group", [False, True])
 async def test_exception_text_is_the_message(
-    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon, raise_group: bool
+    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon, raise_group: bool,
+    register_workload: RegisterWorkload,
 ) -> None:
-    name = new_id("raiser")
-
-    @workload(name)
     async def raiser(ctx: WorkloadContext) -> WorkloadResult:
         error = ValueError("bad value 42")
         if raise_group:
             raise ExceptionGroup("inner", [error])
         raise error
 
-    try:
-        async with running_agent(redis, keys, memory_store) as agent:
-            start = await daemon.start(agent.config.name, workload=name)
-            failed = await daemon.wait_terminal(start)
-    finally:
-        unregister(name)
+    name = register_workload(raiser)
+    async with running_agent(redis, keys, memory_store) as agent:
+        start = await daemon.start(agent.config.name, workload=name)
+        failed = await daemon.wait_terminal(start)
     assert failed.type == "participant.failed" and failed.message == "bad value 42"
 
 
 async def test_a_stop_wakes_a_workload_waiting_for_a_message(
-    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon
+    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon,
+    register_workload: RegisterWorkload,
 ) -> None:
-    name = new_id("waiter")
-
-    @workload(name)
     async def waiter(ctx: WorkloadContext) -> WorkloadResult:
         await ctx.receive()  # no timeout: only a stop ends this
         return WorkloadResult()
 
-    try:
-        async with running_agent(redis, keys, memory_store, stop_grace_s=30) as agent:
-            start = await daemon.start(agent.config.name, workload=name)
-            await daemon.wait_type(start, "participant.started")
-            await anyio.sleep(0.2)
-            await daemon.stop(start, reason="bye")
-            with anyio.fail_after(3):  # far below the grace: the stop was cooperative
-                stopped = await daemon.wait_terminal(start)
-    finally:
-        unregister(name)
+    name = register_workload(waiter)
+    async with running_agent(redis, keys, memory_store, stop_grace_s=30) as agent:
+        start = await daemon.start(agent.config.name, workload=name)
+        await daemon.wait_type(start, "participant.started")
+        await anyio.sleep(0.2)
+        await daemon.stop(start, reason="bye")
+        with anyio.fail_after(3):  # far below the grace: the stop was cooperative
+            stopped = await daemon.wait_terminal(start)
     assert stopped.type == "participant.stopped" and stopped.reason == "bye"

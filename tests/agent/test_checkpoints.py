@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -13,27 +13,21 @@ from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Redis
 from orchestrator.core.status import ErrorCode, Role
 from orchestrator.errors import StorageError, StorageUnavailableError
-from orchestrator.storage import MemoryObjectStore, ObjectInfo, ObjectStore, open_object_store
-from tests.agent.support import FakeDaemon, new_id, running_agent
-from workers.registry import unregister, workload
+from orchestrator.storage import MemoryObjectStore, ObjectInfo, ObjectStore
+from orchestrator.storage.s3 import S3ObjectStore
+from tests.agent.support import FakeDaemon, RegisterWorkload, new_id, running_agent
+from tests.storage.support import s3_store as open_s3_store
 from workers.sdk import WorkloadContext, WorkloadResult
 
 
 @pytest.fixture
-async def s3_store(s3_env: dict[str, str]) -> AsyncIterator[ObjectStore]:
-    store = open_object_store(
-        f"s3://{s3_env['bucket']}/{unique('agent')}",
-        endpoint_url=s3_env["endpoint_url"],
-        access_key_id=s3_env["access_key"],
-        secret_access_key=s3_env["secret_key"],
-        region=s3_env["region"],
-    )
-    async with store:
+async def s3_store(s3_env: dict[str, str]) -> AsyncIterator[S3ObjectStore]:
+    async with open_s3_store(s3_env, unique("agent")) as store:
         yield store
 
 
 async def test_fedavg_job_runs_on_agents_with_checkpoints_in_s3(
-    redis: Redis, keys: Keys, s3_store: ObjectStore, daemon: FakeDaemon,
+    redis: Redis, keys: Keys, s3_store: S3ObjectStore, daemon: FakeDaemon,
     s3_env: dict[str, str],
 ) -> None:
     rounds, clients = 3, 3
@@ -76,20 +70,22 @@ async def test_fedavg_job_runs_on_agents_with_checkpoints_in_s3(
     assert [e.round for e in server_events if e.type == "round.started"] == [1, 2, 3]
     assert server_events[-1].type == "participant.finished"
     saved = [e for e in server_events if e.type == "checkpoint.saved"]
-    assert len(saved) == rounds + 1
+    # one checkpoint per round, each saved once; the last round's is the final one
+    assert sorted(s.round for s in saved) == list(range(1, rounds + 1))
     assert all(server_events.index(s) < len(server_events) - 1 for s in saved)
     final = [s for s in saved if s.final]
     assert len(final) == 1 and server_events[-1].final_checkpoint == final[0].key
     assert final[0].key == f"jobs/{job_id}/checkpoints/{rounds}/server.npz"
+    assert final[0].round == rounds
     assert metrics_accuracy(server_events, rounds) > 0.4  # 4 classes: chance is 0.25
 
     # the model trail: each checkpoint's parent is the one saved before it
-    by_round = sorted((s for s in saved if not s.final), key=lambda s: s.round)
+    by_round = sorted(saved, key=lambda s: s.round)
     assert by_round[0].parent is None
     assert [s.parent for s in by_round[1:]] == [s.key for s in by_round[:-1]]
 
     client = s3_client(s3_env)
-    prefix = s3_store.prefix  # type: ignore[attr-defined]
+    prefix = s3_store.prefix
     for event in saved:
         body = client.get_object(Bucket=s3_env["bucket"], Key=prefix + event.key)["Body"].read()
         assert len(body) == event.size
@@ -125,18 +121,14 @@ class RefusingStore(MemoryObjectStore):
 
 
 @pytest.fixture
-def saver() -> Iterator[str]:
-    name = new_id("saver")
-
-    @workload(name)
+def saver(register_workload: RegisterWorkload) -> str:
     async def save(ctx: WorkloadContext) -> WorkloadResult:
         key = await ctx.save_checkpoint(1, b"model-bytes", ext="bin")
         final = await ctx.save_checkpoint(2, b"final-bytes", final=True, ext="bin")
         assert key.endswith("/1/server.bin")
         return WorkloadResult(final_checkpoint=final)
 
-    yield name
-    unregister(name)
+    return register_workload(save)
 
 
 async def test_a_checkpoint_that_cannot_be_stored_fails_the_participant(
@@ -170,12 +162,11 @@ async def test_transient_store_failures_only_delay_checkpoints(
 
 
 async def test_peer_messages_and_blobs_between_agents(
-    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon
+    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon,
+    register_workload: RegisterWorkload,
 ) -> None:
-    name = new_id("pingpong")
     seen: dict[str, object] = {}
 
-    @workload(name)
     async def pingpong(ctx: WorkloadContext) -> WorkloadResult:
         if ctx.participant == "server":
             key = await ctx.put_blob("hello.bin", b"x" * 100_000)
@@ -195,22 +186,20 @@ async def test_peer_messages_and_blobs_between_agents(
             seen["client"] = message.sender
         return WorkloadResult()
 
+    name = register_workload(pingpong)
     job_id = new_id("job")
     peers = ["server", "client-0"]
-    try:
-        async with (
-            running_agent(redis, keys, memory_store) as server,
-            running_agent(redis, keys, memory_store, role=Role.CLIENT) as client,
-        ):
-            # the client starts late: the message waits in its mailbox
-            s = await daemon.start(server.config.name, job_id=job_id, workload=name, peers=peers)
-            await daemon.wait_type(s, "participant.started")
-            await anyio.sleep(0.3)
-            c = await daemon.start(client.config.name, job_id=job_id, participant="client-0",
-                                   role=Role.CLIENT, workload=name, peers=peers)
-            ends = [await daemon.wait_terminal(x) for x in (s, c)]
-    finally:
-        unregister(name)
+    async with (
+        running_agent(redis, keys, memory_store) as server,
+        running_agent(redis, keys, memory_store, role=Role.CLIENT) as client,
+    ):
+        # the client starts late: the message waits in its mailbox
+        s = await daemon.start(server.config.name, job_id=job_id, workload=name, peers=peers)
+        await daemon.wait_type(s, "participant.started")
+        await anyio.sleep(0.3)
+        c = await daemon.start(client.config.name, job_id=job_id, participant="client-0",
+                               role=Role.CLIENT, workload=name, peers=peers)
+        ends = [await daemon.wait_terminal(x) for x in (s, c)]
     assert [e.type for e in ends] == ["participant.finished"] * 2, ends
     assert seen == {
         "client": "server",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -31,10 +31,13 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
+SpawnWorker = Callable[[Role], WorkerProcess]
+
+
 @pytest.fixture
 def spawn_worker(
     redis_server: ServerProcess, namespace: str, tmp_path: Path
-) -> Iterator[object]:
+) -> Iterator[SpawnWorker]:
     started: list[WorkerProcess] = []
 
     def spawn(role: Role = Role.CLIENT) -> WorkerProcess:
@@ -75,9 +78,9 @@ async def wait_alive(redis: Redis, keys: Keys, worker: WorkerProcess) -> None:
 
 
 async def test_sigterm_stops_the_participant_and_exits_0(
-    redis: Redis, keys: Keys, daemon: FakeDaemon, spawn_worker: object
+    redis: Redis, keys: Keys, daemon: FakeDaemon, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker(Role.CLIENT)  # type: ignore[operator]
+    worker = spawn_worker(Role.CLIENT)
     await wait_alive(redis, keys, worker)
     start = await daemon.start(
         worker.name, participant="client-0", role=Role.CLIENT, workload="sleep",
@@ -95,9 +98,9 @@ async def test_sigterm_stops_the_participant_and_exits_0(
 
 
 async def test_sigkill_mid_job_stops_heartbeats_and_registration(
-    redis: Redis, keys: Keys, daemon: FakeDaemon, spawn_worker: object
+    redis: Redis, keys: Keys, daemon: FakeDaemon, spawn_worker: SpawnWorker
 ) -> None:
-    worker = spawn_worker(Role.SERVER)  # type: ignore[operator]
+    worker = spawn_worker(Role.SERVER)
     await wait_alive(redis, keys, worker)
     start = await daemon.start(
         worker.name, workload="sleep", rounds=20, config={"seconds": 60},

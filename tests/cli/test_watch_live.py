@@ -182,8 +182,10 @@ def test_submit_wait_json_streams_lines_and_a_rejected_submission_fails(
     assert result.returncode == 1
     assert "rejected" in result.stderr
     assert "no-such-workload" in result.stderr
-    assert _lines(result.stdout)[0] == {"id": spec["job_id"], "entry_id": _lines(
-        result.stdout)[0]["entry_id"], "idempotency_key": None, "submitted": True}
+    first = _lines(result.stdout)[0]
+    entry_id = first.pop("entry_id")
+    assert re.fullmatch(r"\d+-\d+", entry_id), entry_id
+    assert first == {"id": spec["job_id"], "idempotency_key": None, "submitted": True}
 
 
 def test_cancel_wait_stops_a_running_job(system: dict[str, str], tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.core import (
     CancelRequested,
@@ -32,15 +33,16 @@ from orchestrator.core import (
     RoundMetrics,
     deadlines,
     decide,
+    is_name,
 )
-from orchestrator.core._types import evolve
+from orchestrator.core._types import Name, evolve
 from orchestrator.core.deadlines import next_deadline_at
 from orchestrator.core.decide import TransitionError, _liveness, command_id, decide_by_rules
 from orchestrator.daemon.effects import worth_announcing
 from tests.core.scenarios import T0, dispatched, new_job, spec
 from tests.core.test_properties import runs
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # used with fullmatch
 
 
 def reference_next(job: Job) -> object:
@@ -82,10 +84,11 @@ def test_evolve_equals_model_copy() -> None:
        st.sampled_from(["server", "client-0", "client-999"]))
 def test_command_ids_are_valid_deterministic_names(event_id: str, action: str, pid: str) -> None:
     cid = command_id(event_id, action, pid)
-    assert NAME.match(cid)
+    assert NAME.fullmatch(cid)
+    assert is_name(cid)
     assert len(cid) <= 128
     assert cid == command_id(event_id, action, pid)
-    if NAME.match(event_id) and len(event_id) + len(action) + len(pid) + 2 <= 128:
+    if NAME.fullmatch(event_id) and len(event_id) + len(action) + len(pid) + 2 <= 128:
         assert cid == f"{event_id}.{action}.{pid}"
 
 
@@ -185,3 +188,17 @@ def test_liveness_shortcut_equals_the_rules_on_arbitrary_states(
     for _ in range(4):
         event = data.draw(liveness_events(job))
         job = assert_same(job, event, now).job
+
+
+@pytest.mark.parametrize("value", ["job\n", "\njob", "-job", "", "a" * 129, "a/b", "j b"])
+def test_is_name_refuses_what_the_name_type_refuses(value: str) -> None:
+    """``is_name`` (plain code) and ``Name`` (pydantic) agree, trailing newline included."""
+    assert not is_name(value)
+    with pytest.raises(ValidationError):
+        TypeAdapter(Name).validate_python(value)
+
+
+def test_is_name_accepts_names() -> None:
+    for value in ("job-1", "a", "W_2.x", "a" * 128):
+        assert is_name(value)
+        assert TypeAdapter(Name).validate_python(value) == value

@@ -24,16 +24,11 @@ from orchestrator.devstack import stack
 from orchestrator.devstack.servers import (
     ServerProcess,
     ServerStartError,
-    mongowire_available,
     pid_alive,
     pid_cmdline,
     start_mongo,
     start_redis,
     start_s3,
-)
-
-needs_mongowire = pytest.mark.skipif(
-    not mongowire_available(), reason="orchestrator.devstack.mongowire is not available yet"
 )
 
 
@@ -111,7 +106,6 @@ def test_s3_serves_signed_requests_and_rejects_a_wrong_secret(tmp_path: Path) ->
     assert not _port_open(server.port)
 
 
-@needs_mongowire
 def test_mongo_stand_in_starts_answers_and_stops(tmp_path: Path) -> None:
     server = start_mongo(tmp_path)
     try:
@@ -159,7 +153,6 @@ def _recorded_pids(directory: Path) -> list[int]:
     return [int(s["pid"]) for s in state["servers"]]
 
 
-@needs_mongowire
 def test_dev_up_gives_working_env_and_down_stops_every_pid(dev_dir: Path) -> None:
     up = run_cli("dev", "up", "--dir", dev_dir)
     assert up.returncode == 0, up.stderr
@@ -213,7 +206,6 @@ def test_dev_up_gives_working_env_and_down_stops_every_pid(dev_dir: Path) -> Non
     assert "no dev stack running" in twice.stdout
 
 
-@needs_mongowire
 def test_up_replaces_a_half_dead_stack_and_keeps_redis_data(dev_dir: Path) -> None:
     first = stack.up(dev_dir)
     assert first.started

@@ -13,21 +13,9 @@ from orchestrator.storage import FileObjectStore, MemoryObjectStore, open_object
 from orchestrator.storage.port import BaseObjectStore
 from orchestrator.storage.s3 import S3ObjectStore
 
+from .support import s3_store
+
 Corrupter = Callable[[str, bytes], Awaitable[None]]
-
-
-def s3_store(s3_env: dict[str, str], prefix: str | None = None, **options: Any) -> S3ObjectStore:
-    """An S3 store on the session server under a fresh unique prefix."""
-    store = open_object_store(
-        f"s3://{s3_env['bucket']}/{prefix or unique('storage')}",
-        endpoint_url=s3_env["endpoint_url"],
-        access_key_id=s3_env["access_key"],
-        secret_access_key=s3_env["secret_key"],
-        region=s3_env["region"],
-        **options,
-    )
-    assert isinstance(store, S3ObjectStore)
-    return store
 
 
 @pytest.fixture(params=["memory", "file", "s3"])

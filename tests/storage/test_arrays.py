@@ -41,6 +41,13 @@ def test_raw_pickle_is_not_an_npz() -> None:
         npz_to_arrays(pickle.dumps({"weights": [1, 2, 3]}))
 
 
+def test_a_bare_npy_array_is_not_an_npz() -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(3))
+    with pytest.raises(IntegrityError, match="npz"):
+        npz_to_arrays(buffer.getvalue())
+
+
 def test_object_arrays_are_refused_on_save() -> None:
     with pytest.raises(StorageError, match="pickle"):
         arrays_to_npz({"x": np.array([object()], dtype=object)})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,10 +16,7 @@ from orchestrator.errors import (
 from orchestrator.storage.port import BaseObjectStore
 
 from .conftest import Corrupter
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from .support import sha
 
 
 async def test_create_then_get_data_meta_and_both(store: BaseObjectStore) -> None:
@@ -139,8 +135,9 @@ async def test_delete(store: BaseObjectStore) -> None:
 
 
 async def test_streaming_read_and_download(store: BaseObjectStore, tmp_path: Path) -> None:
-    data = bytes(range(256)) * 4000  # ~1 MB
+    data = bytes(range(256)) * 5000  # 1.28 MB: above HASH_INLINE_MAX_BYTES, hashed in a thread
     await store.create("s/blob", data)
+    assert await store.get_data("s/blob") == data
     chunks = [c async for c in store.open_stream("s/blob", chunk_size=100_000)]
     assert b"".join(chunks) == data
     assert len(chunks) >= 10

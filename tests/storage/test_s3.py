@@ -3,7 +3,6 @@ retries and error translation."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,11 +22,7 @@ from orchestrator.errors import (
 from orchestrator.storage import open_object_store
 from orchestrator.storage.s3 import MIB, S3ObjectStore
 
-from .conftest import s3_store
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from .support import s3_store, sha
 
 
 def pending_uploads(s3_env: dict[str, str], store: S3ObjectStore) -> list[Any]:
@@ -211,40 +206,39 @@ def client_error(code: str, status: int) -> ClientError:
     return ClientError(response, "PutObject")
 
 
-async def test_retry_policy_on_transient_and_permanent_errors() -> None:
-    store = S3ObjectStore("bucket", max_attempts=4, backoff_base_s=0.001)
-    failures = [client_error("SlowDown", 503), client_error("InternalError", 500)]
-    attempts = 0
+class ScriptedCall:
+    """An S3 call that raises ``failures`` in turn, then ``forever`` (or returns "ok")."""
 
-    async def flaky() -> str:
-        nonlocal attempts
-        attempts += 1
-        if failures:
-            raise failures.pop(0)
+    def __init__(self, *failures: ClientError, forever: ClientError | None = None) -> None:
+        self.failures = list(failures)
+        self.forever = forever
+        self.attempts = 0
+
+    async def __call__(self) -> str:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        if self.forever is not None:
+            raise self.forever
         return "ok"
 
+
+async def test_retry_policy_on_transient_and_permanent_errors() -> None:
+    store = S3ObjectStore("bucket", max_attempts=4, backoff_base_s=0.001)
+
+    flaky = ScriptedCall(client_error("SlowDown", 503), client_error("InternalError", 500))
     assert await store._retry("PutObject", "k", flaky) == "ok"
-    assert attempts == 3
+    assert flaky.attempts == 3
 
-    async def denied() -> str:
-        nonlocal attempts
-        attempts += 1
-        raise client_error("AccessDenied", 403)
-
-    attempts = 0
+    denied = ScriptedCall(forever=client_error("AccessDenied", 403))
     with pytest.raises(StorageError, match="access denied"):
         await store._retry("PutObject", "k", denied)
-    assert attempts == 1
+    assert denied.attempts == 1
 
-    async def always_busy() -> str:
-        nonlocal attempts
-        attempts += 1
-        raise client_error("SlowDown", 503)
-
-    attempts = 0
+    always_busy = ScriptedCall(forever=client_error("SlowDown", 503))
     with pytest.raises(StorageUnavailableError):
         await store._retry("PutObject", "k", always_busy)
-    assert attempts == 4
+    assert always_busy.attempts == 4
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import anyio
 import pytest
 from helpers import unique
@@ -22,7 +20,7 @@ from orchestrator.storage import (
 )
 from orchestrator.storage.port import ObjectInfo
 
-from .conftest import s3_store
+from .support import s3_store, sha
 
 
 class FakeStore(MemoryObjectStore):
@@ -121,7 +119,7 @@ async def test_transient_failures_are_retried(fake: FakeStore) -> None:
         async with fast(fake, max_attempts=5, on_done=seen.append) as up:
             handle = await up.submit("r", b"data", {"round": "1"})
             info = await handle.wait()
-    assert info.sha256 == hashlib.sha256(b"data").hexdigest()
+    assert info.sha256 == sha(b"data")
     assert fake.calls == 4
     assert len(seen) == 1
     assert seen[0].ok
@@ -289,5 +287,5 @@ async def test_uploads_to_real_s3(s3_env: dict[str, str]) -> None:
         assert sorted(o.key for o in outcomes) == sorted(payloads)
         listed = await store.list(checkpoints_prefix("job-s3", 1))
         assert {i.key: i.sha256 for i in listed} == {
-            k: hashlib.sha256(v).hexdigest() for k, v in payloads.items()
+            k: sha(v) for k, v in payloads.items()
         }

@@ -295,6 +295,16 @@ async def test_rejections_are_recorded(store: JobStore) -> None:
     assert [r.kind for r in await store.rejections()] == ["oversize", "not_json"]
 
 
+async def test_rejections_of_one_job(store: JobStore) -> None:
+    for i, job_id in enumerate(["a", "b", "a", None]):
+        await store.record_rejection(Rejection(at=T0 + timedelta(seconds=i), source="s",
+                                               kind=f"k{i}", reason="r", job_id=job_id))
+    assert [r.kind for r in await store.rejections(job_id="a")] == ["k2", "k0"]
+    assert [r.kind for r in await store.rejections(limit=1, job_id="a")] == ["k2"]
+    assert await store.rejections(job_id="ghost") == []
+    assert len(await store.rejections()) == 4
+
+
 def test_statuses_listed_in_order() -> None:
     assert JobStatus.list() == [
         "NOT_STARTED",

@@ -13,7 +13,7 @@ import pytest
 from orchestrator.errors import WorkloadError
 from workers.local import LocalClient, LocalHub, run_local_job
 from workers.sdk import WorkloadContext, WorkloadResult
-from workers.workloads.fedavg import fedavg, make_synthetic, model_from_npz
+from workers.workloads.fedavg import evaluate, fedavg, make_synthetic, model_from_npz
 
 FAST = {"round_timeout_s": 0.3}
 
@@ -43,16 +43,23 @@ async def test_three_clients_five_rounds_learn_on_synthetic_data() -> None:
         assert metrics[5]["loss"] < metrics[1]["loss"] or metrics[5]["accuracy"] > 0.8
     assert result.rounds_started == [1, 2, 3, 4, 5]
 
-    assert len(result.checkpoints) == 6
+    # one checkpoint per round, each saved once; the last round's is the final one
     records = result.checkpoint_records
-    assert [r.round for r in records] == [1, 2, 3, 4, 5, 5]
-    assert [r.final for r in records] == [False] * 5 + [True]
+    assert len(result.checkpoints) == 5
+    assert [r.round for r in records] == [1, 2, 3, 4, 5]
+    assert [r.final for r in records] == [False] * 4 + [True]
+    assert len({r.key for r in records}) == 5
     final = result.final_checkpoint_bytes
     assert final is not None and result.final_checkpoint == records[-1].key
     with np.load(io.BytesIO(final), allow_pickle=False) as archive:
         assert archive["W"].shape == (12, 4)
         assert archive["b"].shape == (4,)
-    assert final == result.checkpoints[records[-2].key]  # final == last round's model
+    # final == last round's model: it scores exactly that round's metrics on the held-out set
+    held_out = make_synthetic(0, samples=1000)
+    assert evaluate(model_from_npz(final), held_out.x, held_out.y) == (
+        server[5]["loss"],
+        server[5]["accuracy"],
+    )
     assert result.server.result is not None
     assert result.server.result.summary["accuracy"] == server[5]["accuracy"]
 
@@ -114,7 +121,7 @@ async def test_k_of_n_completes_without_a_killed_client() -> None:
     assert clients_per_round == [3, 2, 2, 2, 2]
     assert sorted(result.metrics["client-1"]) == [1]
     assert result.metrics["server"][5]["accuracy"] > 0.8
-    assert len(result.checkpoints) == 6
+    assert len(result.checkpoints) == 5
 
 
 async def test_k_of_n_fails_naming_the_missing_client() -> None:

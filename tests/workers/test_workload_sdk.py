@@ -144,8 +144,9 @@ async def _exchange(hub: LocalHub) -> None:
 
     checkpoint = await server.save_checkpoint(2, b"round two")
     final = await server.save_checkpoint(3, b"final", final=True)
-    assert checkpoint.endswith("/server/round-000002.npz")
-    assert final.endswith("/server/final.npz")
+    # the same keys as on a real worker (orchestrator.storage.checkpoint_key)
+    assert checkpoint == "jobs/job-1/checkpoints/2/server.npz"
+    assert final == "jobs/job-1/checkpoints/3/server.npz"
     assert await client.load_checkpoint(final) == b"final"
     assert [r.round for r in hub.checkpoint_records] == [2, 3]
     assert hub.checkpoint_records[1].sha256 == hashlib.sha256(b"final").hexdigest()
@@ -153,6 +154,14 @@ async def _exchange(hub: LocalHub) -> None:
         await client.load_checkpoint("jobs/job-1/checkpoints/nope.npz")
     with pytest.raises(WorkloadError, match="blob name"):
         await server.put_blob("../escape", b"")
+    with pytest.raises(WorkloadError, match="round"):
+        await server.save_checkpoint(-1, b"x")
+    with pytest.raises(WorkloadError, match="extension"):
+        await server.save_checkpoint(1, b"x", ext="../npz")
+    with pytest.raises(WorkloadError, match="never overwritten"):
+        await server.save_checkpoint(3, b"other final", final=True)
+    assert len(hub.checkpoint_records) == 2
+    assert await server.save_checkpoint(3, b"final", final=True) == final  # same bytes: fine
 
 
 async def test_local_metrics_are_validated_and_merged() -> None:

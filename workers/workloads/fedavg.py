@@ -7,9 +7,9 @@ client loads that model, runs ``epochs`` of mini-batch SGD on its local data, st
 and replies ``{"type": "update", "round": r, "model": key, "samples": n, ...}``. The server
 waits up to ``round_timeout_s`` for the updates, averages those that arrived weighted by their
 sample counts, evaluates the new global model on its held-out set, reports metrics and saves a
-checkpoint. With fewer than ``min_clients`` updates in time it fails, naming the missing
-clients; late updates for an old round are ignored. After the last round it saves the final
-checkpoint and sends ``{"type": "done"}`` to every client.
+checkpoint (the last round's is the final one). With fewer than ``min_clients`` updates in time
+it fails, naming the missing clients; late updates for an old round are ignored. After the last
+round it sends ``{"type": "done"}`` to every client.
 
 To avoid waiting a whole timeout every round for a client that died, the server only waits for
 the clients that answered the previous round; an absent client that answers in time is still
@@ -367,8 +367,7 @@ async def _serve(ctx: WorkloadContext) -> WorkloadResult:
         raise WorkloadError(msg)
     clients = [peer for peer in ctx.peers if peer != ctx.participant]
     try:
-        model, loss, accuracy = await _run_rounds(ctx, model, test, clients, round_timeout_s)
-        final = await ctx.save_checkpoint(ctx.rounds, model_to_npz(model), final=True)
+        final, loss, accuracy = await _run_rounds(ctx, model, test, clients, round_timeout_s)
     except Exception as exc:
         await _tell_all(ctx, clients, {"type": "abort", "reason": str(exc)[:1000]})
         raise
@@ -385,9 +384,11 @@ async def _run_rounds(
     test: Dataset,
     clients: Sequence[str],
     round_timeout_s: float,
-) -> tuple[SoftmaxModel, float, float]:
-    """Every round, server side; returns the final model with its held-out loss and accuracy."""
+) -> tuple[str, float, float]:
+    """Every round, server side; returns the final checkpoint's key and its held-out loss and
+    accuracy."""
     expected = set(clients)
+    checkpoint = ""
     loss = accuracy = 0.0
     for round_ in range(1, ctx.rounds + 1):
         await ctx.checkpoint_cancel()
@@ -412,8 +413,9 @@ async def _run_rounds(
         await ctx.report_metrics(
             round_, {"loss": loss, "accuracy": accuracy, "clients": float(len(updates))}
         )
-        await ctx.save_checkpoint(round_, model_to_npz(model))
-    return model, loss, accuracy
+        final = round_ == ctx.rounds  # the last round's model is the final one: saved once
+        checkpoint = await ctx.save_checkpoint(round_, model_to_npz(model), final=final)
+    return checkpoint, loss, accuracy
 
 
 async def _collect_updates(

@@ -25,6 +25,8 @@ MAX_WIRE_VERSION = 21  # MongoDB 7.0
 MAX_WRITE_BATCH_SIZE = 100_000
 SESSION_TIMEOUT_MINUTES = 30
 NAMESPACE_NOT_FOUND = 26
+INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
+"""The index options kept (TTL is stored, never enforced); snapshots keep the same ones."""
 _ID_INDEX: Document = {"v": 2, "key": {"_id": 1}, "name": "_id_"}
 _matches: Callable[[Document, Document], bool] = filtering.filter_applies
 
@@ -91,11 +93,7 @@ def create_indexes(backend: Backend, req: Request) -> Document:
         name = spec.get("name") if isinstance(spec, dict) else None
         if not isinstance(key, dict) or not key or not isinstance(name, str):
             raise CommandError(9, f"index spec needs a key document and a name: {spec!r}")
-        options = {
-            option: spec[option]
-            for option in ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
-            if option in spec
-        }
+        options = {option: spec[option] for option in INDEX_OPTIONS if option in spec}
         try:
             collection.create_index(list(key.items()), name=name, **options)
         except Exception as exc:

@@ -8,8 +8,9 @@ from typing import Any
 
 from bson import json_util
 
+from orchestrator.devstack.mongowire.admin import INDEX_OPTIONS
+
 _FORMAT = "mongowire-snapshot/1"
-_INDEX_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
 
 
 def dump(client: Any) -> str:
@@ -46,7 +47,7 @@ def load(client: Any, text: str) -> None:
             if content["documents"]:
                 collection.insert_many(content["documents"])
             for index in content["indexes"]:
-                options = {k: index[k] for k in _INDEX_OPTIONS if k in index}
+                options = {k: index[k] for k in INDEX_OPTIONS if k in index}
                 keys = [(str(field), direction) for field, direction in index["key"]]
                 collection.create_index(keys, name=index["name"], **options)
 
