@@ -265,9 +265,7 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
         return None
     if job.phase is not Phase.CANCELLING and not _settled(job):
         return None  # (cancelling: an active participant stays active, nothing to derive)
-    progress, record = _progress(p, event, now)
-    old = p.__dict__
-    changes = {name: value for name, value in progress.items() if old[name] != value}
+    changes, record = _progress(p, event, now)
     if p.state is not _STARTED:
         changes["state"] = _STARTED
     if changes:
@@ -305,24 +303,29 @@ def _progress(
     p: Participant, event: ParticipantEvent, now: datetime
 ) -> tuple[dict[str, Any], MetricRecord | None]:
     """The liveness and progress an event brings its participant, forward only: ``seq`` and
-    ``last_seen``, the round it reports, the latest metrics, and the metrics row to record.
-    Values may equal the participant's own; callers that care compare."""
+    ``last_seen``, the round it reports, the latest metrics; and the metrics row to record.
+    Only fields whose value changes are in the dict."""
     changes: dict[str, Any] = {}
     if event.seq > p.last_seq:
         changes["last_seq"] = event.seq
-        changes["last_seen"] = now
+        if p.last_seen != now:
+            changes["last_seen"] = now
     record = None
     if isinstance(event, _ROUND_EVENTS):
-        if event.round is not None:
-            changes["round"] = max(p.round, event.round)
+        if event.round is not None and event.round > p.round:
+            changes["round"] = event.round
     elif isinstance(event, RoundMetrics):
+        metrics = dict(event.metrics)
         record = MetricRecord(
-            event.job_id, p.id, p.role, event.round, dict(event.metrics), now, event.event_id
+            event.job_id, p.id, p.role, event.round, metrics, now, event.event_id
         )
         if p.metrics_round is None or event.round >= p.metrics_round:
-            changes["metrics_round"] = event.round
-            changes["metrics"] = dict(event.metrics)
-        changes["round"] = max(p.round, event.round)
+            if event.round != p.metrics_round:
+                changes["metrics_round"] = event.round
+            if metrics != p.metrics:
+                changes["metrics"] = dict(metrics)
+        if event.round > p.round:
+            changes["round"] = event.round
     return changes, record
 
 
