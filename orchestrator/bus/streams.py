@@ -49,7 +49,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.packing import with_hiredis_packing
+from orchestrator.bus.packing import execute_batch, with_hiredis_packing
 from orchestrator.bus.retry import Backoff
 from orchestrator.errors import BusError, BusUnavailableError
 from orchestrator.logs import get_logger
@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from orchestrator.core import Command, Event, Job
 
 Redis = aioredis.Redis
+#: Commands for one ``execute_batch`` round trip (the daemon's commit: commands, updates, XACK).
+Batch = list[tuple[Any, ...]]
 T = TypeVar("T")
 
 #: Errors that mean "Redis is not reachable right now": retried, never fatal.
@@ -303,19 +305,19 @@ class StreamConsumer:
         return _parse_reply(reply)
 
     # --- acknowledging ---------------------------------------------------------------------
-    def queue_ack(self, pipe: Pipeline, entries: Iterable[Entry]) -> None:
-        """Add one XACK per stream (with every id) to a pipeline."""
+    def queue_ack(self, batch: Batch, entries: Iterable[Entry]) -> None:
+        """Add one XACK per stream (with every id) to a batch."""
         for stream, ids in _ids_by_stream(entries).items():
-            pipe.xack(stream, self.group, *ids)
+            batch.append(("XACK", stream, self.group, *ids))
 
     async def ack(self, entries: Sequence[Entry]) -> None:
         """Acknowledge entries: one XACK per stream, all in one round trip."""
         if not entries:
             return
+        batch: Batch = []
+        self.queue_ack(batch, entries)
         async with translated("XACK"):
-            pipe = self.redis.pipeline(transaction=False)
-            self.queue_ack(pipe, entries)
-            await pipe.execute()
+            await execute_batch(self.redis, batch)
 
     async def touch(self, entries: Sequence[Entry]) -> None:
         """Reset the idle time of entries still being processed (XCLAIM JUSTID to ourselves).
@@ -553,23 +555,20 @@ class Bus:
         return [_s(i) for i in ids]
 
     # --- commands (daemon → workers) -------------------------------------------------------
-    def queue_commands(self, pipe: Pipeline, commands: Iterable[Command]) -> None:
+    def queue_commands(self, batch: Batch, commands: Iterable[Command]) -> None:
+        """Add an XADD of each command to its worker's stream (field ``command``)."""
         for command in commands:
-            pipe.xadd(
-                self.keys.commands(command.worker),
-                {b"command": command.model_dump_json()},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
+            batch.append(("XADD", self.keys.commands(command.worker), "MAXLEN", "~",
+                          self.maxlen, "*", "command", command.model_dump_json()))
 
     async def send_commands(self, commands: Sequence[Command]) -> None:
         """XADD each command to its worker's stream (field ``command``), pipelined."""
         if not commands:
             return
+        batch: Batch = []
+        self.queue_commands(batch, commands)
         async with translated("send commands"):
-            pipe = self.pipeline()
-            self.queue_commands(pipe, commands)
-            await pipe.execute()
+            await execute_batch(self.redis, batch)
 
     # --- submissions and control -----------------------------------------------------------
     async def submit(self, spec_json: str, *, idempotency_key: str | None = None) -> str:
@@ -601,16 +600,15 @@ class Bus:
         return _s(entry_id)
 
     # --- updates (daemon → watchers) -----------------------------------------------------------
-    def queue_updates(self, pipe: Pipeline, updates: Iterable[tuple[Job, str]]) -> None:
-        # ``execute_command`` rather than ``pipe.xadd``: the same command, without the
-        # wrapper's per-call argument checks (this runs for every announced change).
-        queue = pipe.execute_command
+    def queue_updates(self, batch: Batch, updates: Iterable[tuple[Job, str]]) -> None:
+        """Add the two XADDs of each update (see ``publish_update``) to a batch."""
+        append = batch.append
         every = self.keys.updates
         for job, reason in updates:
             payload = update_payload(job, reason)
-            queue("XADD", every, "MAXLEN", "~", UPDATES_MAXLEN, "*", "update", payload)
-            queue("XADD", self.keys.job_updates(job.id), "MAXLEN", "~", JOB_UPDATES_MAXLEN, "*",
-                  "update", payload)
+            append(("XADD", every, "MAXLEN", "~", UPDATES_MAXLEN, "*", "update", payload))
+            append(("XADD", self.keys.job_updates(job.id), "MAXLEN", "~", JOB_UPDATES_MAXLEN,
+                    "*", "update", payload))
 
     async def publish_update(self, job: Job, reason: str) -> None:
         """Announce a committed change of ``job`` to watchers.
@@ -632,10 +630,10 @@ class Bus:
     async def publish_updates(self, updates: Sequence[tuple[Job, str]]) -> None:
         if not updates:
             return
+        batch: Batch = []
+        self.queue_updates(batch, updates)
         async with translated("publish updates"):
-            pipe = self.pipeline()
-            self.queue_updates(pipe, updates)
-            await pipe.execute()
+            await execute_batch(self.redis, batch)
 
     # --- worker liveness -------------------------------------------------------------------
     async def register_worker(
@@ -694,6 +692,7 @@ class Bus:
 
 __all__ = [
     "TRANSIENT_REDIS_ERRORS",
+    "Batch",
     "Bus",
     "Entry",
     "Redis",

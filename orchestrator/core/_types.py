@@ -40,6 +40,14 @@ Metrics = dict[Annotated[str, Field(max_length=128)], float]
 M = TypeVar("M", bound=BaseModel)
 
 
+# The slots every pydantic model instance has, set directly (``object.__setattr__`` would
+# look each name up on the class first): ``evolve`` runs twice per event on the hot path.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def evolve(model: M, changes: dict[str, Any]) -> M:
     """``model.model_copy(update=changes)`` without its generic copying (hot path).
 
@@ -47,18 +55,14 @@ def evolve(model: M, changes: dict[str, Any]) -> M:
     The fields-set is shared with ``model`` when it already names every changed field (models
     are frozen, so nothing adds to it later); it is copied only when it grows.
     """
-    cls = type(model)
-    new = cls.__new__(cls)
-    values = model.__dict__.copy()
-    values.update(changes)
+    new = object.__new__(type(model))
     fields_set = model.__pydantic_fields_set__
     if not fields_set.issuperset(changes):
         fields_set = fields_set | changes.keys()
-    _set = object.__setattr__
-    _set(new, "__dict__", values)
-    _set(new, "__pydantic_fields_set__", fields_set)
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_private__", None)
+    _set_dict(new, {**model.__dict__, **changes})
+    _set_fields_set(new, fields_set)
+    _set_extra(new, None)
+    _set_private(new, None)
     return new
 
 

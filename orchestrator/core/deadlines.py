@@ -71,6 +71,13 @@ def deadlines(job: Job) -> list[Deadline]:
     return found
 
 
+_NOT_STARTED = JobStatus.NOT_STARTED
+_IN_PROGRESS = JobStatus.IN_PROGRESS
+_CANCELLING = Phase.CANCELLING
+_RUNNING = Phase.RUNNING
+_FINALIZING = Phase.FINALIZING
+
+
 def next_deadline_at(
     job: Job, participants: Mapping[str, Participant] | None = None
 ) -> datetime | None:
@@ -80,12 +87,10 @@ def next_deadline_at(
     parts = job.participants if participants is None else participants
     t = job.spec.timeouts
     status = job.status
-    if status is JobStatus.NOT_STARTED:
-        return after(job.created_at, t.start_s)
-    if status is not JobStatus.IN_PROGRESS:
-        return None
+    if status is not _IN_PROGRESS:
+        return after(job.created_at, t.start_s) if status is _NOT_STARTED else None
     phase = job.phase
-    if phase is Phase.CANCELLING:
+    if phase is _CANCELLING:
         return after(job.cancel_requested_at, t.cancel_grace_s)
     oldest: datetime | None = None
     for p in parts.values():
@@ -94,13 +99,17 @@ def next_deadline_at(
             if seen is not None and (oldest is None or seen < oldest):
                 oldest = seen
     best = after(oldest, t.heartbeat_s)
-    for at in (
-        after(job.started_at, t.job_s),
-        after(job.round_started_at, t.round_s) if phase is Phase.RUNNING else None,
-        after(parts["server"].finished_at, t.heartbeat_s) if phase is Phase.FINALIZING else None,
-    ):
-        if at is not None and (best is None or at < best):
-            best = at
+    at = after(job.started_at, t.job_s)
+    if at is not None and (best is None or at < best):
+        best = at
+    if phase is _RUNNING:
+        at = after(job.round_started_at, t.round_s)
+    elif phase is _FINALIZING:
+        at = after(parts["server"].finished_at, t.heartbeat_s)
+    else:
+        return best
+    if at is not None and (best is None or at < best):
+        best = at
     return best
 
 

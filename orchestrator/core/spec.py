@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -82,7 +83,7 @@ class JobSpec(BaseModel):
             raise ValueError(msg)
         return self
 
-    @property
+    @cached_property  # (read once per event on the daemon's hot path; the spec is frozen)
     def required_clients(self) -> int:
         """How many clients must stay healthy (all of them unless ``min_clients`` says less)."""
         return len(self.clients) if self.min_clients is None else self.min_clients

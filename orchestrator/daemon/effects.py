@@ -1,9 +1,9 @@
 """Shared imperative steps: retry transient failures, apply events, commit their effects.
 
-*Commit* is one Redis pipeline after the Mongo write: the commands for workers, the updates
-for watchers and the XACK of the entries that caused them, in that order. A crash before it
-leaves the entries pending, so they are read again; the store then finds nothing to change
-(``decide`` is idempotent) and only the acknowledgement is repeated.
+*Commit* is one Redis round trip (``execute_batch``) after the Mongo write: the commands for
+workers, the updates for watchers and the XACK of the entries that caused them, in that
+order. A crash before it leaves the entries pending, so they are read again; the store then
+finds nothing to change (``decide`` is idempotent) and only the acknowledgement is repeated.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from orchestrator.bus.packing import execute_batch
 from orchestrator.bus.retry import Backoff
 from orchestrator.bus.streams import (
     TRANSIENT_REDIS_ERRORS,
+    Batch,
     Bus,
     Entry,
     StreamConsumer,
@@ -174,19 +176,21 @@ class Effects:
         acks: Iterable[Entry] = (),
         consumer: StreamConsumer | None = None,
     ) -> None:
-        """One pipeline: commands, updates, then XACK (retried while Redis is away)."""
+        """One round trip (``execute_batch``): commands, updates, then XACK (retried while
+        Redis is away)."""
         acks = list(acks)
         if not commands and not updates and not acks:
             return
 
+        batch: Batch = []
+        self.bus.queue_commands(batch, commands)
+        self.bus.queue_updates(batch, updates)
+        if consumer is not None:
+            consumer.queue_ack(batch, acks)
+
         async def run() -> None:
-            pipe = self.bus.pipeline()
-            self.bus.queue_commands(pipe, commands)
-            self.bus.queue_updates(pipe, updates)
-            if consumer is not None:
-                consumer.queue_ack(pipe, acks)
             async with translated("commit"):
-                await pipe.execute()
+                await execute_batch(self.bus.redis, batch)
 
         try:
             await self.retry(run, "commit to redis")

@@ -2,8 +2,9 @@
 
 One batch: parse every entry with the pre-built ``EVENT_ADAPTER`` (unparseable → rejection +
 dead letter), one ``store.apply_batch`` (one load, one bulk CAS, one records upsert), then one
-Redis pipeline with the commands, the watcher updates and the XACK. Transient store failures
-are retried with backoff while the batch is held; nothing is acknowledged before the write.
+Redis round trip (``execute_batch``) with the commands, the watcher updates and the XACK.
+Transient store failures are retried with backoff while the batch is held; nothing is
+acknowledged before the write.
 If the batch as a whole fails for any other reason, its events are applied one by one so a
 single poison event is dead-lettered alone.
 """

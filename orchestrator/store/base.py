@@ -190,20 +190,21 @@ class JobStore(abc.ABC):
                 quiet = True
                 last_reason = ""
                 for event in job_events:
-                    d = decide(current, event, now)
-                    applied = d.changed or bool(d.metrics) or bool(d.checkpoints)
-                    outcomes.append(EventOutcome(event.event_id, job_id, applied, d.reason))
+                    # (unpacked once: a Decision's fields are read several times each)
+                    current, changed, reason, d_commands, d_metrics, d_checkpoints, d_quiet = (
+                        decide(current, event, now))
+                    applied = changed or bool(d_metrics) or bool(d_checkpoints)
+                    outcomes.append(EventOutcome(event.event_id, job_id, applied, reason))
                     if applied:
-                        last_reason = d.reason
-                    if d.changed:
-                        quiet = quiet and d.quiet
-                    if d.commands:
-                        commands.extend(d.commands)
-                    if d.metrics:
-                        metrics.extend(d.metrics)
-                    if d.checkpoints:
-                        checkpoints.extend(d.checkpoints)
-                    current = d.job
+                        last_reason = reason
+                        if changed:
+                            quiet = quiet and d_quiet
+                    if d_commands:
+                        commands.extend(d_commands)
+                    if d_metrics:
+                        metrics.extend(d_metrics)
+                    if d_checkpoints:
+                        checkpoints.extend(d_checkpoints)
                 if current is not before:
                     # ``current`` was made by ``decide`` in this loop and is ours alone: stamp
                     # the version in place rather than copying the job once more.
