@@ -160,9 +160,12 @@ def _parse_reply(reply: Any, deliveries: int = 1) -> list[Entry]:
         for entry_id, flat in messages:
             fields: dict[str, str] = {}
             if flat:
-                it = iter(flat)
-                for key in it:
-                    fields[_s(key)] = _s(next(it))
+                if len(flat) == 2:  # one field: an event's entry
+                    fields[_s(flat[0])] = _s(flat[1])
+                else:
+                    it = iter(flat)
+                    for key in it:
+                        fields[_s(key)] = _s(next(it))
             append(Entry(stream, entry_id.decode(), fields, deliveries))
     return entries
 
@@ -287,7 +290,20 @@ class StreamConsumer:
         args += ["STREAMS", *streams.keys(), *streams.values()]
         return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
 
-    async def _read_once(self) -> list[Entry]:
+    async def read_ready(self) -> list[Entry]:
+        """What is there now: one XREADGROUP without BLOCK and without retries, for reading
+        ahead while a batch is in hand. ``[]`` when nothing is there or Redis is away right
+        now (the next ``read`` waits and retries); NOGROUP is left to ``read`` as well."""
+        try:
+            return await self._read_once(block=False)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise BusError(f"XREADGROUP refused: {exc}") from exc
+            return []
+        except TRANSIENT_REDIS_ERRORS:
+            return []
+
+    async def _read_once(self, *, block: bool = True) -> list[Entry]:
         history = {s: cursor for s, cursor in self._history.items() if cursor is not None}
         if history:
             reply = await self._xreadgroup(history, None)
@@ -301,7 +317,7 @@ class StreamConsumer:
                     self._history[stream] = None
             if entries:
                 return entries
-        reply = await self._xreadgroup(self._new_only, self.block_ms)
+        reply = await self._xreadgroup(self._new_only, self.block_ms if block else None)
         return _parse_reply(reply)
 
     # --- acknowledging ---------------------------------------------------------------------

@@ -46,6 +46,27 @@ log = get_logger("orchestrator.daemon")
 
 Handler = Callable[[list[Entry]], Awaitable[None]]
 
+#: Upper bound of a read-ahead (a non-blocking XREADGROUP; only a hung Redis takes this long).
+READ_AHEAD_TIMEOUT_S = 10.0
+
+
+class _ReadAhead:
+    """The result of a read sent ahead, for ``Daemon.consume``."""
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self._entries: list[Entry] | None = None
+
+    async def fill(self, read: Awaitable[list[Entry] | None]) -> None:
+        try:
+            self._entries = await read
+        finally:
+            self._done.set()
+
+    async def entries(self) -> list[Entry] | None:
+        await self._done.wait()
+        return self._entries
+
 
 class Daemon:
     """One daemon replica. ``await tg.start(daemon.run)`` returns once it is ready."""
@@ -141,9 +162,48 @@ class Daemon:
             self._wake = anyio.Event()
 
     async def consume(self, consumer: StreamConsumer, handler: Handler, *,
-                      caught_up: anyio.Event | None = None) -> None:
-        """Read → handle → (handler acknowledges) until the daemon stops."""
+                      caught_up: anyio.Event | None = None, read_ahead: bool = False) -> None:
+        """Read → handle → (handler acknowledges) until the daemon stops.
+
+        With ``read_ahead``, the next read is sent as soon as a full batch is in hand, so that
+        Redis prepares it on its own core while this one is handled. That read does not block
+        (``read_ready``) and a stop does not cancel it; the batch it brings is handled even
+        when the daemon stops meanwhile, so a graceful stop leaves nothing of it pending.
+        """
         backoff = Backoff()
+        async with anyio.create_task_group() as tg:
+            ahead: _ReadAhead | None = None
+            while True:
+                if ahead is not None:
+                    entries = await ahead.entries()
+                    ahead = None
+                elif self.stopping.is_set():
+                    break
+                else:
+                    entries = await self._read(consumer, backoff)
+                if entries is None:
+                    break
+                if (caught_up is not None and not caught_up.is_set()
+                        and len(entries) < consumer.batch and not consumer.draining):
+                    caught_up.set()
+                if not entries:
+                    continue
+                if read_ahead and len(entries) >= consumer.batch and not self.stopping.is_set():
+                    ahead = _ReadAhead()
+                    tg.start_soon(ahead.fill, self._read_ahead(consumer))
+                if not await self.process(consumer, handler, entries):
+                    break
+
+    async def _read_ahead(self, consumer: StreamConsumer) -> list[Entry]:
+        """``read_ready``, shielded from ``stop()`` (it does not block, so it is quick; bounded
+        anyway, in case Redis hangs): a stop must not lose a reply that is on its way."""
+        entries: list[Entry] = []
+        with anyio.move_on_after(READ_AHEAD_TIMEOUT_S, shield=True):
+            entries = await consumer.read_ready()
+        return entries
+
+    async def _read(self, consumer: StreamConsumer, backoff: Backoff) -> list[Entry] | None:
+        """One batch (maybe empty), or None once the daemon stops."""
         while not self.stopping.is_set():
             entries: list[Entry] = []
             with self.until_stopped(math.inf) as scope:
@@ -155,12 +215,9 @@ class Daemon:
                     await self.sleep(backoff.next())
                     continue
             if scope.cancelled_caught and not entries:
-                break
-            if (caught_up is not None and not caught_up.is_set()
-                    and len(entries) < consumer.batch and not consumer.draining):
-                caught_up.set()
-            if entries and not await self.process(consumer, handler, entries):
-                break
+                return None
+            return entries
+        return None
 
     async def process(self, consumer: StreamConsumer, handler: Handler,
                       entries: list[Entry]) -> bool:

@@ -53,6 +53,7 @@ class Stats:
     events_seen: int = 0
     events_applied: int = 0
     events_ignored: int = 0
+    entries_acked: int = 0  # by commits (not counting dead letters)
     status_changes: int = 0
     submissions_accepted: int = 0
     submissions_duplicate: int = 0
@@ -125,10 +126,17 @@ class Effects:
         now: datetime | None = None,
     ) -> BatchResult:
         """Apply events through the store (one batch), then commit commands, updates, XACK."""
+        result = await self.write(events, now=now)
+        await self.commit(result.commands, self.updates_of(result), acks, consumer)
+        return result
+
+    async def write(self, events: Sequence[Event], *, now: datetime | None = None
+                    ) -> BatchResult:
+        """Apply events through the store (one batch, retried while the store is away) and
+        count them; committing the result to Redis is the caller's next step."""
         at = now or utcnow()
         result = await self.retry(lambda: self.store.apply_batch(events, at), "apply events")
         self.observe(result)
-        await self.commit(result.commands, self.updates_of(result), acks, consumer)
         return result
 
     def observe(self, result: BatchResult) -> None:
@@ -148,6 +156,8 @@ class Effects:
                 log.debug("event changed nothing", job_id=outcome.job_id,
                           event_id=outcome.event_id, reason=reason)
         for change in result.changed:
+            if change.quiet:  # liveness or metrics only: no status or phase change
+                continue
             before, after = change.before, change.after
             if before.status is not after.status:
                 stats.status_changes += 1
@@ -198,3 +208,4 @@ class Effects:
             log.warning("commit refused by redis", error=str(exc))
             return
         self.stats.commands_sent += len(commands)
+        self.stats.entries_acked += len(acks) if consumer is not None else 0

@@ -4,9 +4,14 @@ One batch: parse every entry with the pre-built ``EVENT_ADAPTER`` (unparseable â
 dead letter), one ``store.apply_batch`` (one load, one bulk CAS, one records upsert), then one
 Redis round trip (``execute_batch``) with the commands, the watcher updates and the XACK.
 Transient store failures are retried with backoff while the batch is held; nothing is
-acknowledged before the write.
-If the batch as a whole fails for any other reason, its events are applied one by one so a
-single poison event is dead-lettered alone.
+acknowledged before the write. If the batch as a whole fails for any other reason, its events
+are applied one by one so a single poison event is dead-lettered alone.
+
+Redis works while the daemon computes: the next batch is read ahead as soon as a full one is
+in hand (``Daemon.consume(read_ahead=True)``), and a batch's commit runs behind, while the
+next batch is decided. Commits stay one at a time and in order (each waits for the one
+before), and always after their own batch's store write, so the invariants do not change: a
+crash before a commit leaves its entries pending, and they are applied again (idempotently).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from orchestrator.logs import get_logger
 
 if TYPE_CHECKING:
     from orchestrator.daemon.app import Daemon
+    from orchestrator.store import BatchResult
 
 log = get_logger("orchestrator.daemon.events")
 
@@ -54,13 +60,58 @@ class EventApplier:
             reclaim_idle_ms=opts.reclaim_idle_ms,
             dead_letter=keys.dead_letter,
         )
+        # Commit-behind: a batch's commit (commands, updates, XACK) runs while the next batch
+        # is handled. One at a time and in order: each waits for the one before it.
+        self._commit_turn = anyio.Lock()
+        self._committed = anyio.Event()
+        self._committed.set()
+        self._commits: anyio.abc.TaskGroup | None = None
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
         await self.daemon.effects.retry(self.consumer.ensure_groups,
                                         "Redis (create event consumer groups)", shield=False)
         task_status.started()
-        await self.daemon.consume(self.consumer, self.handle, caught_up=self.daemon.caught_up)
+        async with anyio.create_task_group() as commits:  # exits once the last commit is done
+            self._commits = commits
+            try:
+                await self.daemon.consume(self.consumer, self.handle,
+                                          caught_up=self.daemon.caught_up, read_ahead=True)
+            finally:
+                self._commits = None
+
+    async def _commit(self, result: BatchResult | None, acks: list[Entry]) -> None:
+        """Commit a written batch: behind (in the background, while the next batch is
+        handled) when the applier runs, in place otherwise (e.g. reclaimed entries after it
+        stopped). Either way after every earlier commit of this applier."""
+        async with self._commit_turn:
+            await self._committed.wait()
+            done = self._committed = anyio.Event()
+            if self._commits is not None:
+                self._commits.start_soon(self._commit_now, result, acks, done)
+                return
+        await self._commit_now(result, acks, done)
+
+    async def flush(self) -> None:
+        """Wait until every commit started so far is done."""
+        async with self._commit_turn:
+            await self._committed.wait()
+
+    async def _commit_now(self, result: BatchResult | None, acks: list[Entry],
+                          done: anyio.Event) -> None:
+        effects = self.daemon.effects
+        try:
+            if result is None:
+                await effects.commit((), (), acks, self.consumer)
+            else:
+                await effects.commit(result.commands, effects.updates_of(result), acks,
+                                     self.consumer)
+        except Stopping:  # stopped while Redis was away: the entries stay pending
+            pass
+        except Exception as exc:  # a bug: never lose the applier; the entries stay pending
+            log.exception("commit failed; the batch's entries stay pending", error=str(exc))
+        finally:
+            done.set()
 
     def _parse(self, entry: Entry) -> Event | tuple[str, str, str | None]:
         """The event of an entry, or (kind, reason, job_id) of why it cannot be one."""
@@ -116,16 +167,19 @@ class EventApplier:
             carriers.append(entry)
         daemon.stats.events_seen += len(events)
         if not events:
-            await daemon.effects.commit((), (), wakeups, self.consumer)
+            await self._commit(None, wakeups)
             return
         try:
-            await daemon.effects.apply(events, acks=wakeups + carriers, consumer=self.consumer)
+            result = await daemon.effects.write(events)
         except Stopping:
             raise
         except Exception as exc:  # a bug or a corrupt document: isolate the poison event
             log.exception("batch failed; applying its events one by one", error=str(exc))
-            await daemon.effects.commit((), (), wakeups, self.consumer)
+            await self._commit(None, wakeups)
+            await self.flush()  # (in order: the one-by-one path commits in place)
             await self._one_by_one(list(zip(events, carriers, strict=True)))
+            return
+        await self._commit(result, wakeups + carriers)
 
     async def _one_by_one(self, pairs: list[tuple[Event, Entry]]) -> None:
         daemon = self.daemon

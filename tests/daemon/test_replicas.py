@@ -145,6 +145,9 @@ async def test_full_batches_survive_a_stop_and_are_applied_once(redis: Redis,
         stop_began = time.monotonic()
     assert time.monotonic() - stop_began < 5, "the stop waited for the catch-up wait"
     assert first.stats.events_applied < len(beats), "stopped part-way"
+    # The stop drained: the batch read ahead was applied, every commit behind finished.
+    assert await daemon_pending(redis, keys.all_event_streams()) == 0
+    assert first.stats.entries_acked == first.stats.events_applied
     async with daemon_running(store, redis, options) as second:
         with anyio.fail_after(20):
             while any(p.last_seq < 100
