@@ -223,7 +223,8 @@ async def daemon_rate(url: str, store: JobStore, jobs: int, per_job: int, batch:
 
 
 def _spread(samples: list[float]) -> str:
-    return f"(median of {len(samples)}: " + ", ".join(f"{x:,.0f}" for x in sorted(samples)) + ")"
+    return (f"(median of {len(samples)}, in run order: "
+            + ", ".join(f"{x:,.0f}" for x in samples) + ")")
 
 
 async def main(args: argparse.Namespace) -> None:

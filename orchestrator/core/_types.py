@@ -48,30 +48,27 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
+_EVERY_FIELD: dict[type[BaseModel], set[str]] = {}
+
+
 def evolve(model: M, changes: dict[str, Any]) -> M:
     """``model.model_copy(update=changes)`` without its generic copying (hot path).
 
     Like ``model_copy``, no validation: every value here was produced by validated models.
-    The fields-set is shared with ``model`` when it already names every changed field (models
-    are frozen, so nothing adds to it later); it is copied only when it grows.
+    The copy counts *every* field as set (one shared set per class, never mutated: the
+    models are frozen): an ``exclude_unset`` dump of it includes defaults, never omits a
+    change, and nothing per copy is built or looked at to say so.
     """
-    new = object.__new__(type(model))
-    fields_set = model.__pydantic_fields_set__
-    if not fields_set.issuperset(changes):
-        fields_set = fields_set | changes.keys()
+    cls = type(model)
+    new = object.__new__(cls)
     _set_dict(new, {**model.__dict__, **changes})
+    fields_set = _EVERY_FIELD.get(cls)
+    if fields_set is None:
+        fields_set = _EVERY_FIELD[cls] = set(cls.model_fields)
     _set_fields_set(new, fields_set)
     _set_extra(new, None)
     _set_private(new, None)
     return new
-
-
-def mark_set(model: BaseModel, *names: str) -> None:
-    """Add ``names`` to a model's fields-set after an in-place change of a fresh copy
-    (never mutating a set that ``evolve`` may share with the original)."""
-    fields_set = model.__pydantic_fields_set__
-    if not fields_set.issuperset(names):
-        object.__setattr__(model, "__pydantic_fields_set__", fields_set.union(names))
 
 
 def validation_problems(exc: ValidationError) -> list[str]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from orchestrator.core._types import evolve, is_name, mark_set
+from orchestrator.core._types import evolve, is_name
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
 from orchestrator.core.deadlines import is_due, next_deadline_at
 from orchestrator.core.events import (
@@ -191,10 +191,9 @@ class _Draft:
                 for name in names
             )
         )
-        if changed:  # ``candidate`` is ours alone until returned: finish it in place
-            candidate.__dict__["deadline_at"] = deadline_at
+        if changed:  # ``candidate`` (from ``evolve``) is ours alone until returned: finish it
+            candidate.__dict__["deadline_at"] = deadline_at  # in place
             candidate.__dict__["updated_at"] = self.now
-            mark_set(candidate, "deadline_at", "updated_at")
         quiet = changed or self.metrics or self.checkpoints or reason.startswith(_SILENT)
         return Decision(
             job=candidate if changed else self.job,

@@ -28,7 +28,7 @@ from orchestrator.core import (
     MetricRecord,
     decide,
 )
-from orchestrator.core._types import UtcDatetime, mark_set
+from orchestrator.core._types import UtcDatetime
 from orchestrator.errors import ConflictError, JobNotFoundError, PermanentError
 
 MAX_CAS_ATTEMPTS = 64
@@ -206,10 +206,10 @@ class JobStore(abc.ABC):
                     if d_checkpoints:
                         checkpoints.extend(d_checkpoints)
                 if current is not before:
-                    # ``current`` was made by ``decide`` in this loop and is ours alone: stamp
-                    # the version in place rather than copying the job once more.
+                    # ``current`` was made by ``decide`` in this loop (``evolve``: every field
+                    # counts as set) and is ours alone: stamp the version in place rather than
+                    # copying the job once more.
                     current.__dict__["version"] = before.version + 1
-                    mark_set(current, "version")
                     writes.append((current, before.version))
                     changes.append(Change(before, current, last_reason or "updated", quiet))
             if metrics or checkpoints:  # records first: the manifest is durable before status
