@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from orchestrator.core._types import evolve, is_name
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
-from orchestrator.core.deadlines import is_due, next_deadline_at
+from orchestrator.core.deadlines import is_due, next_deadline_at, running_deadline_at
 from orchestrator.core.events import (
     CancelRequested,
     CheckpointSaved,
@@ -268,14 +268,38 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     p = participants.get(pe.participant)
     if p is None or p.state not in _ACTIVE or p.worker != pe.worker:
         return None
-    if job.phase is not _CANCELLING and not _settled(job):
-        return None  # (cancelling: an active participant stays active, nothing to derive)
+    phase = job.phase
+    cancelling = phase is _CANCELLING  # (an active participant stays active: nothing to derive)
+    if not cancelling and phase is not (_RUNNING if job.round >= 1 else _STARTING):
+        return None  # not the phase ``_evaluate`` derives
     changes, record = _progress(p, pe, now)
     if p.state is not _STARTED:
         changes["state"] = _STARTED
     if changes:
         participants = {**participants, p.id: evolve(p, changes)}
-    deadline_at = next_deadline_at(job, participants)
+    # One pass over the participants for what ``_evaluate`` checks (a server neither down nor
+    # finished, enough healthy clients: the event changed neither) and for the heartbeat
+    # deadline (the oldest sign of life of an active participant, as ``next_deadline_at``).
+    server_ok = False
+    healthy = 0
+    oldest: datetime | None = None
+    for q in participants.values():
+        state = q.state
+        if state in _ACTIVE:
+            seen = q.last_seen or q.assigned_at
+            if seen is not None and (oldest is None or seen < oldest):
+                oldest = seen
+        if q.role is _CLIENT:
+            if state in _HEALTHY:
+                healthy += 1
+        elif state in _HEALTHY and state is not _FINISHED:
+            server_ok = True
+    if cancelling:
+        deadline_at = next_deadline_at(job, participants)
+    elif not server_ok or healthy < job.spec.required_clients:
+        return None
+    else:
+        deadline_at = running_deadline_at(job, oldest, participants)
     reason: str
     if record is None:
         records: tuple[MetricRecord, ...] = ()
@@ -289,26 +313,6 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     if changes:
         updates["participants"] = participants
     return Decision(evolve(job, updates), True, reason, (), records, (), "state" not in changes)
-
-
-def _settled(job: Job) -> bool:
-    """Whether ``_evaluate`` would leave this IN_PROGRESS, not cancelling job as it is: its
-    phase is the one ``_evaluate`` derives, the server is neither down nor finished, and
-    enough clients are healthy."""
-    if job.phase is not (_RUNNING if job.round >= 1 else _STARTING):
-        return False
-    participants = job.participants
-    server = participants.get("server")
-    if server is None:
-        return False
-    state = server.state
-    if state not in _HEALTHY or state is _FINISHED:
-        return False
-    healthy = 0
-    for q in participants.values():
-        if q.role is _CLIENT and q.state in _HEALTHY:
-            healthy += 1
-    return healthy >= job.spec.required_clients
 
 
 def _progress(
