@@ -137,6 +137,10 @@ def submission_job_id(entry_id: str, namespace: str = "orchestrator") -> str:
     return uuid.uuid5(SUBMISSION_NAMESPACE, f"{namespace}/{entry_id}").hex
 
 
+#: Builds a NamedTuple without its generated ``__new__`` (as ``_make`` does): per entry read.
+_tuple_new = tuple.__new__
+
+
 class Entry(NamedTuple):  # one per entry read: a tuple is 3x cheaper than a frozen dataclass
     """One stream entry as read by a consumer group. ``fields`` is empty if it was deleted."""
 
@@ -166,7 +170,7 @@ def _parse_reply(reply: Any, deliveries: int = 1) -> list[Entry]:
                     it = iter(flat)
                     for key in it:
                         fields[_s(key)] = _s(next(it))
-            append(Entry(stream, entry_id.decode(), fields, deliveries))
+            append(_tuple_new(Entry, (stream, entry_id.decode(), fields, deliveries)))
     return entries
 
 

@@ -51,6 +51,9 @@ from orchestrator.core.transitions import rule_for
 
 # The records and the decision are NamedTuples, not frozen dataclasses: they are built once
 # per event on the daemon's hot path, where a frozen dataclass costs 4x as much to create.
+# The hottest sites build them with ``tuple.__new__(Cls, (...))`` (what ``Cls._make`` does),
+# skipping the generated ``__new__``'s Python-level call: 0.25 against 0.45 us.
+_tuple_new = tuple.__new__
 
 
 class MetricRecord(NamedTuple):
@@ -312,7 +315,8 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     updates: dict[str, Any] = {"deadline_at": deadline_at, "updated_at": now}
     if changes:
         updates["participants"] = participants
-    return Decision(evolve(job, updates), True, reason, (), records, (), "state" not in changes)
+    return _tuple_new(Decision, (evolve(job, updates), True, reason, (), records, (),
+                                 "state" not in changes))
 
 
 def _progress(

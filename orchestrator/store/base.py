@@ -49,6 +49,10 @@ class Rejection(BaseModel):
     payload_excerpt: str = Field(default="", max_length=2048)
 
 
+#: Builds a NamedTuple without its generated ``__new__`` (as ``_make`` does): per event.
+_tuple_new = tuple.__new__
+
+
 class EventOutcome(NamedTuple):  # one per event on the hot path: a tuple is cheapest
     event_id: str
     job_id: str
@@ -194,7 +198,8 @@ class JobStore(abc.ABC):
                     current, changed, reason, d_commands, d_metrics, d_checkpoints, d_quiet = (
                         decide(current, event, now))
                     applied = changed or bool(d_metrics) or bool(d_checkpoints)
-                    outcomes.append(EventOutcome(event.event_id, job_id, applied, reason))
+                    outcomes.append(_tuple_new(EventOutcome,
+                                               (event.event_id, job_id, applied, reason)))
                     if applied:
                         last_reason = reason
                         if changed:
