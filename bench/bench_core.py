@@ -9,7 +9,11 @@ participants of dispatched jobs, interleaved across jobs):
    (the transitions table's path, which ``decide`` took for everything before the shortcut);
 2. ``EVENT_ADAPTER.validate_json`` of the same events;
 3. packing a 200-id XACK and one event XADD with redis-py's asyncio packer and with hiredis
-   (``orchestrator.bus.packing``), the packer ``connect_redis`` now installs.
+   (``orchestrator.bus.packing``), the packer ``connect_redis`` now installs;
+4. the costs behind the hot path's small choices: reading a field of a pydantic model against
+   a plain object's attribute, an enum member (``Phase.RUNNING``) against a module global, a
+   NamedTuple built by its ``__new__`` against ``fast_tuple``, and ``evolve`` of a participant
+   and of a job.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import timeit
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,7 +34,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_daemon import bench_events, bench_spec
 
 from orchestrator.bus.packing import with_hiredis_packing
-from orchestrator.core import EVENT_ADAPTER, Decision, Event, Job, JobDispatched, decide
+from orchestrator.core import (
+    EVENT_ADAPTER,
+    Decision,
+    Event,
+    Job,
+    JobDispatched,
+    Phase,
+    decide,
+)
+from orchestrator.core._types import evolve, fast_tuple
 from orchestrator.core.decide import decide_by_rules
 from orchestrator.daemon.tuning import tune_gc
 
@@ -53,6 +67,13 @@ def per_event(decide_fn: Callable[[Job, Event, datetime], Decision], jobs: list[
         at = now + timedelta(microseconds=i)
         current[event.job_id] = decide_fn(current[event.job_id], event, at).job
     return (time.perf_counter() - t0) / len(events) * 1e6
+
+
+class Plain:
+    """A plain object with the one attribute read in the comparison with a model's field."""
+
+    def __init__(self, state: object) -> None:
+        self.state = state
 
 
 def per_call(fn: Callable[[], object], repeat: int) -> float:
@@ -87,7 +108,37 @@ def main() -> None:
         py = min(per_call(lambda a=args_: plain.pack_command(*a), 2000) for _ in range(3))
         c = min(per_call(lambda a=args_: packed.pack_command(*a), 2000) for _ in range(3))
         print(f"pack {name:18s} redis-py {py:7.1f} us, hiredis {c:6.1f} us")
+    job = jobs[0]
+    part = job.participants["server"]
+    plain_obj = Plain(part.state)
+    global_member = Phase.RUNNING
+    small = [
+        ("pydantic model field read", "part.state", "plain attribute", "plain_obj.state"),
+        ("Phase.RUNNING", "Phase.RUNNING", "module global", "global_member"),
+        ("Decision(...)", "Decision(job, True, 'r', (), (), (), True)", "fast_tuple",
+         "fast_tuple(Decision, (job, True, 'r', (), (), (), True))"),
+        ("evolve(participant)", "evolve(part, {'last_seq': 1, 'last_seen': now})",
+         "evolve(job)", "evolve(job, {'deadline_at': now, 'updated_at': now})"),
+    ]
+    names = {"Phase": Phase, "Decision": Decision, "fast_tuple": fast_tuple, "evolve": evolve,
+             "global_member": global_member}
+    values = (part, plain_obj, job, now)
+    empty = statement_ns("pass", names, values)
+    for name_a, stmt_a, name_b, stmt_b in small:
+        a, b = (statement_ns(stmt, names, values) - empty for stmt in (stmt_a, stmt_b))
+        print(f"{name_a:26s} {a:6.0f} ns, {name_b:18s} {b:6.0f} ns")
 
+
+def statement_ns(statement: str, names: dict[str, object], values: tuple[object, ...],
+                 loops: int = 200_000) -> float:
+    """ns per run of ``statement`` in a loop inside a function, as on the hot path: the
+    values as locals, the names as module globals; best of 5."""
+    source = (f"def run(part, plain_obj, job, now):\n    for _ in range({loops}):\n"
+              f"        {statement}\n")
+    namespace = dict(names)
+    exec(source, namespace)
+    run = namespace["run"]
+    return min(timeit.repeat(lambda: run(*values), number=1, repeat=5)) / loops * 1e9
 
 if __name__ == "__main__":
     main()

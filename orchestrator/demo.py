@@ -22,14 +22,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from orchestrator.core import JobSpec
 from orchestrator.devstack.servers import log_tail
-
-if TYPE_CHECKING:
-    from orchestrator.settings import Settings
-    from orchestrator.watch.model import JobDetail
 
 DEMO_SUBDIR = "demo"
 PROCESS_FILE = "processes.json"
@@ -192,62 +188,3 @@ class Supervisor:
             log.close()
         self._logs.clear()
         return stopped
-
-
-def summary_lines(
-    detail: JobDetail,
-    *,
-    directory: Path,
-    env_file: Path,
-    settings: Settings,
-    elapsed_s: float,
-    kept: bool,
-    stack_preexisting: bool,
-) -> list[str]:
-    """The closing summary: outcome, accuracy, where metrics and checkpoints are, what next."""
-    from orchestrator.cli.common import redact  # noqa: PLC0415
-    from orchestrator.watch.model import format_metric, sparkline  # noqa: PLC0415
-
-    job = detail.job
-    lines = [
-        "",
-        f"job {job.id} {job.status.value} in {elapsed_s:.1f}s "
-        f"({job.round}/{job.spec.rounds} rounds, {len(job.clients)} clients)",
-    ]
-    if job.error is not None:
-        who = f" [{job.error.participant}]" if job.error.participant else ""
-        lines.append(f"  error: {job.error.code.value}{who}: {job.error.message}")
-    for trend in detail.trends:
-        if trend.participant == "server" and trend.name in ("accuracy", "loss"):
-            lines.append(
-                f"  final {trend.name}: {format_metric(trend.latest)}   "
-                f"by round {sparkline(trend.values)}  "
-                f"({format_metric(trend.values[0])} → {format_metric(trend.latest)})"
-            )
-    rows = len(detail.metrics)
-    lines.append(f"  metrics:     {rows} rows (per round, server and clients) in MongoDB "
-                 f"{redact(settings.mongo_url)} database {settings.mongo_db!r}, "
-                 "collection 'metrics'")
-    final = job.final_checkpoint.key if job.final_checkpoint is not None else "none"
-    lines.append(f"  checkpoints: {len(detail.checkpoints)} in {settings.s3_url} "
-                 f"(S3 endpoint {settings.s3_endpoint_url}); final model: {final}")
-    lines.append(f"  logs:        {directory / DEMO_SUBDIR}/")
-    lines.append("")
-    if kept or stack_preexisting:
-        lines.append("look at it (the stack is still running):")
-    else:
-        lines.append("the stack was stopped; its data stays in "
-                     f"{directory}. To look at the job, start it again:")
-        lines.append(f"  orchestrator dev up --dir {directory}")
-    lines += [
-        f"  set -a; source {env_file}; set +a",
-        f"  orchestrator status {job.id}",
-        f"  orchestrator checkpoints {job.id} --download ./models",
-        f"  orchestrator events {job.id}",
-        f"  orchestrator watch {job.id} --once",
-    ]
-    if kept or stack_preexisting:
-        lines.append(f"stop the stack with:  orchestrator dev down --dir {directory}")
-    else:
-        lines.append(f"and stop it again with:  orchestrator dev down --dir {directory}")
-    return lines

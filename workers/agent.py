@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -54,6 +53,7 @@ from orchestrator.core.events import (
 )
 from orchestrator.core.status import ErrorCode, Role
 from orchestrator.errors import BusError, UnknownWorkloadError
+from orchestrator.logs import get_logger
 from orchestrator.storage import CheckpointUploader, ObjectStore
 from workers.context import RedisWorkloadContext
 from workers.outbox import Outbox, ParticipantEvents
@@ -153,7 +153,7 @@ class WorkerAgent:
         self.redis = redis
         self.keys = keys
         self.store = store
-        self.log: FilteringBoundLogger = (log or structlog.get_logger("workers.agent")).bind(
+        self.log: FilteringBoundLogger = (log or get_logger("workers.agent")).bind(
             worker=config.name, role=config.role.value
         )
         self.bus = Bus(redis, keys, maxlen=config.stream_maxlen)

@@ -102,7 +102,6 @@ class RedisWorkloadContext(ContextBase):
             ),
             log,
         )
-        self._command = command
         self._redis = redis
         self._keys = keys
         self._store = store

@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
-import structlog
 
 from orchestrator.core.status import Role
 from orchestrator.errors import ObjectNotFoundError, WorkloadError
+from orchestrator.logs import get_logger
 from orchestrator.storage.port import sha256_hex
 from workers.registry import WorkloadFn, get_workload
 from workers.sdk import (
@@ -37,6 +37,7 @@ from workers.sdk import (
     WorkloadCancelled,
     WorkloadResult,
     check_recipient,
+    check_round,
     encode_message_body,
     validate_metrics,
 )
@@ -137,7 +138,7 @@ class LocalContext(ContextBase):
                 client_count=len(hub.participants) - 1,
                 min_clients=hub.min_clients,
             ),
-            structlog.get_logger("workers.local").bind(job_id=hub.job_id, participant=participant),
+            get_logger("workers.local", job_id=hub.job_id, participant=participant),
         )
         self._hub = hub
         self._inbox_in, self._inbox = anyio.create_memory_object_stream[PeerMessage](math.inf)
@@ -146,12 +147,14 @@ class LocalContext(ContextBase):
     # --- reporting --------------------------------------------------------------------------
 
     async def report_metrics(self, round: int, metrics: Mapping[str, float]) -> None:
-        await anyio.lowlevel.checkpoint()
+        check_round(round, minimum=0)
         clean = validate_metrics(metrics)
+        await anyio.lowlevel.checkpoint()
         self._hub.metrics.setdefault(self.participant, {}).setdefault(round, {}).update(clean)
         await self._hub.maybe_kill(self, round)
 
     async def round_started(self, round: int) -> None:
+        check_round(round, minimum=1)
         if self.role is Role.SERVER:
             self._hub.rounds_started.append(round)
             await self._hub.maybe_kill(self, round)

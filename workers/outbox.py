@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
-import structlog
 from anyio.abc import TaskStatus
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator.bus.retry import Backoff
 from orchestrator.core.events import Heartbeat, ParticipantEvent
+from orchestrator.logs import get_logger
 
 Publish = Callable[[Sequence[ParticipantEvent]], Awaitable[object]]
 """Publishes a batch of events (``Bus.publish_events``); raises when it could not."""
@@ -51,7 +51,7 @@ class Outbox:
         self._publish = publish
         self._batch_size = batch_size
         self._backoff = Backoff(base_s=backoff_base_s, cap_s=backoff_max_s)
-        self._log: FilteringBoundLogger = log or structlog.get_logger("workers.outbox")
+        self._log: FilteringBoundLogger = log or get_logger("workers.outbox")
         self._queue: deque[ParticipantEvent] = deque()
         self._queued_heartbeats: dict[tuple[str, str], int] = {}
         self._put_total = 0

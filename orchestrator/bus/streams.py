@@ -51,11 +51,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.packing import execute_batch, with_hiredis_packing
 from orchestrator.bus.retry import Backoff
+from orchestrator.core._types import fast_tuple
 from orchestrator.errors import BusError, BusUnavailableError
 from orchestrator.logs import get_logger
 
 if TYPE_CHECKING:
-    from redis.asyncio.client import Pipeline
 
     from orchestrator.core import Command, Event, Job
 
@@ -137,10 +137,6 @@ def submission_job_id(entry_id: str, namespace: str = "orchestrator") -> str:
     return uuid.uuid5(SUBMISSION_NAMESPACE, f"{namespace}/{entry_id}").hex
 
 
-#: Builds a NamedTuple without its generated ``__new__`` (as ``_make`` does): per entry read.
-_tuple_new = tuple.__new__
-
-
 class Entry(NamedTuple):  # one per entry read: a tuple is 3x cheaper than a frozen dataclass
     """One stream entry as read by a consumer group. ``fields`` is empty if it was deleted."""
 
@@ -170,8 +166,14 @@ def _parse_reply(reply: Any, deliveries: int = 1) -> list[Entry]:
                     it = iter(flat)
                     for key in it:
                         fields[_s(key)] = _s(next(it))
-            append(_tuple_new(Entry, (stream, entry_id.decode(), fields, deliveries)))
+            append(fast_tuple(Entry, (stream, entry_id.decode(), fields, deliveries)))
     return entries
+
+
+def _unless_nogroup(exc: ResponseError, command: str) -> None:
+    """Raise ``BusError`` for a refusal other than NOGROUP (a lost group is recreated)."""
+    if "NOGROUP" not in str(exc):
+        raise BusError(f"{command} refused: {exc}") from exc
 
 
 def _ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[str]]:
@@ -269,15 +271,14 @@ class StreamConsumer:
             try:
                 entries = await self._read_once()
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise BusError(f"XREADGROUP refused: {exc}") from exc
+                _unless_nogroup(exc, "XREADGROUP")
                 await self._with_retry(self._recreate_groups)
                 continue
             except TRANSIENT_REDIS_ERRORS as exc:
                 delay = self._backoff.next()
                 self._log.warning("redis unavailable, retrying read", error=str(exc),
                                   retry_in_s=round(delay, 2))
-                await _sleep(delay)
+                await anyio.sleep(delay)
                 continue
             self._backoff.reset()
             return entries
@@ -301,8 +302,7 @@ class StreamConsumer:
         try:
             return await self._read_once(block=False)
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise BusError(f"XREADGROUP refused: {exc}") from exc
+            _unless_nogroup(exc, "XREADGROUP")
             return []
         except TRANSIENT_REDIS_ERRORS:
             return []
@@ -395,8 +395,7 @@ class StreamConsumer:
             for stream in self.streams:
                 claimed.extend(await self._reclaim_stream(stream))
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise BusError(f"XAUTOCLAIM refused: {exc}") from exc
+            _unless_nogroup(exc, "XAUTOCLAIM")
             await self._with_retry(self._recreate_groups)
         except TRANSIENT_REDIS_ERRORS as exc:
             self._log.warning("redis unavailable during reclaim", error=str(exc))
@@ -480,7 +479,7 @@ class StreamConsumer:
             except TRANSIENT_REDIS_ERRORS as exc:
                 delay = self._backoff.next()
                 self._log.warning("redis unavailable, retrying", error=str(exc))
-                await _sleep(delay)
+                await anyio.sleep(delay)
                 continue
             self._backoff.reset()
             return result
@@ -505,10 +504,6 @@ async def trim_floor(redis: Redis, stream: str) -> str | None:
             floors.append((ms, seq + 1))
     ms, seq = min(floors)
     return f"{ms}-{seq}"
-
-
-async def _sleep(seconds: float) -> None:
-    await anyio.sleep(seconds)
 
 
 # --- the producer side ---------------------------------------------------------------------
@@ -542,10 +537,6 @@ class Bus:
         self.keys = keys
         self.maxlen = maxlen
 
-    def pipeline(self) -> Pipeline:
-        """A non-transactional pipeline (one round trip, commands run in order)."""
-        return self.redis.pipeline(transaction=False)
-
     # --- events (workers) ----------------------------------------------------------------------
     async def publish_event(self, event: Event) -> str:
         """XADD one event to its job's shard: field ``event`` = the event's JSON."""
@@ -559,19 +550,13 @@ class Bus:
         return _s(entry_id)
 
     async def publish_events(self, events: Sequence[Event]) -> list[str]:
-        """XADD many events in one pipelined round trip; returns their entry ids in order."""
+        """XADD many events in one round trip; returns their entry ids in order."""
         if not events:
             return []
+        batch: Batch = [("XADD", self.keys.events_for(event.job_id), "MAXLEN", "~", self.maxlen,
+                         "*", "event", event.model_dump_json()) for event in events]
         async with translated("publish events"):
-            pipe = self.pipeline()
-            for event in events:
-                pipe.xadd(
-                    self.keys.events_for(event.job_id),
-                    {b"event": event.model_dump_json()},
-                    maxlen=self.maxlen,
-                    approximate=True,
-                )
-            ids: list[bytes] = await pipe.execute()
+            ids: list[bytes] = await execute_batch(self.redis, batch)
         return [_s(i) for i in ids]
 
     # --- commands (daemon → workers) -------------------------------------------------------
@@ -582,7 +567,7 @@ class Bus:
                           self.maxlen, "*", "command", command.model_dump_json()))
 
     async def send_commands(self, commands: Sequence[Command]) -> None:
-        """XADD each command to its worker's stream (field ``command``), pipelined."""
+        """XADD each command to its worker's stream (field ``command``), in one round trip."""
         if not commands:
             return
         batch: Batch = []

@@ -31,22 +31,23 @@ from orchestrator.cli.common import (
     keys_for,
     open_redis,
     open_store,
+    redact,
     run_interruptible,
     warn,
 )
-from orchestrator.cli.watch import Mode, follow_job
+from orchestrator.cli.watch import default_mode, follow_job
 from orchestrator.core import JobStatus
 from orchestrator.demo import (
+    DEMO_SUBDIR,
     SERVER_WORKER,
     ChildDiedError,
     Supervisor,
     client_worker,
     demo_spec,
-    summary_lines,
 )
 from orchestrator.devstack.stack import DEFAULT_DIR, DevStack, ServerStartError, StackError, up
-from orchestrator.watch.follow import StreamTail, load_detail
-from orchestrator.watch.model import JobDetail
+from orchestrator.watch.follow import StreamTail
+from orchestrator.watch.model import JobDetail, format_metric, sparkline
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -85,8 +86,8 @@ async def _wait_for_workers(bus: Bus, redis: Redis, settings: Settings, names: l
 
 
 async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, clients: int,
-                   timeout_s: float, mode: Mode) -> JobDetail | None:
-    """Submit the demo job once every worker registered, watch it; its final state, if any."""
+                   timeout_s: float) -> JobDetail | None:
+    """Submit the demo job once every worker registered, watch it; its last state, if any."""
     job_id = f"demo-{uuid.uuid4().hex[:12]}"
     spec = demo_spec(job_id, rounds=rounds, clients=clients)
     names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
@@ -98,13 +99,12 @@ async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, c
         _say(f"submitted job {job_id}: fedavg, {rounds} rounds, {clients} clients "
              "(synthetic data)")
         outcome = await follow_job(
-            store, redis, settings, job_id, mode=mode, wait_for_job_s=None,
-            timeout_s=timeout_s, on_frame=lambda _frame: supervisor.check(),
+            store, redis, settings, job_id, mode=default_mode(as_json=False),
+            wait_for_job_s=None, timeout_s=timeout_s, on_frame=lambda _frame: supervisor.check(),
         )
-        if outcome.message:
-            warn(outcome.message)
-        job = await store.find_by_id(job_id)
-        return None if job is None else await load_detail(store, job, job.updated_at)
+    if outcome.message:
+        warn(outcome.message)
+    return outcome.detail
 
 
 @click.command()
@@ -146,9 +146,8 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
         _say(f"started daemon (pid {daemon.pid}), {SERVER_WORKER} (pid {server.pid}) and "
              f"{clients} client workers (pids {', '.join(str(w.pid) for w in workers)}); "
              f"logs in {sup.run_dir}/")
-        mode: Mode = "live" if sys.stdout.isatty() else "plain"
         detail = run_interruptible(settings, lambda: _run_job(
-            settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s, mode=mode))
+            settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s))
         if detail is not None:
             summary = summary_lines(
                 detail, directory=directory, env_file=stack.env_file, settings=settings,
@@ -186,6 +185,62 @@ def _cleanup(supervisor: Supervisor | None, stack: DevStack | None, *, stop_stac
         names = stack.stop()
         if names:
             _say(f"stopped the stack ({', '.join(names)}); its data stays in {stack.directory}")
+
+
+def summary_lines(
+    detail: JobDetail,
+    *,
+    directory: Path,
+    env_file: Path,
+    settings: Settings,
+    elapsed_s: float,
+    kept: bool,
+    stack_preexisting: bool,
+) -> list[str]:
+    """The closing summary: outcome, accuracy, where metrics and checkpoints are, what next."""
+    job = detail.job
+    lines = [
+        "",
+        f"job {job.id} {job.status.value} in {elapsed_s:.1f}s "
+        f"({job.round}/{job.spec.rounds} rounds, {len(job.clients)} clients)",
+    ]
+    if job.error is not None:
+        who = f" [{job.error.participant}]" if job.error.participant else ""
+        lines.append(f"  error: {job.error.code.value}{who}: {job.error.message}")
+    for trend in detail.trends:
+        if trend.participant == "server" and trend.name in ("accuracy", "loss"):
+            lines.append(
+                f"  final {trend.name}: {format_metric(trend.latest)}   "
+                f"by round {sparkline(trend.values)}  "
+                f"({format_metric(trend.values[0])} → {format_metric(trend.latest)})"
+            )
+    rows = len(detail.metrics)
+    lines.append(f"  metrics:     {rows} rows (per round, server and clients) in MongoDB "
+                 f"{redact(settings.mongo_url)} database {settings.mongo_db!r}, "
+                 "collection 'metrics'")
+    final = job.final_checkpoint.key if job.final_checkpoint is not None else "none"
+    lines.append(f"  checkpoints: {len(detail.checkpoints)} in {settings.s3_url} "
+                 f"(S3 endpoint {settings.s3_endpoint_url}); final model: {final}")
+    lines.append(f"  logs:        {directory / DEMO_SUBDIR}/")
+    lines.append("")
+    if kept or stack_preexisting:
+        lines.append("look at it (the stack is still running):")
+    else:
+        lines.append("the stack was stopped; its data stays in "
+                     f"{directory}. To look at the job, start it again:")
+        lines.append(f"  orchestrator dev up --dir {directory}")
+    lines += [
+        f"  set -a; source {env_file}; set +a",
+        f"  orchestrator status {job.id}",
+        f"  orchestrator checkpoints {job.id} --download ./models",
+        f"  orchestrator events {job.id}",
+        f"  orchestrator watch {job.id} --once",
+    ]
+    if kept or stack_preexisting:
+        lines.append(f"stop the stack with:  orchestrator dev down --dir {directory}")
+    else:
+        lines.append(f"and stop it again with:  orchestrator dev down --dir {directory}")
+    return lines
 
 
 __all__ = ["demo"]

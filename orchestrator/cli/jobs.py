@@ -43,6 +43,7 @@ from orchestrator.cli.watch import Mode, follow_job
 from orchestrator.core import JobSpec, JobStatus, validation_problems
 from orchestrator.core.spec import MAX_SPEC_BYTES
 from orchestrator.errors import StorageError
+from orchestrator.storage.port import validate_key
 from orchestrator.watch.follow import (
     entry_time,
     load_detail,
@@ -443,7 +444,7 @@ def checkpoints(  # noqa: PLR0917 - one parameter per click option
     async def main() -> int:
         async with open_store(settings) as store:
             job = await store.get(job_id)
-            rows = checkpoint_rows(await store.checkpoints(job_id), job)
+            rows = checkpoint_rows(await store.checkpoints(job_id))
         if final_only:
             rows = [r for r in rows if r["final"]]
         if round_ is not None:
@@ -490,9 +491,9 @@ async def _download(objects: ObjectStore, row: dict[str, Any], directory: Path) 
     file is checked against the manifest by comparing that verified digest.
     """
     key = str(row["key"])
-    target = anyio.Path(directory / key)
-    await target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target = anyio.Path(directory / validate_key(key))  # (before any folder is made)
+        await target.parent.mkdir(parents=True, exist_ok=True)
         info = await objects.download_to(key, target)
     except StorageError as exc:
         return f"{key}: download failed: {exc}"

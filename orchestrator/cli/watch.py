@@ -36,7 +36,7 @@ from orchestrator.cli.common import (
 from orchestrator.core import Job, JobStatus
 from orchestrator.settings import Settings
 from orchestrator.watch.follow import Follower, Frame, load_detail, load_jobs, utcnow
-from orchestrator.watch.model import JobDetail, is_success, job_summary
+from orchestrator.watch.model import JobDetail, job_summary
 from orchestrator.watch.render import job_view, jobs_view, progress_line
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class JobOutcome:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.status is not None and is_success(self.status) else EXIT_FAILURE
+        return EXIT_OK if self.status is JobStatus.FINISHED_SUCCESSFULLY else EXIT_FAILURE
 
 
 class _Printer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -48,7 +49,15 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-_EVERY_FIELD: dict[type[BaseModel], set[str]] = {}
+#: Builds a NamedTuple without calling its generated ``__new__`` (what ``Cls._make`` does),
+#: for the NamedTuples made once per event on the daemon's hot path (``bench/bench_core.py``
+#: prints both costs).
+fast_tuple = tuple.__new__
+
+
+@cache
+def _every_field(cls: type[BaseModel]) -> set[str]:
+    return set(cls.model_fields)
 
 
 def evolve(model: M, changes: dict[str, Any]) -> M:
@@ -62,10 +71,7 @@ def evolve(model: M, changes: dict[str, Any]) -> M:
     cls = type(model)
     new = object.__new__(cls)
     _set_dict(new, {**model.__dict__, **changes})
-    fields_set = _EVERY_FIELD.get(cls)
-    if fields_set is None:
-        fields_set = _EVERY_FIELD[cls] = set(cls.model_fields)
-    _set_fields_set(new, fields_set)
+    _set_fields_set(new, _every_field(cls))
     _set_extra(new, None)
     _set_private(new, None)
     return new

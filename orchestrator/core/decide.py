@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from orchestrator.core._types import evolve, is_name
+from orchestrator.core._types import evolve, fast_tuple, is_name
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
 from orchestrator.core.deadlines import is_due, next_deadline_at, running_deadline_at
 from orchestrator.core.events import (
@@ -51,9 +51,7 @@ from orchestrator.core.transitions import rule_for
 
 # The records and the decision are NamedTuples, not frozen dataclasses: they are built once
 # per event on the daemon's hot path, where a frozen dataclass costs 4x as much to create.
-# The hottest sites build them with ``tuple.__new__(Cls, (...))`` (what ``Cls._make`` does),
-# skipping the generated ``__new__``'s Python-level call: 0.25 against 0.45 us.
-_tuple_new = tuple.__new__
+# The liveness shortcut builds its decision with ``fast_tuple``.
 
 
 class MetricRecord(NamedTuple):
@@ -315,7 +313,7 @@ def _liveness(job: Job, event: Event, now: datetime) -> Decision | None:
     updates: dict[str, Any] = {"deadline_at": deadline_at, "updated_at": now}
     if changes:
         updates["participants"] = participants
-    return _tuple_new(Decision, (evolve(job, updates), True, reason, (), records, (),
+    return fast_tuple(Decision, (evolve(job, updates), True, reason, (), records, (),
                                  "state" not in changes))
 
 

@@ -134,6 +134,14 @@ class Daemon:
             scope.cancel()
 
     # --- helpers for the tasks -------------------------------------------------------------
+    def consumer_of(self, streams: list[str], *, batch: int) -> StreamConsumer:
+        """A reader of the daemons' group over ``streams``, as this replica's consumer."""
+        opts, keys = self.options, self.keys
+        return StreamConsumer(self.redis, streams, keys.daemon_group, opts.consumer,
+                              batch=batch, block_ms=opts.block_ms,
+                              max_deliveries=opts.max_deliveries,
+                              reclaim_idle_ms=opts.reclaim_idle_ms, dead_letter=keys.dead_letter)
+
     def wake_admission(self) -> None:
         self._wake.set()
 

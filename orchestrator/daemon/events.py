@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import anyio
 from pydantic import ValidationError
 
-from orchestrator.bus.streams import Entry, StreamConsumer
+from orchestrator.bus.streams import Entry
 from orchestrator.core import (
     EVENT_ADAPTER,
     CancelRequested,
@@ -46,20 +46,10 @@ INTERNAL_EVENTS = (JobDispatched, DeadlineExpired)
 class EventApplier:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        opts = daemon.options
         keys = daemon.keys
         self.control = keys.control
-        self.consumer = StreamConsumer(
-            daemon.redis,
-            [*keys.all_event_streams(), keys.control],
-            keys.daemon_group,
-            opts.consumer,
-            batch=opts.batch_size,
-            block_ms=opts.block_ms,
-            max_deliveries=opts.max_deliveries,
-            reclaim_idle_ms=opts.reclaim_idle_ms,
-            dead_letter=keys.dead_letter,
-        )
+        self.consumer = daemon.consumer_of([*keys.all_event_streams(), keys.control],
+                                           batch=daemon.options.batch_size)
         # Commit-behind: a batch's commit (commands, updates, XACK) runs while the next batch
         # is handled. One at a time and in order: each waits for the one before it.
         self._commit_turn = anyio.Lock()
@@ -72,11 +62,12 @@ class EventApplier:
         await self.daemon.effects.retry(self.consumer.ensure_groups,
                                         "Redis (create event consumer groups)", shield=False)
         task_status.started()
+        overlap = self.daemon.options.overlap
         async with anyio.create_task_group() as commits:  # exits once the last commit is done
-            self._commits = commits
+            self._commits = commits if overlap else None
             try:
                 await self.daemon.consume(self.consumer, self.handle,
-                                          caught_up=self.daemon.caught_up, read_ahead=True)
+                                          caught_up=self.daemon.caught_up, read_ahead=overlap)
             finally:
                 self._commits = None
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import anyio
 from pydantic import ValidationError
 
-from orchestrator.bus.streams import Entry, StreamConsumer, submission_job_id
+from orchestrator.bus.streams import Entry, submission_job_id
 from orchestrator.core import Job, JobSpec, validation_problems
 from orchestrator.daemon.effects import Stopping, utcnow
 from orchestrator.logs import get_logger
@@ -118,17 +118,8 @@ class Intake:
         self.daemon = daemon
         self.workloads = workloads
         opts = daemon.options
-        self.consumer = StreamConsumer(
-            daemon.redis,
-            [daemon.keys.submissions],
-            daemon.keys.daemon_group,
-            opts.consumer,
-            batch=min(opts.batch_size, 100),
-            block_ms=opts.block_ms,
-            max_deliveries=opts.max_deliveries,
-            reclaim_idle_ms=opts.reclaim_idle_ms,
-            dead_letter=daemon.keys.dead_letter,
-        )
+        self.consumer = daemon.consumer_of([daemon.keys.submissions],
+                                           batch=min(opts.batch_size, 100))
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:

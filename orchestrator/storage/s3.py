@@ -424,7 +424,8 @@ class S3ObjectStore(BaseObjectStore):
     ) -> int:
         """Upload ``parts`` (each ``part_size`` but the last) concurrently; return the size.
 
-        At most ``upload_concurrency`` parts are held in memory. Aborts on any failure.
+        At most ``upload_concurrency`` parts are held in memory; each is hashed into ``digest``
+        in a worker thread, off the event loop. Aborts on any failure.
         """
         full = self._full(key)
         created = await self._call(
@@ -457,7 +458,7 @@ class S3ObjectStore(BaseObjectStore):
                         number += 1
                         if number > MAX_PARTS:
                             raise StorageError(f"{key!r} needs more than {MAX_PARTS} parts")
-                        digest.update(body)
+                        await anyio.to_thread.run_sync(digest.update, body)  # parts are MBs
                         size += len(body)
                         await slots.acquire()
                         tg.start_soon(send, number, body)

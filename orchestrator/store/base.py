@@ -28,7 +28,7 @@ from orchestrator.core import (
     MetricRecord,
     decide,
 )
-from orchestrator.core._types import UtcDatetime
+from orchestrator.core._types import UtcDatetime, fast_tuple
 from orchestrator.errors import ConflictError, JobNotFoundError, PermanentError
 
 MAX_CAS_ATTEMPTS = 64
@@ -47,10 +47,6 @@ class Rejection(BaseModel):
     reason: str
     job_id: str | None = None
     payload_excerpt: str = Field(default="", max_length=2048)
-
-
-#: Builds a NamedTuple without its generated ``__new__`` (as ``_make`` does): per event.
-_tuple_new = tuple.__new__
 
 
 class EventOutcome(NamedTuple):  # one per event on the hot path: a tuple is cheapest
@@ -198,7 +194,7 @@ class JobStore(abc.ABC):
                     current, changed, reason, d_commands, d_metrics, d_checkpoints, d_quiet = (
                         decide(current, event, now))
                     applied = changed or bool(d_metrics) or bool(d_checkpoints)
-                    outcomes.append(_tuple_new(EventOutcome,
+                    outcomes.append(fast_tuple(EventOutcome,
                                                (event.event_id, job_id, applied, reason)))
                     if applied:
                         last_reason = reason

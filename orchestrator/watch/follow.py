@@ -5,14 +5,15 @@ Theory of operation. The daemon appends a small JSON note to ``<ns>:updates`` (e
 entry id, *then* reads the job(s) from Mongo, then blocks on the stream from that id — so no
 change between the read and the first ``XREAD`` is missed. Every batch of notes triggers one
 Mongo read. The block timeout (about a second) lets the view tick its clocks; Mongo is re-read on
-a timeout only every ``refresh_s`` as a safety net. Nothing sleeps except the back-off after a
-server became unreachable: the frame then carries a banner saying so, and the follower retries.
+a timeout only every ``REFRESH_S`` seconds as a safety net. Nothing sleeps except the back-off
+after a server became unreachable: the frame then carries a banner saying so, and the follower
+retries.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -184,21 +185,16 @@ class Follower:
         job_id: str | None = None,
         *,
         limit: int = 20,
-        block_ms: int = BLOCK_MS,
-        refresh_s: float = REFRESH_S,
-        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.job_id = job_id
         self.limit = limit
-        self.refresh_s = refresh_s
-        self.clock = clock
         stream = keys.updates if job_id is None else keys.job_updates(job_id)
-        self.tail = StreamTail(redis, stream, block_ms=block_ms)
+        self.tail = StreamTail(redis, stream)
         self.recent_updates: list[dict[str, Any]] = []
 
     async def _load(self) -> Frame:
-        now = self.clock()
+        now = utcnow()
         if self.job_id is None:
             return Frame(now=now, jobs=await load_jobs(self.store, self.limit))
         found = await self.store.find_by_id(self.job_id)
@@ -233,7 +229,7 @@ class Follower:
             if updates and self.job_id is not None:
                 self.recent_updates = (self.recent_updates + updates)[-RECENT_UPDATES:]
             frame: Frame | None = None
-            if updates or not mongo_ok or anyio.current_time() - last_load >= self.refresh_s:
+            if updates or not mongo_ok or anyio.current_time() - last_load >= REFRESH_S:
                 try:
                     frame = await self._load()
                     mongo_ok = True
@@ -242,7 +238,7 @@ class Follower:
                     mongo_ok = False
                     banner = banner or _problem("MongoDB", exc)
             if frame is None:
-                frame = Frame(now=self.clock())
+                frame = Frame(now=utcnow())
                 if last is not None:
                     frame.detail, frame.jobs = last.detail, last.jobs
                     if frame.detail is not None:

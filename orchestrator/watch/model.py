@@ -160,29 +160,22 @@ def metric_trends(rows: Iterable[Mapping[str, Any]]) -> list[MetricTrend]:
     return trends
 
 
-def checkpoint_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "round": row.get("round"),
-        "participant": row.get("participant"),
-        "key": row.get("key"),
-        "size": row.get("size"),
-        "sha256": row.get("sha256"),
-        "parent": row.get("parent"),
-        "final": bool(row.get("final", False)),
-        "at": row.get("at"),
-    }
-
-
-def checkpoint_rows(rows: Iterable[Mapping[str, Any]], job: Job) -> list[dict[str, Any]]:
-    """Manifest rows for display; the job's final checkpoint is marked final even if a later
-    save of the same key without the flag overwrote its manifest row."""
-    final_key = job.final_checkpoint.key if job.final_checkpoint is not None else None
-    result = []
-    for row in rows:
-        item = checkpoint_row(row)
-        item["final"] = item["final"] or (final_key is not None and item["key"] == final_key)
-        result.append(item)
-    return result
+def checkpoint_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Manifest rows for display (``final`` is sticky in the store: a later save of the same
+    key without the flag never clears it)."""
+    return [
+        {
+            "round": row.get("round"),
+            "participant": row.get("participant"),
+            "key": row.get("key"),
+            "size": row.get("size"),
+            "sha256": row.get("sha256"),
+            "parent": row.get("parent"),
+            "final": bool(row.get("final", False)),
+            "at": row.get("at"),
+        }
+        for row in rows
+    ]
 
 
 def history_rows(job: Job) -> list[dict[str, Any]]:
@@ -232,30 +225,29 @@ class JobDetail:
                 "final_checkpoint": None if job.final_checkpoint is None
                 else job.final_checkpoint.model_dump(mode="json"),
                 "metrics": [t.as_dict() for t in self.trends],
-                "checkpoints": checkpoint_rows(self.checkpoints, job),
+                "checkpoints": checkpoint_rows(self.checkpoints),
                 "history": history_rows(job),
             }
         )
         return data
 
 
-def is_success(status: str | JobStatus) -> bool:
-    return JobStatus(status) is JobStatus.FINISHED_SUCCESSFULLY
+_STATE_STYLES = {
+    JobStatus.NOT_STARTED.value: "yellow",
+    JobStatus.IN_PROGRESS.value: "cyan",
+    JobStatus.FINISHED_SUCCESSFULLY.value: "bold green",
+    JobStatus.FINISHED_WITH_ERROR.value: "bold red",
+    JobStatus.FINISHED_CANCELLED.value: "magenta",
+    ParticipantState.PENDING.value: "dim",
+    ParticipantState.ASSIGNED.value: "yellow",
+    ParticipantState.STARTED.value: "cyan",
+    ParticipantState.FINISHED.value: "green",
+    ParticipantState.FAILED.value: "red",
+    ParticipantState.STOPPED.value: "magenta",
+    ParticipantState.SKIPPED.value: "dim",
+}
 
 
 def state_style(state: str) -> str:
     """A rich style per job status or participant state."""
-    return {
-        JobStatus.NOT_STARTED.value: "yellow",
-        JobStatus.IN_PROGRESS.value: "cyan",
-        JobStatus.FINISHED_SUCCESSFULLY.value: "bold green",
-        JobStatus.FINISHED_WITH_ERROR.value: "bold red",
-        JobStatus.FINISHED_CANCELLED.value: "magenta",
-        ParticipantState.PENDING.value: "dim",
-        ParticipantState.ASSIGNED.value: "yellow",
-        ParticipantState.STARTED.value: "cyan",
-        ParticipantState.FINISHED.value: "green",
-        ParticipantState.FAILED.value: "red",
-        ParticipantState.STOPPED.value: "magenta",
-        ParticipantState.SKIPPED.value: "dim",
-    }.get(state, "")
+    return _STATE_STYLES.get(state, "")

@@ -18,6 +18,7 @@ from rich.text import Text
 from orchestrator.core import Job
 from orchestrator.watch.model import (
     JobDetail,
+    age_s,
     checkpoint_rows,
     format_age,
     format_metric,
@@ -93,7 +94,7 @@ def _header(detail: JobDetail) -> Panel:
     grid.add_row("round", round_bar(job.round, job.spec.rounds, width=30))
     grid.add_row("workload", job.spec.workload + (f"  model {job.spec.model}"
                                                    if job.spec.model else ""))
-    created_age = format_age((now - job.created_at).total_seconds())
+    created_age = format_age(age_s(job.created_at, now))
     grid.add_row("created", f"{_time(job.created_at)}  ({created_age} ago)")
     if job.started_at:
         grid.add_row("started", _time(job.started_at))
@@ -214,7 +215,7 @@ def job_view(detail: JobDetail, *, banner: str | None = None) -> RenderableType:
     if trends is not None:
         parts.append(trends)
     if detail.checkpoints:
-        parts.append(checkpoints_table(checkpoint_rows(detail.checkpoints, detail.job),
+        parts.append(checkpoints_table(checkpoint_rows(detail.checkpoints),
                                        limit=MAX_CHECKPOINT_ROWS))
     parts.append(events_table(detail))
     return Group(*parts)

@@ -11,7 +11,6 @@ import pytest_asyncio
 from helpers import subprocess_env, unique
 
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis, connect_redis
 from orchestrator.storage import open_object_store
 from orchestrator.store import MongoJobStore, connect_mongo
 from tests.cli.fill import JobBuilder
@@ -42,16 +41,10 @@ def cli_world(stack_env: dict[str, str]) -> CliWorld:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def store(cli_world: CliWorld) -> AsyncIterator[MongoJobStore]:
+    """A client of the module's own database (``redis`` is the session one, tests/conftest.py)."""
     client = connect_mongo(cli_world.env["ORCHESTRATOR_MONGO_URL"], cli_world.db)
     yield client
     await client.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def redis(cli_world: CliWorld) -> AsyncIterator[Redis]:
-    client = connect_redis(cli_world.env["ORCHESTRATOR_REDIS_URL"])
-    yield client
-    await client.aclose()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,19 +16,17 @@ import pytest
 from helpers import run_cli, s3_client, unique
 
 from orchestrator.bus.streams import Bus, Redis
-from orchestrator.core import CancelRequested, Heartbeat, Job, JobSpec
-from orchestrator.store import connect_mongo
+from orchestrator.core import CancelRequested, CheckpointRecord, Heartbeat, JobSpec
+from orchestrator.store import MongoJobStore
 from orchestrator.watch.follow import stream_entries
 from tests.cli.conftest import CliWorld
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-
-def ok(result: object) -> None:
-    assert getattr(result, "returncode", None) == 0, (
-        f"exit {getattr(result, 'returncode', '?')}\nstdout:\n{getattr(result, 'stdout', '')}"
-        f"\nstderr:\n{getattr(result, 'stderr', '')}"
+def ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
 
 
@@ -91,8 +90,8 @@ async def test_list_rejects_an_unknown_status(filled: CliWorld) -> None:
 # --- events --------------------------------------------------------------------------------------
 
 
-async def test_events_shows_history_and_the_jobs_own_events(filled: CliWorld,
-                                                            redis: Redis) -> None:
+async def test_events_shows_history_and_the_jobs_own_events(filled: CliWorld, redis: Redis,
+                                                            store: MongoJobStore) -> None:
     running = filled.jobs["running"]
     bus = Bus(redis, filled.keys)
     mine = CancelRequested(event_id=uuid.uuid4().hex, job_id=running.job_id, reason="test me")
@@ -100,7 +99,7 @@ async def test_events_shows_history_and_the_jobs_own_events(filled: CliWorld,
     beat = Heartbeat(event_id=uuid.uuid4().hex, job_id=running.job_id, participant="server",
                      worker="srv-1", seq=99)
     await bus.publish_events([mine, other, beat])
-    job = await _get(filled, running.job_id)
+    job = await store.get(running.job_id)
     await bus.publish_update(job, "round 2 metrics")
 
     result = run_cli("events", running.job_id, "--json", env=filled.env)
@@ -121,14 +120,6 @@ async def test_events_shows_history_and_the_jobs_own_events(filled: CliWorld,
     assert "cancel.requested" in result.stdout
     assert "test me" in result.stdout
     assert "NOT_STARTED → IN_PROGRESS" in result.stdout
-
-
-async def _get(world: CliWorld, job_id: str) -> Job:
-    store = connect_mongo(world.env["ORCHESTRATOR_MONGO_URL"], world.db)
-    try:
-        return await store.get(job_id)
-    finally:
-        await store.close()
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -180,6 +171,24 @@ async def test_checkpoint_download_refuses_bytes_that_do_not_match(
                      env=filled.env)  # not in the store at all
     assert result.returncode == 1
     assert "download failed" in result.stderr
+
+
+async def test_checkpoint_download_refuses_a_key_that_leaves_the_folder(
+        filled: CliWorld, store: MongoJobStore, tmp_path: Path) -> None:
+    """A manifest row whose key climbs out of DIR (``a/../../x``) is refused before any
+    folder is made for it; the other checkpoints still download."""
+    builder = filled.jobs["done"]
+    hostile = "jobs/x/../../../escaped/model.npz"
+    await store._upsert_records([], [CheckpointRecord(
+        builder.job_id, "server", 99, hostile, 1, "0" * 64, None, False,
+        datetime.now(UTC), "hostile")])
+    target = tmp_path / "models"
+    result = run_cli("checkpoints", builder.job_id, "--download", target, env=filled.env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{hostile}: download failed" in result.stderr
+    assert not (tmp_path / "escaped").exists()
+    assert not list(tmp_path.parent.glob("escaped"))
+    assert any(target.rglob("*.npz")), "the good checkpoints were still downloaded"
 
 
 # --- submit --------------------------------------------------------------------------------------

@@ -21,17 +21,10 @@ import pytest
 from helpers import run_cli, s3_client, subprocess_env
 from pymongo import MongoClient
 
+from orchestrator.devstack.servers import pid_alive
 from orchestrator.devstack.stack import read_env_file
 
 pytestmark = pytest.mark.slow
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 def recorded_pids(directory: Path, stack_state: dict[str, Any] | None = None) -> dict[str, int]:
@@ -61,14 +54,14 @@ def test_demo_runs_fedavg_to_success_and_leaves_nothing_behind(tmp_path: Path) -
             assert expected in result.stdout, f"{expected!r} missing:\n{output}"
         # The daemon and the workers are stopped even with --keep; the servers are not.
         for name, pid in pids.items():
-            assert pid_gone(pid) != name.startswith("stack-"), (name, pid)
+            assert pid_alive(pid) == name.startswith("stack-"), (name, pid)
         check_the_job_behind_the_demos_back(directory, job_id, rounds=3, clients=3)
         status = run_cli("status", job_id, "--json", env=env | read_env_file(directory / "env"))
         assert json.loads(status.stdout)["status"] == "FINISHED_SUCCESSFULLY"
     finally:
         down = run_cli("dev", "down", "--dir", directory, env=env)
     assert down.returncode == 0, down.stderr
-    left = {name: pid for name, pid in pids.items() if not pid_gone(pid)}
+    left = {name: pid for name, pid in pids.items() if pid_alive(pid)}
     assert not left, f"processes left behind: {left}"
 
 
@@ -138,6 +131,6 @@ def test_an_interrupted_demo_stops_everything_it_started(tmp_path: Path, signum:
     assert proc.returncode == 1, out + err
     assert "interrupted" in err
     assert "Traceback" not in err
-    left = {name: pid for name, pid in pids.items() if not pid_gone(pid)}
+    left = {name: pid for name, pid in pids.items() if pid_alive(pid)}
     assert not left, f"processes left behind: {left}\n{out}\n{err}"
     assert not (directory / "stack.json").exists()

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from orchestrator.cli.jobs import job_id_for, validate_spec
 from orchestrator.cli.watch import json_line
-from orchestrator.core import Job, JobSpec
+from orchestrator.core import Job, JobSpec, ParticipantState
 from orchestrator.watch.follow import parse_update
 from orchestrator.watch.model import (
     JobDetail,
@@ -88,8 +88,20 @@ def test_json_line_overlays_the_note_on_the_current_state() -> None:
 def test_job_summary_counts_only_participants_heard_from_recently() -> None:
     summary = job_summary(make_job(), NOW)
     assert summary["participants"] == 2
-    assert summary["participants_alive"] == 0
+    assert summary["participants_alive"] == 0  # pending: never heard from
     assert summary["age_s"] == 90
+
+    job = make_job()
+    heartbeat_s = job.spec.timeouts.heartbeat_s
+    started = {
+        "server": job.server.model_copy(update={
+            "state": ParticipantState.STARTED, "last_seen": NOW - timedelta(seconds=1)}),
+        "client-0": job.participants["client-0"].model_copy(update={
+            "state": ParticipantState.STARTED,
+            "last_seen": NOW - timedelta(seconds=heartbeat_s + 1)}),
+    }
+    summary = job_summary(job.model_copy(update={"participants": started}), NOW)
+    assert summary["participants_alive"] == 1  # the client's heartbeat is too old
 
 
 def test_views_render_without_a_terminal() -> None:

@@ -21,6 +21,7 @@ import pytest
 from helpers import run_cli, subprocess_env, unique
 
 from orchestrator.demo import Supervisor
+from orchestrator.devstack.servers import pid_alive
 
 SERVER, CLIENTS = "live-server", ["live-client-1", "live-client-2"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
@@ -45,14 +46,7 @@ def system(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         supervisor.stop_all()
         for child in supervisor.children:
             assert child.popen.returncode is not None
-            assert not Path(f"/proc/{child.pid}").exists() or _is_zombie(child.pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
+            assert not pid_alive(child.pid)
 
 
 def write_spec(tmp_path: Path, job_id: str, workload: str, *, rounds: int,
@@ -212,7 +206,6 @@ def test_cancel_wait_stops_a_running_job(system: dict[str, str], tmp_path: Path)
     events = json.loads(run_cli("events", job_id, "--json", env=system).stdout)
     assert events["history"][-1]["to"] == "FINISHED_CANCELLED"
     assert any(e["type"] == "participant.stopped" for e in events["events"])
-
 
 
 def test_watch_table_in_a_terminal_follows_new_jobs_until_ctrl_c(

@@ -178,6 +178,13 @@ async def _metrics(hub: LocalHub) -> None:
         await server.report_metrics(2, {"loss": math.inf})
     with pytest.raises(WorkloadError, match="number"):
         await server.report_metrics(2, {"loss": "low"})  # type: ignore[dict-item]
+    # rounds are checked as on a real worker (RedisWorkloadContext)
+    with pytest.raises(WorkloadError, match="round"):
+        await server.report_metrics(-1, {"loss": 1.0})
+    with pytest.raises(WorkloadError, match="round"):
+        await server.round_started(0)
+    assert hub.metrics == {"server": {1: {"loss": 0.9, "accuracy": 0.5}}}
+    assert hub.rounds_started == []
 
 
 async def test_stop_wakes_a_pending_receive() -> None:
