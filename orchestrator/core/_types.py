@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
-from functools import cache
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 
 #: Frozen, strict message config used by every wire model.
 FROZEN = ConfigDict(frozen=True, extra="forbid", str_max_length=65_536)
@@ -38,15 +38,7 @@ JsonObject = dict[str, Any]
 Metrics = dict[Annotated[str, Field(max_length=128)], float]
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-# The slots every pydantic model instance has, set directly (``object.__setattr__`` would
-# look each name up on the class first): ``evolve`` runs twice per event on the hot path.
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+R = TypeVar("R")
 
 
 #: Builds a NamedTuple without calling its generated ``__new__`` (what ``Cls._make`` does),
@@ -54,27 +46,66 @@ _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 #: prints both costs).
 fast_tuple = tuple.__new__
 
+# --- frozen records ------------------------------------------------------------------------
+#
+# ``Job`` and ``Participant`` are frozen, slotted dataclasses (validated by pydantic where
+# they enter: documents, see ``orchestrator.core.job``). Their fields are read many times per
+# event on the daemon's hot path: a slot read is one specialised instruction (5 ns), a
+# pydantic model's field read goes through ``BaseModel.__getattr__``'s slot hook (42 ns), and
+# a slot object keeps its values in one block instead of behind a dict (fewer cache misses
+# over thousands of jobs). ``bench/bench_core.py`` prints the costs.
+#
+# A frozen dataclass's ``__init__`` and ``dataclasses.replace`` set each field through
+# ``object.__setattr__`` (~5 us for a job). ``evolve`` instead copies into a *writable twin*
+# of the class: a subclass that adds no slots (so the layout is the same), stores fields
+# with plain attribute writes, and is then turned into the frozen class by ``__class__``
+# assignment, which CPython allows between classes of the same layout.
 
-@cache
-def _every_field(cls: type[BaseModel]) -> set[str]:
-    return set(cls.model_fields)
+_set = object.__setattr__
+_WRITABLE: dict[type, type] = {}
 
 
-def evolve(model: M, changes: dict[str, Any]) -> M:
-    """``model.model_copy(update=changes)`` without its generic copying (hot path).
+def _writable(cls: type) -> type:
+    twin = _WRITABLE.get(cls)
+    if twin is None:
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not all(name.isidentifier() for name in names):  # (they are: dataclass fields)
+            raise TypeError(f"{cls.__name__}: not a dataclass of plain field names")
+        source = "def __init__(self, other):\n" + "".join(
+            f"    self.{name} = other.{name}\n" for name in names)
+        namespace: dict[str, Any] = {}
+        exec(source, namespace)  # field names of our own dataclasses only (checked above)
+        twin = _WRITABLE[cls] = type(f"_Writable{cls.__name__}", (cls,), {
+            "__slots__": (),
+            # Both: a frozen dataclass defines both, and they share one type slot.
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            "__init__": namespace["__init__"],
+            "__module__": cls.__module__,
+        })
+    return twin
 
-    Like ``model_copy``, no validation: every value here was produced by validated models.
-    The copy counts *every* field as set (one shared set per class, never mutated: the
-    models are frozen): an ``exclude_unset`` dump of it includes defaults, never omits a
-    change, and nothing per copy is built or looked at to say so.
+
+def evolve(record: R, changes: dict[str, Any]) -> R:
+    """``dataclasses.replace(record, **changes)`` for a frozen, slotted dataclass, without
+    its per-field ``object.__setattr__`` (hot path: twice per event in ``decide``).
+
+    No validation, as with ``replace``: every value here comes from validated data. An
+    unknown field name raises ``AttributeError``.
     """
-    cls = type(model)
-    new = object.__new__(cls)
-    _set_dict(new, {**model.__dict__, **changes})
-    _set_fields_set(new, _every_field(cls))
-    _set_extra(new, None)
-    _set_private(new, None)
+    cls = type(record)
+    new: R = _writable(cls)(record)
+    for name, value in changes.items():
+        setattr(new, name, value)
+    _set(new, "__class__", cls)
     return new
+
+
+def set_in_place(record: object, name: str, value: Any) -> None:
+    """Set a field of a frozen record that was *just made* by ``evolve`` and that nothing
+    else holds yet (``decide`` and the store stamp their own fresh copies this way, rather
+    than copying them once more)."""
+    _set(record, name, value)
 
 
 def validation_problems(exc: ValidationError) -> list[str]:

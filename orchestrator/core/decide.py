@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from orchestrator.core._types import evolve, fast_tuple, is_name
+from orchestrator.core._types import evolve, fast_tuple, is_name, set_in_place
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
 from orchestrator.core.deadlines import is_due, next_deadline_at, running_deadline_at
 from orchestrator.core.events import (
@@ -181,20 +181,19 @@ class _Draft:
         candidate = evolve(job, updates)
         deadline_at = next_deadline_at(candidate)
         # ``candidate != job``, comparing only what was touched (everything else is shared).
-        old = job.__dict__
         changed = (
             bool(self.history)
             or deadline_at != job.deadline_at
-            or any(updates[k] != old[k] for k in self.updates)
+            or any(updates[k] != getattr(job, k) for k in self.updates)
             or any(
-                self.participants[pid].__dict__[name] != job.participants[pid].__dict__[name]
+                getattr(self.participants[pid], name) != getattr(job.participants[pid], name)
                 for pid, names in self.touched.items()
                 for name in names
             )
         )
         if changed:  # ``candidate`` (from ``evolve``) is ours alone until returned: finish it
-            candidate.__dict__["deadline_at"] = deadline_at  # in place
-            candidate.__dict__["updated_at"] = self.now
+            set_in_place(candidate, "deadline_at", deadline_at)
+            set_in_place(candidate, "updated_at", self.now)
         quiet = changed or self.metrics or self.checkpoints or reason.startswith(_SILENT)
         return Decision(
             job=candidate if changed else self.job,

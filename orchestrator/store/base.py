@@ -28,7 +28,7 @@ from orchestrator.core import (
     MetricRecord,
     decide,
 )
-from orchestrator.core._types import UtcDatetime, fast_tuple
+from orchestrator.core._types import UtcDatetime, fast_tuple, set_in_place
 from orchestrator.errors import ConflictError, JobNotFoundError, PermanentError
 
 MAX_CAS_ATTEMPTS = 64
@@ -207,10 +207,9 @@ class JobStore(abc.ABC):
                     if d_checkpoints:
                         checkpoints.extend(d_checkpoints)
                 if current is not before:
-                    # ``current`` was made by ``decide`` in this loop (``evolve``: every field
-                    # counts as set) and is ours alone: stamp the version in place rather than
-                    # copying the job once more.
-                    current.__dict__["version"] = before.version + 1
+                    # ``current`` was made by ``decide`` in this loop (``evolve``) and is ours
+                    # alone: stamp the version in place rather than copying the job once more.
+                    set_in_place(current, "version", before.version + 1)
                     writes.append((current, before.version))
                     changes.append(Change(before, current, last_reason or "updated", quiet))
             if metrics or checkpoints:  # records first: the manifest is durable before status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -94,13 +95,12 @@ def test_job_summary_counts_only_participants_heard_from_recently() -> None:
     job = make_job()
     heartbeat_s = job.spec.timeouts.heartbeat_s
     started = {
-        "server": job.server.model_copy(update={
-            "state": ParticipantState.STARTED, "last_seen": NOW - timedelta(seconds=1)}),
-        "client-0": job.participants["client-0"].model_copy(update={
-            "state": ParticipantState.STARTED,
-            "last_seen": NOW - timedelta(seconds=heartbeat_s + 1)}),
+        "server": replace(job.server, state=ParticipantState.STARTED,
+                          last_seen=NOW - timedelta(seconds=1)),
+        "client-0": replace(job.participants["client-0"], state=ParticipantState.STARTED,
+                            last_seen=NOW - timedelta(seconds=heartbeat_s + 1)),
     }
-    summary = job_summary(job.model_copy(update={"participants": started}), NOW)
+    summary = job_summary(replace(job, participants=started), NOW)
     assert summary["participants_alive"] == 1  # the client's heartbeat is too old
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import anyio
@@ -184,7 +185,7 @@ async def test_stale_version_write_is_retried_not_lost(store: JobStore) -> None:
     stale = await store.get(job.id)
     await store.apply(CancelRequested(event_id="c", job_id=job.id), T0)
     lost = await store._cas_many(
-        [(stale.model_copy(update={"version": stale.version + 1, "round": 9}), stale.version)]
+        [(replace(stale, version=stale.version + 1, round=9), stale.version)]
     )
     assert lost == {job.id}
     assert (await store.get(job.id)).status is JobStatus.FINISHED_CANCELLED
