@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -94,18 +95,17 @@ def evolve(record: R, changes: dict[str, Any]) -> R:
     unknown field name raises ``AttributeError``.
     """
     cls = type(record)
-    new: R = _writable(cls)(record)
+    new: R = (_WRITABLE.get(cls) or _writable(cls))(record)
     for name, value in changes.items():
         setattr(new, name, value)
     _set(new, "__class__", cls)
     return new
 
 
-def set_in_place(record: object, name: str, value: Any) -> None:
-    """Set a field of a frozen record that was *just made* by ``evolve`` and that nothing
-    else holds yet (``decide`` and the store stamp their own fresh copies this way, rather
-    than copying them once more)."""
-    _set(record, name, value)
+#: Sets a field of a frozen record that was *just made* by ``evolve`` and that nothing else
+#: holds yet (``decide`` and the store stamp their own fresh copies this way, rather than
+#: copying them once more). ``object.__setattr__`` itself: no wrapper call on the hot path.
+set_in_place: Callable[[object, str, Any], None] = object.__setattr__
 
 
 def validation_problems(exc: ValidationError) -> list[str]:

@@ -29,24 +29,16 @@ class Deadline:
     participant: str | None = None
 
 
-_DELTAS: dict[float, timedelta] = {}
-
-
-def after(start: datetime | None, seconds: float | None) -> datetime | None:
-    """``start + seconds``, or None when either is None (timedeltas cached: hot path)."""
-    if start is None or seconds is None:
+def after(start: datetime | None, delta: timedelta | None) -> datetime | None:
+    """``start + delta``, or None when either is None (a timeout disabled, or not begun)."""
+    if start is None or delta is None:
         return None
-    delta = _DELTAS.get(seconds)
-    if delta is None:
-        if len(_DELTAS) >= 1024:  # timeouts come from specs: few distinct values, but bounded
-            _DELTAS.clear()
-        delta = _DELTAS[seconds] = timedelta(seconds=seconds)
     return start + delta
 
 
 def deadlines(job: Job) -> list[Deadline]:
     """Every deadline currently armed for the job, earliest first."""
-    t = job.spec.timeouts
+    t = job.spec.timeouts.deltas
     found: list[Deadline] = []
 
     def arm(at: datetime | None, kind: DeadlineKind, participant: str | None = None) -> None:
@@ -54,19 +46,19 @@ def deadlines(job: Job) -> list[Deadline]:
             found.append(Deadline(at, kind, participant))
 
     if job.status is JobStatus.NOT_STARTED:
-        arm(after(job.created_at, t.start_s), "start")
+        arm(after(job.created_at, t.start), "start")
     elif job.status is JobStatus.IN_PROGRESS:
         if job.phase is Phase.CANCELLING:
-            arm(after(job.cancel_requested_at, t.cancel_grace_s), "cancel_grace")
+            arm(after(job.cancel_requested_at, t.cancel_grace), "cancel_grace")
         else:
-            arm(after(job.started_at, t.job_s), "job")
+            arm(after(job.started_at, t.job), "job")
             for p in job.participants.values():
                 if p.active:
-                    arm(after(p.last_seen or p.assigned_at, t.heartbeat_s), "heartbeat", p.id)
+                    arm(after(p.last_seen or p.assigned_at, t.heartbeat), "heartbeat", p.id)
             if job.phase is Phase.RUNNING:
-                arm(after(job.round_started_at, t.round_s), "round")
+                arm(after(job.round_started_at, t.round), "round")
             if job.phase is Phase.FINALIZING:
-                arm(after(job.server.finished_at, t.heartbeat_s), "finalize")
+                arm(after(job.server.finished_at, t.heartbeat), "finalize")
     found.sort(key=lambda d: (d.at, d.kind, d.participant or ""))
     return found
 
@@ -85,13 +77,13 @@ def next_deadline_at(
     (this runs once per decision, on the hot path). ``participants`` stands in for the job's
     own when a decision has changed them but not yet built the new job."""
     parts = job.participants if participants is None else participants
-    t = job.spec.timeouts
+    t = job.spec.timeouts.deltas
     status = job.status
     if status is not _IN_PROGRESS:
-        return after(job.created_at, t.start_s) if status is _NOT_STARTED else None
+        return after(job.created_at, t.start) if status is _NOT_STARTED else None
     phase = job.phase
     if phase is _CANCELLING:
-        return after(job.cancel_requested_at, t.cancel_grace_s)
+        return after(job.cancel_requested_at, t.cancel_grace)
     oldest: datetime | None = None
     for p in parts.values():
         if p.state in _ACTIVE_STATES:
@@ -106,21 +98,27 @@ def running_deadline_at(
 ) -> datetime | None:
     """``next_deadline_at`` of an IN_PROGRESS job that is not cancelling, given the oldest
     sign of life (``last_seen``, else ``assigned_at``) of its active participants (for
-    ``decide``'s liveness shortcut, which finds that in a pass over them of its own)."""
-    t = job.spec.timeouts
-    best = after(oldest_seen, t.heartbeat_s)
-    at = after(job.started_at, t.job_s)
-    if at is not None and (best is None or at < best):
-        best = at
+    ``decide``'s liveness shortcut, which finds that in a pass over them of its own).
+    The timeouts as timedeltas (``Timeouts.deltas``, made once per spec): hot path."""
+    d = job.spec.timeouts.deltas
+    best = None if oldest_seen is None else oldest_seen + d.heartbeat
+    if d.job is not None and job.started_at is not None:
+        at = job.started_at + d.job
+        if best is None or at < best:
+            best = at
     phase = job.phase
+    start: datetime | None
+    delta: timedelta | None
     if phase is _RUNNING:
-        at = after(job.round_started_at, t.round_s)
+        start, delta = job.round_started_at, d.round
     elif phase is _FINALIZING:
-        at = after(participants["server"].finished_at, t.heartbeat_s)
+        start, delta = participants["server"].finished_at, d.heartbeat
     else:
         return best
-    if at is not None and (best is None or at < best):
-        best = at
+    if start is not None and delta is not None:
+        at = start + delta
+        if best is None or at < best:
+            best = at
     return best
 
 

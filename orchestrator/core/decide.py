@@ -323,26 +323,29 @@ def _progress(
     ``last_seen``, the round it reports, the latest metrics; and the metrics row to record.
     Only fields whose value changes are in the dict."""
     changes: dict[str, Any] = {}
-    if event.seq > p.last_seq:
-        changes["last_seq"] = event.seq
+    seq = event.seq  # (each event field read once: they are pydantic model reads)
+    if seq > p.last_seq:
+        changes["last_seq"] = seq
         if p.last_seen != now:
             changes["last_seen"] = now
     record = None
     if isinstance(event, _ROUND_EVENTS):
-        if event.round is not None and event.round > p.round:
-            changes["round"] = event.round
+        round_ = event.round
+        if round_ is not None and round_ > p.round:
+            changes["round"] = round_
     elif isinstance(event, RoundMetrics):
+        round_ = event.round
         metrics = dict(event.metrics)
-        record = MetricRecord(
-            event.job_id, p.id, p.role, event.round, metrics, now, event.event_id
-        )
-        if p.metrics_round is None or event.round >= p.metrics_round:
-            if event.round != p.metrics_round:
-                changes["metrics_round"] = event.round
+        record = fast_tuple(MetricRecord, (event.job_id, p.id, p.role, round_, metrics, now,
+                                           event.event_id))
+        metrics_round = p.metrics_round
+        if metrics_round is None or round_ >= metrics_round:
+            if round_ != metrics_round:
+                changes["metrics_round"] = round_
             if metrics != p.metrics:
                 changes["metrics"] = dict(metrics)
-        if event.round > p.round:
-            changes["round"] = event.round
+        if round_ > p.round:
+            changes["round"] = round_
     return changes, record
 
 

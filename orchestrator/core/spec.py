@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from functools import cached_property
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, NamedTuple, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -38,6 +39,16 @@ class ParticipantSpec(BaseModel):
         return _bounded_json(value, what="participant config")
 
 
+class Deltas(NamedTuple):
+    """``Timeouts`` as timedeltas (None where disabled)."""
+
+    start: timedelta
+    heartbeat: timedelta
+    round: timedelta | None
+    job: timedelta | None
+    cancel_grace: timedelta
+
+
 class Timeouts(BaseModel):
     """Deadlines, in seconds. ``round_s`` and ``job_s`` may be disabled with ``None``."""
 
@@ -48,6 +59,15 @@ class Timeouts(BaseModel):
     round_s: Annotated[float, Field(gt=0, le=604_800)] | None = 600.0
     job_s: Annotated[float, Field(gt=0, le=2_592_000)] | None = 86_400.0
     cancel_grace_s: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+
+    @cached_property  # (read once per event on the daemon's hot path; the model is frozen)
+    def deltas(self) -> Deltas:
+        def delta(seconds: float | None) -> timedelta | None:
+            return None if seconds is None else timedelta(seconds=seconds)
+
+        return Deltas(timedelta(seconds=self.start_s), timedelta(seconds=self.heartbeat_s),
+                      delta(self.round_s), delta(self.job_s),
+                      timedelta(seconds=self.cancel_grace_s))
 
 
 class JobSpec(BaseModel):

@@ -211,7 +211,8 @@ class JobStore(abc.ABC):
                     # alone: stamp the version in place rather than copying the job once more.
                     set_in_place(current, "version", before.version + 1)
                     writes.append((current, before.version))
-                    changes.append(Change(before, current, last_reason or "updated", quiet))
+                    changes.append(fast_tuple(Change, (before, current, last_reason or "updated",
+                                                       quiet)))
             if metrics or checkpoints:  # records first: the manifest is durable before status
                 await self._upsert_records(metrics, checkpoints)
             lost = await self._cas_many(writes) if writes else set()
@@ -315,15 +316,16 @@ def checkpoint_id(job_id: str, round_: int, participant: str) -> str:
 
 
 def metric_doc(m: MetricRecord) -> dict[str, Any]:
+    job_id, participant, role, round_, metrics, at, event_id = m  # (one unpack: hot path)
     return {
-        "_id": metric_id(m.job_id, m.participant, m.round),
-        "job_id": m.job_id,
-        "participant": m.participant,
-        "role": m.role.value,
-        "round": m.round,
-        "metrics": m.metrics,
-        "at": m.at,
-        "event_id": m.event_id,
+        "_id": metric_id(job_id, participant, round_),
+        "job_id": job_id,
+        "participant": participant,
+        "role": role.value,
+        "round": round_,
+        "metrics": metrics,
+        "at": at,
+        "event_id": event_id,
     }
 
 
