@@ -3,13 +3,15 @@
 redis-py's *sync* connections pack commands with ``hiredis.pack_command`` when hiredis is
 installed; its *asyncio* connections always use a pure-Python packer that re-joins the growing
 buffer once per argument. On the daemon's hot path that is the XACK of a whole batch (hundreds
-of ids) and every pipelined XADD: ``bench/bench_daemon.py`` measured 269 µs to pack a 200-id
-XACK in Python against 37 µs with hiredis, and 8.0 µs against 1.4 µs for one event XADD.
-The bytes on the wire are identical (tests/bus/test_packing.py).
+of ids) and every pipelined XADD: ``bench/bench_core.py`` prints the cost of packing a 200-id
+XACK and one event XADD both ways (~235 against ~31 µs, ~9 against ~2 µs). The packing is
+redis-py's own ``HiredisRespSerializer``, the one its sync connections use; the bytes on the
+wire are identical (tests/bus/test_packing.py).
 
 ``execute_batch`` is a non-transactional pipeline without redis-py's per-command machinery
 (its ``Pipeline`` queues, packs and parses every command through several Python layers): all
-commands packed into one write, and the replies taken from hiredis's reader in one loop.
+commands packed into one write, and the replies taken from hiredis's reader in one loop. It
+works on any redis-py asyncio client; the commit of the daemon's batches goes through it.
 The daemon commits each batch this way (commands, watcher updates, XACK):
 ``bench/bench_daemon.py`` measures a batch's 240 update XADDs at ~1.9-2.0 ms of CPU through
 redis-py's pipeline and ~0.7 ms through ``execute_batch``.
@@ -20,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import hiredis
 from redis._parsers import _AsyncHiredisParser
 from redis._parsers import hiredis as _hiredis_parsers
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import ResponseError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -34,56 +36,42 @@ if TYPE_CHECKING:
 _NOT_ENOUGH_DATA = getattr(_hiredis_parsers, "NOT_ENOUGH_DATA", False)
 
 
+_SERIALIZER = HiredisRespSerializer()
+
+
 class HiredisPacking:
-    """Mixin for a redis-py asyncio ``Connection`` class: ``pack_command`` via hiredis, and
-    ``read_replies`` for ``execute_batch``."""
+    """Mixin for a redis-py asyncio ``Connection`` class: ``pack_command`` via hiredis."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        # Same argument handling as redis-py's ``HiredisRespSerializer``: a command name with
-        # spaces ("CONFIG GET") is split into separate arguments.
-        head = args[0]
-        if isinstance(head, str):
-            args = (*head.encode().split(), *args[1:])
-        elif b" " in head:
-            args = (*head.split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError:
-            pass
-        # hiredis takes str, bytes, int and float; redis-py also takes buffers.
-        args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:  # bool, None, ...: redis-py raises DataError for these too
-            raise DataError(f"invalid command argument: {exc}") from exc
+        packed: list[bytes] = _SERIALIZER.pack(*args)
+        return packed
 
 
-    async def read_replies(self, count: int) -> list[Any]:
-        """The next ``count`` replies, in order; error replies as ``ResponseError`` objects
-        (returned, not raised, so that every reply of a batch is read).
+async def read_replies(conn: Any, count: int) -> list[Any]:
+    """The next ``count`` replies of a connection, in order; error replies as
+    ``ResponseError`` objects (returned, not raised, so that every reply of a batch is read).
 
-        With redis-py's hiredis parser (what ``connect_redis`` gets), replies come straight
-        from its ``hiredis.Reader``, fed from the socket until ``count`` are complete; with any
-        other parser, one ``read_response`` per reply.
-        """
-        conn: Any = self
-        parser: Any = conn._parser
-        if not isinstance(parser, _AsyncHiredisParser):
-            return [await _one_reply(conn) for _ in range(count)]
-        if not parser._connected:
-            raise RedisConnectionError("connection closed before the replies were read")
-        reader: Any = parser._reader
-        replies: list[Any] = []
-        append = replies.append
-        while len(replies) < count:
-            reply = reader.gets()
-            if reply is _NOT_ENOUGH_DATA:
-                await parser.read_from_socket()  # type: ignore[no-untyped-call]
-                continue
-            if isinstance(reply, RedisConnectionError):
-                raise reply
-            append(reply)
-        return replies
+    With redis-py's hiredis parser (what ``connect_redis`` gets), replies come straight from
+    its ``hiredis.Reader``, fed from the socket until ``count`` are complete; with any other
+    parser, one ``read_response`` per reply.
+    """
+    parser: Any = conn._parser
+    if not isinstance(parser, _AsyncHiredisParser):
+        return [await _one_reply(conn) for _ in range(count)]
+    if not parser._connected:
+        raise RedisConnectionError("connection closed before the replies were read")
+    reader: Any = parser._reader
+    replies: list[Any] = []
+    append = replies.append
+    while len(replies) < count:
+        reply = reader.gets()
+        if reply is _NOT_ENOUGH_DATA:
+            await parser.read_from_socket()  # type: ignore[no-untyped-call]
+            continue
+        if isinstance(reply, RedisConnectionError):
+            raise reply
+        append(reply)
+    return replies
 
 
 async def _one_reply(conn: Any) -> Any:
@@ -105,24 +93,22 @@ async def execute_batch(redis: Redis, commands: Sequence[tuple[Any, ...]]) -> li
     if not commands:
         return []
     pool = redis.connection_pool
-    if not issubclass(pool.connection_class, HiredisPacking):
-        raise TypeError("execute_batch needs a client from connect_redis "
-                        "(connections with HiredisPacking)")
     conn: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
     pack = conn.pack_command
-    packed = b"".join([pack(*c)[0] for c in commands])
+    # (hiredis packs a command into one chunk; redis-py's own packer may give several)
+    packed = b"".join([chunk for c in commands for chunk in pack(*c)])
 
     async def send_and_read() -> list[Any]:
         try:
             await conn.send_packed_command(packed)
-            replies: list[Any] = await conn.read_replies(len(commands))
+            replies: list[Any] = await read_replies(conn, len(commands))
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
         return replies
 
     async def closed(_error: Exception) -> None:
-        await conn.disconnect()
+        """(``send_and_read`` has already closed the connection; the retry reconnects.)"""
 
     try:
         replies: list[Any] = await conn.retry.call_with_retry(send_and_read, closed)

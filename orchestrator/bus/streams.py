@@ -137,7 +137,7 @@ def submission_job_id(entry_id: str, namespace: str = "orchestrator") -> str:
     return uuid.uuid5(SUBMISSION_NAMESPACE, f"{namespace}/{entry_id}").hex
 
 
-class Entry(NamedTuple):  # one per entry read: a tuple is 3x cheaper than a frozen dataclass
+class Entry(NamedTuple):  # one per entry read: cheaper than a frozen dataclass (bench_core.py)
     """One stream entry as read by a consumer group. ``fields`` is empty if it was deleted."""
 
     stream: str
@@ -160,12 +160,9 @@ def _parse_reply(reply: Any, deliveries: int = 1) -> list[Entry]:
         for entry_id, flat in messages:
             fields: dict[str, str] = {}
             if flat:
-                if len(flat) == 2:  # one field: an event's entry
-                    fields[_s(flat[0])] = _s(flat[1])
-                else:
-                    it = iter(flat)
-                    for key in it:
-                        fields[_s(key)] = _s(next(it))
+                it = iter(flat)
+                for key in it:
+                    fields[_s(key)] = _s(next(it))
             append(fast_tuple(Entry, (stream, entry_id.decode(), fields, deliveries)))
     return entries
 
@@ -297,12 +294,12 @@ class StreamConsumer:
 
     async def read_ready(self) -> list[Entry]:
         """What is there now: one XREADGROUP without BLOCK and without retries, for reading
-        ahead while a batch is in hand. ``[]`` when nothing is there or Redis is away right
-        now (the next ``read`` waits and retries); NOGROUP is left to ``read`` as well."""
+        ahead while a batch is in hand. ``[]`` when nothing is there, when Redis is away right
+        now, or when it refuses (NOGROUP, OOM, READONLY, ...): the next ``read`` meets the same
+        trouble and deals with it (waits and retries, recreates the group, or reports)."""
         try:
             return await self._read_once(block=False)
-        except ResponseError as exc:
-            _unless_nogroup(exc, "XREADGROUP")
+        except ResponseError:
             return []
         except TRANSIENT_REDIS_ERRORS:
             return []
@@ -477,9 +474,8 @@ class StreamConsumer:
             try:
                 result = await op()
             except TRANSIENT_REDIS_ERRORS as exc:
-                delay = self._backoff.next()
                 self._log.warning("redis unavailable, retrying", error=str(exc))
-                await anyio.sleep(delay)
+                await self._backoff.sleep()
                 continue
             self._backoff.reset()
             return result

@@ -51,39 +51,39 @@ fast_tuple = tuple.__new__
 #
 # ``Job`` and ``Participant`` are frozen, slotted dataclasses (validated by pydantic where
 # they enter: documents, see ``orchestrator.core.job``). Their fields are read many times per
-# event on the daemon's hot path: a slot read is one specialised instruction (5 ns), a
-# pydantic model's field read goes through ``BaseModel.__getattr__``'s slot hook (42 ns), and
+# event on the daemon's hot path: a slot read is one specialised instruction (4 ns), a
+# pydantic model's field read goes through ``BaseModel.__getattr__``'s slot hook (43 ns), and
 # a slot object keeps its values in one block instead of behind a dict (fewer cache misses
 # over thousands of jobs). ``bench/bench_core.py`` prints the costs.
 #
 # A frozen dataclass's ``__init__`` and ``dataclasses.replace`` set each field through
-# ``object.__setattr__`` (~5 us for a job). ``evolve`` instead copies into a *writable twin*
-# of the class: a subclass that adds no slots (so the layout is the same), stores fields
-# with plain attribute writes, and is then turned into the frozen class by ``__class__``
-# assignment, which CPython allows between classes of the same layout.
+# ``object.__setattr__`` (several times ``evolve``'s cost: ``bench_core.py`` prints both).
+# ``evolve`` copies into a *writable twin* of the class: a subclass that adds no slots (so
+# the layout is the same), stores fields with plain attribute writes, and is then turned
+# into the frozen class by ``__class__`` assignment, which CPython allows between classes of
+# the same layout.
 
 _set = object.__setattr__
 _WRITABLE: dict[type, type] = {}
 
 
 def _writable(cls: type) -> type:
-    twin = _WRITABLE.get(cls)
-    if twin is None:
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not all(name.isidentifier() for name in names):  # (they are: dataclass fields)
-            raise TypeError(f"{cls.__name__}: not a dataclass of plain field names")
-        source = "def __init__(self, other):\n" + "".join(
-            f"    self.{name} = other.{name}\n" for name in names)
-        namespace: dict[str, Any] = {}
-        exec(source, namespace)  # field names of our own dataclasses only (checked above)
-        twin = _WRITABLE[cls] = type(f"_Writable{cls.__name__}", (cls,), {
-            "__slots__": (),
-            # Both: a frozen dataclass defines both, and they share one type slot.
-            "__setattr__": object.__setattr__,
-            "__delattr__": object.__delattr__,
-            "__init__": namespace["__init__"],
-            "__module__": cls.__module__,
-        })
+    """Make (once per class; ``evolve`` keeps them in ``_WRITABLE``) the writable twin."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if not all(name.isidentifier() for name in names):  # (they are: dataclass fields)
+        raise TypeError(f"{cls.__name__}: not a dataclass of plain field names")
+    source = "def __init__(self, other):\n" + "".join(
+        f"    self.{name} = other.{name}\n" for name in names)
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # field names of our own dataclasses only (checked above)
+    twin = _WRITABLE[cls] = type(f"_Writable{cls.__name__}", (cls,), {
+        "__slots__": (),
+        # Both: a frozen dataclass defines both, and they share one type slot.
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+        "__init__": namespace["__init__"],
+        "__module__": cls.__module__,
+    })
     return twin
 
 

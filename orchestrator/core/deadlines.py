@@ -29,7 +29,7 @@ class Deadline:
     participant: str | None = None
 
 
-def after(start: datetime | None, delta: timedelta | None) -> datetime | None:
+def _after(start: datetime | None, delta: timedelta | None) -> datetime | None:
     """``start + delta``, or None when either is None (a timeout disabled, or not begun)."""
     if start is None or delta is None:
         return None
@@ -46,19 +46,19 @@ def deadlines(job: Job) -> list[Deadline]:
             found.append(Deadline(at, kind, participant))
 
     if job.status is JobStatus.NOT_STARTED:
-        arm(after(job.created_at, t.start), "start")
+        arm(_after(job.created_at, t.start), "start")
     elif job.status is JobStatus.IN_PROGRESS:
         if job.phase is Phase.CANCELLING:
-            arm(after(job.cancel_requested_at, t.cancel_grace), "cancel_grace")
+            arm(_after(job.cancel_requested_at, t.cancel_grace), "cancel_grace")
         else:
-            arm(after(job.started_at, t.job), "job")
+            arm(_after(job.started_at, t.job), "job")
             for p in job.participants.values():
                 if p.active:
-                    arm(after(p.last_seen or p.assigned_at, t.heartbeat), "heartbeat", p.id)
+                    arm(_after(p.last_seen or p.assigned_at, t.heartbeat), "heartbeat", p.id)
             if job.phase is Phase.RUNNING:
-                arm(after(job.round_started_at, t.round), "round")
+                arm(_after(job.round_started_at, t.round), "round")
             if job.phase is Phase.FINALIZING:
-                arm(after(job.server.finished_at, t.heartbeat), "finalize")
+                arm(_after(job.server.finished_at, t.heartbeat), "finalize")
     found.sort(key=lambda d: (d.at, d.kind, d.participant or ""))
     return found
 
@@ -80,10 +80,10 @@ def next_deadline_at(
     t = job.spec.timeouts.deltas
     status = job.status
     if status is not _IN_PROGRESS:
-        return after(job.created_at, t.start) if status is _NOT_STARTED else None
+        return _after(job.created_at, t.start) if status is _NOT_STARTED else None
     phase = job.phase
     if phase is _CANCELLING:
-        return after(job.cancel_requested_at, t.cancel_grace)
+        return _after(job.cancel_requested_at, t.cancel_grace)
     oldest: datetime | None = None
     for p in parts.values():
         if p.state in _ACTIVE_STATES:

@@ -50,7 +50,8 @@ from orchestrator.core.status import ErrorCode, JobStatus, ParticipantState, Pha
 from orchestrator.core.transitions import rule_for
 
 # The records and the decision are NamedTuples, not frozen dataclasses: they are built once
-# per event on the daemon's hot path, where a frozen dataclass costs 4x as much to create.
+# per event on the daemon's hot path, where a frozen dataclass costs several times as much to
+# create (``bench/bench_core.py`` prints both).
 # The liveness shortcut builds its decision with ``fast_tuple``.
 
 

@@ -175,8 +175,12 @@ class Daemon:
 
         With ``read_ahead``, the next read is sent as soon as a full batch is in hand, so that
         Redis prepares it on its own core while this one is handled. That read does not block
-        (``read_ready``) and a stop does not cancel it; the batch it brings is handled even
-        when the daemon stops meanwhile, so a graceful stop leaves nothing of it pending.
+        (``read_ready``, which never raises: trouble is left to the next ``read``) and a stop
+        does not cancel it; the batch it brings is handled even when the daemon stops
+        meanwhile, so a graceful stop leaves nothing of it pending, unless the batch in hand
+        ends in ``Stopping`` (the store or Redis away at the stop): then both batches stay
+        pending, to be read again. The read is shielded for at most ``READ_AHEAD_TIMEOUT_S``,
+        which a second signal (a hard stop) also waits out.
         """
         backoff = Backoff()
         async with anyio.create_task_group() as tg:
@@ -185,9 +189,7 @@ class Daemon:
                 if ahead is not None:
                     entries = await ahead.entries()
                     ahead = None
-                elif self.stopping.is_set():
-                    break
-                else:
+                else:  # (None once the daemon stops)
                     entries = await self._read(consumer, backoff)
                 if entries is None:
                     break

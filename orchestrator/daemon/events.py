@@ -12,6 +12,8 @@ in hand (``Daemon.consume(read_ahead=True)``), and a batch's commit runs behind,
 next batch is decided. Commits stay one at a time and in order (each waits for the one
 before), and always after their own batch's store write, so the invariants do not change: a
 crash before a commit leaves its entries pending, and they are applied again (idempotently).
+A commit behind no longer keeps its entries claimed (``Daemon._keep_claimed`` ends with the
+batch's handling); while it retries (Redis away) no replica can reclaim them anyway.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class EventApplier:
         """Commit a written batch: behind (in the background, while the next batch is
         handled) when the applier runs, in place otherwise (e.g. reclaimed entries after it
         stopped). Either way after every earlier commit of this applier."""
+        if result is None and not acks:
+            return  # (e.g. every entry of the batch was rejected: nothing to commit)
         async with self._commit_turn:
             await self._committed.wait()
             done = self._committed = anyio.Event()

@@ -193,7 +193,7 @@ class JobStore(abc.ABC):
                     # (unpacked once: a Decision's fields are read several times each)
                     current, changed, reason, d_commands, d_metrics, d_checkpoints, d_quiet = (
                         decide(current, event, now))
-                    applied = changed or bool(d_metrics) or bool(d_checkpoints)
+                    applied = changed or bool(d_metrics) or bool(d_checkpoints)  # .applied
                     outcomes.append(fast_tuple(EventOutcome,
                                                (event.event_id, job_id, applied, reason)))
                     if applied:

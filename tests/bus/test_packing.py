@@ -150,7 +150,12 @@ async def test_execute_batch_reconnects_after_its_connection_is_killed(
     assert await execute_batch(redis, [("INCR", key), ("GET", key)]) == [2, b"2"]
 
 
-def test_execute_batch_needs_the_bus_client() -> None:
-    plain = aioredis.Redis()
-    with pytest.raises(TypeError, match="connect_redis"):
-        anyio.run(execute_batch, plain, [("PING",)])
+async def test_execute_batch_works_on_a_plain_redis_py_client(redis_server: ServerProcess,
+                                                              keys: Keys) -> None:
+    plain = aioredis.Redis.from_url(redis_server.url)
+    try:
+        assert not issubclass(plain.connection_pool.connection_class, HiredisPacking)
+        commands, expected = _mixed_batch(f"{keys.namespace}:plain")
+        assert _normalised(await execute_batch(plain, commands)) == expected
+    finally:
+        await plain.aclose()

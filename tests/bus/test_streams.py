@@ -28,6 +28,7 @@ from orchestrator.core import (
     StopParticipant,
 )
 from orchestrator.devstack.servers import ServerProcess, start_redis
+from orchestrator.errors import BusError
 from tests.daemon.harness import rows
 
 GROUP = "g"
@@ -331,3 +332,28 @@ async def test_reads_the_raw_reply_of_either_protocol(redis_server: ServerProces
             (a, {"event": "é1", "x": "y"}, 2), (b, {"event": "2"}, 2), (gone, {}, 2)]
     finally:
         await client.aclose()
+
+
+async def test_read_ready_returns_what_is_there_and_leaves_trouble_to_read(
+        redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys)
+    await c.ensure_groups()
+    assert await c.read_ready() == []  # nothing there: no wait
+    ids = await add(redis, keys.events(0), 3)
+    assert [e.id for e in await c.read_ready()] == ids
+    # A refusal (here WRONGTYPE: the stream replaced by a string) is not raised by the
+    # read-ahead: the next ``read`` meets it and reports it.
+    await redis.delete(keys.events(1))
+    await redis.set(keys.events(1), "not a stream")
+    assert await c.read_ready() == []
+    with pytest.raises(BusError, match="WRONGTYPE"):
+        await c.read()
+    await redis.delete(keys.events(1))
+    # A lost group (NOGROUP) likewise: ``read`` recreates it (from the stream's start).
+    await redis.xgroup_destroy(keys.events(0), GROUP)
+    assert await c.read_ready() == []
+    assert [e.id for e in await c.read()] == ids
+    # Redis away: nothing, at once (the client's own retries aside).
+    away = StreamConsumer(connect_redis("redis://127.0.0.1:1/0"), [keys.events(0)], GROUP, "c")
+    with anyio.fail_after(30):
+        assert await away.read_ready() == []

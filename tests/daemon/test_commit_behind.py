@@ -1,5 +1,7 @@
 """The event applier's commit-behind: a batch's commit (commands, updates, XACK) runs while
-the next batch is handled, one commit at a time, in order, and never lost to a failure."""
+the next batch is handled, one commit at a time, in order; a failed commit leaves its entries
+pending (to be read again) and does not stop the ones after it. That a running applier
+commits behind at all is checked in tests/daemon/test_replicas.py."""
 
 from __future__ import annotations
 
