@@ -1,4 +1,5 @@
-"""Exponential backoff with full jitter, for retrying transient Redis and Mongo errors."""
+"""Exponential backoff with full jitter, for retrying transient errors: Redis and Mongo (bus,
+daemon), the object store and the workers' outbox (it lives here for historical reasons)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,6 @@ import click
 
 from orchestrator.cli.common import (
     EXIT_FAILURE,
-    EXIT_OK,
     Failure,
     bus_for,
     cli_settings,
@@ -35,8 +34,7 @@ from orchestrator.cli.common import (
     run_interruptible,
     warn,
 )
-from orchestrator.cli.watch import default_mode, follow_job
-from orchestrator.core import JobStatus
+from orchestrator.cli.watch import JobOutcome, default_mode, follow_job
 from orchestrator.demo import (
     DEMO_SUBDIR,
     SERVER_WORKER,
@@ -86,8 +84,8 @@ async def _wait_for_workers(bus: Bus, redis: Redis, settings: Settings, names: l
 
 
 async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, clients: int,
-                   timeout_s: float) -> JobDetail | None:
-    """Submit the demo job once every worker registered, watch it; its last state, if any."""
+                   timeout_s: float) -> JobOutcome:
+    """Submit the demo job once every worker registered, watch it: how following it ended."""
     job_id = f"demo-{uuid.uuid4().hex[:12]}"
     spec = demo_spec(job_id, rounds=rounds, clients=clients)
     names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
@@ -104,7 +102,7 @@ async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, c
         )
     if outcome.message:
         warn(outcome.message)
-    return outcome.detail
+    return outcome
 
 
 @click.command()
@@ -146,15 +144,14 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
         _say(f"started daemon (pid {daemon.pid}), {SERVER_WORKER} (pid {server.pid}) and "
              f"{clients} client workers (pids {', '.join(str(w.pid) for w in workers)}); "
              f"logs in {sup.run_dir}/")
-        detail = run_interruptible(settings, lambda: _run_job(
+        outcome = run_interruptible(settings, lambda: _run_job(
             settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s))
-        if detail is not None:
+        code = outcome.exit_code
+        if outcome.detail is not None:
             summary = summary_lines(
-                detail, directory=directory, env_file=stack.env_file, settings=settings,
-                elapsed_s=time.monotonic() - began, kept=keep,
+                outcome.detail, directory=directory, env_file=stack.env_file,
+                settings=settings, elapsed_s=time.monotonic() - began, kept=keep,
                 stack_preexisting=not started_stack)
-            code = (EXIT_OK if detail.job.status is JobStatus.FINISHED_SUCCESSFULLY
-                    else EXIT_FAILURE)
     except KeyboardInterrupt:
         warn("interrupted: stopping everything the demo started …")
     except ChildDiedError as exc:

@@ -35,7 +35,7 @@ from orchestrator.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from orchestrator.storage.port import BaseObjectStore, ObjectInfo
+from orchestrator.storage.port import BaseObjectStore, ObjectInfo, sha256_update
 
 _T = TypeVar("_T")
 _READ_ATTEMPTS = 20
@@ -268,7 +268,7 @@ class FileObjectStore(BaseObjectStore):
         try:
             async with await anyio.open_file(tmp, "wb") as out:
                 async for chunk in chunks:
-                    digest.update(chunk)
+                    await sha256_update(digest, chunk)
                     await out.write(chunk)
                 await out.flush()
                 if self._fsync:

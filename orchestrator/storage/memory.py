@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.errors import ObjectExistsError, ObjectNotFoundError, StorageError
-from orchestrator.storage.port import BaseObjectStore, ObjectInfo
+from orchestrator.storage.port import BaseObjectStore, ObjectInfo, sha256_update
 
 
 @dataclass
@@ -82,7 +82,7 @@ class MemoryObjectStore(BaseObjectStore):
         digest = hashlib.sha256()
         async for chunk in chunks:
             buffer += chunk
-            digest.update(chunk)
+            await sha256_update(digest, chunk)
         return await self._put(key, bytes(buffer), digest.hexdigest(), meta, overwrite=overwrite)
 
     async def _head(self, key: str) -> ObjectInfo:

@@ -260,6 +260,16 @@ async def sha256_hex_async(data: bytes) -> str:
     return await anyio.to_thread.run_sync(sha256_hex, data)
 
 
+async def sha256_update(digest: hashlib._Hash, chunk: bytes) -> None:
+    """``digest.update(chunk)`` by the same rule as :func:`sha256_hex_async`: a chunk above
+    ``HASH_INLINE_MAX_BYTES`` (a multipart part, a caller's large ``chunk_size``) is hashed in
+    a worker thread."""
+    if len(chunk) <= HASH_INLINE_MAX_BYTES:
+        digest.update(chunk)
+    else:
+        await anyio.to_thread.run_sync(digest.update, chunk)
+
+
 def check_integrity(key: str, expected: str, actual: str) -> None:
     """Raise IntegrityError when the digests differ."""
     if expected != actual:
@@ -442,7 +452,7 @@ class BaseObjectStore:
         digest = hashlib.sha256()
         size = 0
         async for chunk in self._iter(key, chunk_size, info):
-            digest.update(chunk)
+            await sha256_update(digest, chunk)
             size += len(chunk)
             yield chunk
         if size != info.size:

@@ -85,6 +85,7 @@ from orchestrator.storage.port import (
     read_file_chunks,
     rechunk,
     sha256_hex_async,
+    sha256_update,
     validate_key,
     validate_meta,
     validate_sha256,
@@ -458,7 +459,7 @@ class S3ObjectStore(BaseObjectStore):
                         number += 1
                         if number > MAX_PARTS:
                             raise StorageError(f"{key!r} needs more than {MAX_PARTS} parts")
-                        await anyio.to_thread.run_sync(digest.update, body)  # parts are MBs
+                        await sha256_update(digest, body)  # (parts are MBs: in a thread)
                         size += len(body)
                         await slots.acquire()
                         tg.start_soon(send, number, body)

@@ -41,7 +41,8 @@ def cli_world(stack_env: dict[str, str]) -> CliWorld:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def store(cli_world: CliWorld) -> AsyncIterator[MongoJobStore]:
-    """A client of the module's own database (``redis`` is the session one, tests/conftest.py)."""
+    """A client of the module's own database (``redis`` is a per-test client of the session's
+    server, tests/conftest.py)."""
     client = connect_mongo(cli_world.env["ORCHESTRATOR_MONGO_URL"], cli_world.db)
     yield client
     await client.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from orchestrator.errors import (
@@ -13,7 +16,7 @@ from orchestrator.errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from orchestrator.storage.port import BaseObjectStore
+from orchestrator.storage.port import HASH_INLINE_MAX_BYTES, BaseObjectStore, sha256_hex_async
 
 from .conftest import Corrupter
 from .support import sha
@@ -221,3 +224,34 @@ async def test_closed_store_refuses(store: BaseObjectStore) -> None:
     with pytest.raises(StorageError, match="closed"):
         await store.get_data("k")
     await store.close()  # idempotent
+
+
+async def test_large_chunks_are_hashed_in_a_worker_thread(store: BaseObjectStore,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole payloads and streamed chunks above ``HASH_INLINE_MAX_BYTES`` leave the event loop
+    free (heartbeats keep running): their hashing goes to ``anyio.to_thread``; small ones
+    are hashed inline."""
+    hashed_in_threads: list[int] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def spy(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if getattr(func, "__name__", "") in ("sha256_hex", "update"):
+            hashed_in_threads.append(len(args[0]))
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", spy)
+    small, large = b"s" * 1000, bytes(range(256)) * 8192  # 1 KB, 2 MiB
+    assert await sha256_hex_async(small) == sha(small) and hashed_in_threads == []
+    assert await sha256_hex_async(large) == sha(large) and hashed_in_threads == [len(large)]
+    hashed_in_threads.clear()
+    await store.create("h/large", large)
+    hashed_in_threads.clear()
+    chunks = [c async for c in store.open_stream("h/large", chunk_size=len(large))]
+    assert b"".join(chunks) == large
+    # Exactly the chunks above the limit went to a thread (S3 may deliver smaller ones).
+    big = [len(c) for c in chunks if len(c) > HASH_INLINE_MAX_BYTES]
+    assert sorted(hashed_in_threads) == sorted(big)
+    hashed_in_threads.clear()
+    assert b"".join([c async for c in store.open_stream("h/large", chunk_size=64 * 1024)]) \
+        == large
+    assert hashed_in_threads == [], "small chunks are hashed inline"

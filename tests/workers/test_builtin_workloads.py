@@ -42,12 +42,13 @@ async def test_sleep_with_one_round_reports_nothing() -> None:
 
 async def test_sleep_stops_promptly_when_asked() -> None:
     hub = LocalHub("sleep", server_config={"seconds": 60}, clients=[LocalClient({"seconds": 60})])
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(hub.run)
-        await anyio.sleep(0.1)
-        hub.request_stop("client-0")
-        hub.request_stop("server")
-        asked_at = anyio.current_time()
+    with anyio.fail_after(5):  # (a workload that ignores the stop fails here, not at 120 s)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.run)
+            await anyio.sleep(0.1)
+            hub.request_stop("client-0")
+            hub.request_stop("server")
+            asked_at = anyio.current_time()
     assert anyio.current_time() - asked_at < 1  # the task group waited for both to stop
     assert hub.outcomes["server"].state == "stopped"
     assert hub.outcomes["client-0"].state == "stopped"
