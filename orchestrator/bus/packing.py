@@ -4,9 +4,10 @@ redis-py's *sync* connections pack commands with ``hiredis.pack_command`` when h
 installed; its *asyncio* connections always use a pure-Python packer that re-joins the growing
 buffer once per argument. On the daemon's hot path that is the XACK of a whole batch (hundreds
 of ids) and every pipelined XADD: ``bench/bench_core.py`` prints the cost of packing a 200-id
-XACK and one event XADD both ways (~235 against ~31 µs, ~9 against ~2 µs). The packing is
-redis-py's own ``HiredisRespSerializer``, the one its sync connections use; the bytes on the
-wire are identical (tests/bus/test_packing.py).
+XACK and one event XADD both ways (~235 against ~30 µs, ~9 against ~2 µs). Plain commands
+go straight to ``hiredis.pack_command``; the rest to redis-py's own ``HiredisRespSerializer``
+(the one its sync connections use). The bytes on the wire are identical
+(tests/bus/test_packing.py).
 
 ``execute_batch`` is a non-transactional pipeline without redis-py's per-command machinery
 (its ``Pipeline`` queues, packs and parses every command through several Python layers): all
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import hiredis
 from redis._parsers import _AsyncHiredisParser
 from redis._parsers import hiredis as _hiredis_parsers
 from redis.connection import HiredisRespSerializer
@@ -43,6 +45,16 @@ class HiredisPacking:
     """Mixin for a redis-py asyncio ``Connection`` class: ``pack_command`` via hiredis."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
+        # The common case straight to hiredis: redis-py's serializer first copies every
+        # argument through a buffer check, which doubles the cost of a 200-id XACK
+        # (``bench_core.py``). Anything else (a command name with spaces or as bytes, buffer
+        # arguments, types redis-py refuses) is the serializer's.
+        head = args[0]
+        if type(head) is str and " " not in head:
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass
         packed: list[bytes] = _SERIALIZER.pack(*args)
         return packed
 
