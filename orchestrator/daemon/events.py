@@ -152,7 +152,11 @@ class EventApplier:
                 daemon.wake_admission()
                 wakeups.append(entry)
                 continue
-            parsed = self._parse(entry)
+            try:
+                parsed = self._parse(entry)
+            except Exception as exc:  # one entry that breaks parsing is rejected alone
+                parsed = ("unprocessable",
+                          f"parsing the entry failed: {type(exc).__name__}: {exc}", None)
             if isinstance(parsed, tuple):
                 kind, reason, job_id = parsed
                 await daemon.reject(self.consumer, entry, kind, reason, job_id=job_id,

@@ -85,6 +85,8 @@ def parse_submission(
         data = json.loads(raw)
     except ValueError as exc:
         return Refused("not_json", f"spec is not valid JSON: {exc}")
+    except RecursionError:
+        return Refused("too_deep", "spec is nested too deeply to decode")
     if not isinstance(data, dict):
         return Refused("not_object", f"spec must be a JSON object, got {type(data).__name__}")
     job_hint = data.get("job_id") if isinstance(data.get("job_id"), str) else None
@@ -131,7 +133,18 @@ class Intake:
     async def handle(self, entries: list[Entry]) -> None:
         accepted: list[Entry] = []
         for entry in entries:
-            if await self._one(entry):
+            try:
+                ok = await self._one(entry)
+            except Stopping:
+                raise
+            except Exception as exc:  # one entry that breaks intake is rejected alone
+                log.exception("submission could not be handled", entry_id=entry.id)
+                await self.daemon.reject(self.consumer, entry, "unprocessable",
+                                         f"handling the submission failed: "
+                                         f"{type(exc).__name__}: {exc}",
+                                         payload=entry.fields.get("spec", ""))
+                continue
+            if ok:
                 accepted.append(entry)
         await self.daemon.effects.commit((), (), accepted, self.consumer)
 
