@@ -2,22 +2,20 @@
 
     python bench/bench_daemon.py [--jobs 1000] [--events-per-job 20] [--batch 200]
                                  [--repeat 5] [--wire-jobs 300] [--no-wire] [--profile FILE]
-                                 [--compare-overlap]
 
 Prints (all on 127.0.0.1, servers started here and stopped at the end):
 
 1. raw transport: a producer *process* XADDs pipelined (100 per round trip) while this process
    reads XREADGROUP COUNT n and XACKs each batch (performance.md's ceiling), events/s; also
    the consumer alone on a pre-loaded stream;
-2. the daemon's event application (``EventApplier``: read (ahead) → parse → ``apply_batch``
-   → one ``execute_batch`` commit of commands, updates and XACK (behind)) over
+2. the daemon's event application (the whole daemon: read → parse → ``apply_events``
+   (one load, one records upsert, one bulk CAS) → one ``execute_batch`` commit of commands,
+   updates and XACK) over
    ``jobs x events-per-job`` heartbeat and metrics events pre-loaded on the event shards,
    with the in-memory job store, timed from the first read until all are acknowledged;
 3. their ratio, and job-store round trips per event (``store.round_trips``);
    1-3 are measured ``--repeat`` times, interleaved, and the medians are compared (a single
    raw-transport sample moves by 1.5x on a shared 2-core machine);
-   with ``--compare-overlap``, the daemon's rate with read-ahead and commit-behind off and
-   on (``DaemonOptions.overlap``), alternating;
 4. the CPU cost of one commit's worth of watcher updates (240 XADDs, as in a batch of this
    traffic) through redis-py's pipeline and through ``execute_batch`` (the daemon's commit);
 5. the same daemon run against the Mongo wire stand-in (PyMongo async driver, separate
@@ -51,8 +49,10 @@ from orchestrator.core import (
     JobDispatched,
     JobSpec,
     RoundMetrics,
+    new_job,
 )
 from orchestrator.daemon import Daemon, DaemonOptions
+from orchestrator.daemon.apply import apply_events
 from orchestrator.daemon.tuning import tune_gc
 from orchestrator.devstack.servers import start_mongo, start_redis
 from orchestrator.store import JobStore, MemoryJobStore, connect_mongo
@@ -115,7 +115,7 @@ async def commit_cpu(url: str, updates: int = 120, rounds: int = 50) -> tuple[fl
     """CPU µs for ``2 * updates`` update XADDs: (redis-py pipeline, ``execute_batch``), best
     of ``rounds`` each, alternating."""
     redis = connect_redis(url)
-    job = Job.new("bench-commit", bench_spec("bench-commit"), datetime.now(UTC))
+    job = new_job("bench-commit", bench_spec("bench-commit"), datetime.now(UTC))
     payload = update_payload(job, "participant.heartbeat")
     stream = f"bench-commit-{uuid.uuid4().hex[:6]}"
     # As ``Bus.queue_updates``: one XADD to the stream of every job, one to the job's own.
@@ -151,16 +151,16 @@ def bench_spec(job_id: str) -> JobSpec:
 
 async def preload_jobs(store: JobStore, jobs: int) -> list[Job]:
     now = datetime.now(UTC)
-    created = [Job.new(f"bench-{i:05d}", bench_spec(f"bench-{i:05d}"), now) for i in range(jobs)]
-    for job in created:
-        await store.create(job)
+    created = [new_job(f"bench-{i:05d}", bench_spec(f"bench-{i:05d}"), now)
+               for i in range(jobs)]
+    await store.insert_many(created)
     dispatches: list[Event] = [
         JobDispatched(event_id=f"dispatch.{job.id}", job_id=job.id,
                       assignments={p: uuid.uuid4().hex for p in job.participants})
         for job in created
     ]
     for i in range(0, len(dispatches), 500):
-        await store.apply_batch(dispatches[i:i + 500], now)
+        await apply_events(store, dispatches[i:i + 500], now)
     return created
 
 
@@ -184,19 +184,19 @@ def bench_events(jobs: list[Job], per_job: int) -> list[Event]:
 
 
 async def daemon_rate(url: str, store: JobStore, jobs: int, per_job: int, batch: int,
-                      profile: Path | None = None, *, overlap: bool = True
-                      ) -> tuple[float, float, int, float]:
+                      profile: Path | None = None) -> tuple[float, float, int, float]:
     """(events/s, store round trips per event, events, events per apply_batch)."""
     redis = connect_redis(url)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     options = DaemonOptions(namespace=ns, event_shards=4, consumer="bench", batch_size=batch,
-                            block_ms=100, allowed_workloads=frozenset({"noop"}), overlap=overlap)
+                            block_ms=100, allowed_workloads=frozenset({"noop"}))
     keys = Keys(ns, 4)
     created = await preload_jobs(store, jobs)
     events = bench_events(created, per_job)
     tune_gc()  # as ``orchestrator daemon`` does at startup
     daemon = Daemon(store, redis, options)
-    await daemon.applier.consumer.ensure_groups()
+    consumer = daemon.consumer([*keys.all_event_streams(), keys.control], batch=batch)
+    await consumer.ensure_groups()
     bus = Bus(redis, keys)
     for i in range(0, len(events), 1000):
         await bus.publish_events(events[i:i + 1000])
@@ -206,7 +206,7 @@ async def daemon_rate(url: str, store: JobStore, jobs: int, per_job: int, batch:
         t0 = time.perf_counter()
         if profiler:
             profiler.enable()
-        await tg.start(daemon.applier.run)
+        await tg.start(daemon.run)
         while daemon.stats.entries_acked < len(events):  # noqa: ASYNC110 (applied and acked)
             await anyio.sleep(0.002)
         elapsed = time.perf_counter() - t0
@@ -218,7 +218,7 @@ async def daemon_rate(url: str, store: JobStore, jobs: int, per_job: int, batch:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     trips = store.round_trips - trips0
     assert daemon.stats.rejections == 0
-    pending = await daemon.applier.consumer.pending_count()
+    pending = await consumer.pending_count()
     assert pending == 0, f"{pending} entries left pending"
     for key in [*keys.all_event_streams(), keys.control, keys.updates]:
         await redis.delete(key)
@@ -267,19 +267,6 @@ async def main(args: argparse.Namespace) -> None:
             print(f"ratio daemon / raw (pre-loaded):                 {rate / pre_rate:10.0%}")
             print(f"store round trips per event (memory):            {trips:10.4f}"
                   f"  (1 per {1 / trips:,.0f} events; {per_batch:,.0f} events per batch)")
-            if args.compare_overlap:
-                on: list[float] = []
-                off: list[float] = []
-                for _ in range(args.repeat):  # alternating, as above
-                    for overlap, samples in ((False, off), (True, on)):
-                        rate, *_ = await daemon_rate(redis_server.url, MemoryJobStore(),
-                                                     args.jobs, args.events_per_job, args.batch,
-                                                     overlap=overlap)
-                        samples.append(rate)
-                print(f"daemon, one batch at a time (overlap off):    "
-                      f"{statistics.median(off):10,.0f} ev/s  {_spread(off)}")
-                print(f"daemon, read ahead + commit behind (on):      "
-                      f"{statistics.median(on):10,.0f} ev/s  {_spread(on)}")
             piped, batched = await commit_cpu(redis_server.url)
             print(f"commit of 240 update XADDs, CPU: redis-py pipeline {piped:,.0f} us, "
                   f"execute_batch {batched:,.0f} us (best of 50)")
@@ -310,9 +297,6 @@ def cli() -> None:
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs of the raw transport and of the daemon; medians are reported")
     parser.add_argument("--no-wire", action="store_true")
-    parser.add_argument("--compare-overlap", action="store_true",
-                        help="also measure the daemon with read-ahead and commit-behind off "
-                             "and on, alternating")
     parser.add_argument("--profile", type=Path, default=None,
                         help="cProfile the memory-store daemon run into this file")
     anyio.run(main, parser.parse_args())

@@ -15,7 +15,8 @@ import sys
 import anyio
 import click
 
-from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings, redact
+from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings
+from orchestrator.cli.connect import redact
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.settings import Settings
 
@@ -38,8 +39,8 @@ async def _main(settings: Settings, consumer: str | None, startup_timeout_s: flo
                 with anyio.fail_after(startup_timeout_s if startup_timeout_s > 0 else None):
                     await tg.start(serve, daemon)
             except TimeoutError:
-                failure = (daemon.effects.last_failure
-                           or f"{daemon.effects.last_attempt or 'startup'}: no answer yet")
+                failure = (daemon.retry.last_failure
+                           or f"{daemon.retry.last_attempt or 'startup'}: no answer yet")
                 redis_url, mongo_url = redact(settings.redis_url), redact(settings.mongo_url)
                 log.warning("startup timed out", waited_s=startup_timeout_s, last_error=failure,
                             redis=redis_url, mongo=mongo_url)

@@ -22,18 +22,10 @@ from typing import TYPE_CHECKING
 import anyio
 import click
 
-from orchestrator.cli.common import (
-    EXIT_FAILURE,
-    Failure,
-    bus_for,
-    cli_settings,
-    keys_for,
-    open_redis,
-    open_store,
-    redact,
-    run_interruptible,
-    warn,
-)
+from orchestrator.cli.common import EXIT_FAILURE, Failure, cli_settings
+from orchestrator.cli.connect import bus_for, keys_for, open_redis, open_store, redact
+from orchestrator.cli.output import warn
+from orchestrator.cli.running import run_interruptible
 from orchestrator.cli.watch import JobOutcome, default_mode, follow_job
 from orchestrator.demo import (
     DEMO_SUBDIR,

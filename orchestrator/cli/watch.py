@@ -19,20 +19,10 @@ import click
 from rich.live import Live
 from rich.text import Text
 
-from orchestrator.cli.common import (
-    EXIT_FAILURE,
-    EXIT_OK,
-    BadInput,
-    cli_settings,
-    console,
-    echo_json,
-    keys_for,
-    open_redis,
-    open_store,
-    run,
-    run_interruptible,
-    warn,
-)
+from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, BadInput, cli_settings
+from orchestrator.cli.connect import keys_for, open_redis, open_store
+from orchestrator.cli.output import console, echo_json, warn
+from orchestrator.cli.running import run, run_interruptible
 from orchestrator.core import Job, JobStatus
 from orchestrator.settings import Settings
 from orchestrator.watch.follow import Follower, Frame, load_detail, load_jobs, utcnow

@@ -13,7 +13,9 @@ import signal
 import anyio
 import click
 
-from orchestrator.cli.common import BadInput, cli_settings, keys_for, run
+from orchestrator.cli.common import BadInput, cli_settings
+from orchestrator.cli.connect import keys_for
+from orchestrator.cli.running import run
 from orchestrator.core import is_name
 from orchestrator.core.status import Role
 from orchestrator.logs import configure_logging, get_logger

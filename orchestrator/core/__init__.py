@@ -1,18 +1,18 @@
-"""The pure core: statuses, specs, the Job aggregate, events, commands and ``decide``.
+"""The pure core: statuses, specs, the Job aggregate, events, commands and the state machine.
 
 Importing this package loads no I/O library (redis, pymongo, motor, aioboto3, anyio).
 """
 
 from orchestrator.core._types import is_name, validation_problems
-from orchestrator.core.commands import COMMAND_ADAPTER, Command, StartParticipant, StopParticipant
-from orchestrator.core.deadlines import Deadline, deadlines, due, next_deadline_at
-from orchestrator.core.decide import (
-    CheckpointRecord,
-    Decision,
-    MetricRecord,
-    TransitionError,
-    decide,
+from orchestrator.core.commands import (
+    COMMAND_ADAPTER,
+    Command,
+    StartParticipant,
+    StopParticipant,
+    command_id,
+    start_command,
 )
+from orchestrator.core.deadlines import Deadline, deadlines, due, next_deadline_at
 from orchestrator.core.events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -30,7 +30,16 @@ from orchestrator.core.events import (
     RoundMetrics,
     RoundStarted,
 )
-from orchestrator.core.job import CheckpointRef, HistoryEntry, Job, JobError, Participant
+from orchestrator.core.job import (
+    CheckpointRef,
+    HistoryEntry,
+    Job,
+    JobError,
+    Participant,
+    document_value,
+)
+from orchestrator.core.machine import JOINT, RULES, JointRule, Rule, decide, mermaid, new_job
+from orchestrator.core.records import CheckpointRecord, Decision, MetricRecord, Outcome
 from orchestrator.core.spec import JobSpec, ParticipantSpec, Timeouts
 from orchestrator.core.status import (
     ACTIVE,
@@ -41,14 +50,14 @@ from orchestrator.core.status import (
     Phase,
     Role,
 )
-from orchestrator.core.transitions import TABLE, Rule, mermaid
 
 __all__ = [
     "ACTIVE",
     "COMMAND_ADAPTER",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
-    "TABLE",
+    "JOINT",
+    "RULES",
     "TERMINAL",
     "CancelRequested",
     "CheckpointRecord",
@@ -67,7 +76,9 @@ __all__ = [
     "JobError",
     "JobSpec",
     "JobStatus",
+    "JointRule",
     "MetricRecord",
+    "Outcome",
     "Participant",
     "ParticipantEvent",
     "ParticipantFailed",
@@ -84,12 +95,15 @@ __all__ = [
     "StartParticipant",
     "StopParticipant",
     "Timeouts",
-    "TransitionError",
+    "command_id",
     "deadlines",
     "decide",
+    "document_value",
     "due",
     "is_name",
     "mermaid",
+    "new_job",
     "next_deadline_at",
+    "start_command",
     "validation_problems",
 ]

@@ -1,25 +1,22 @@
 """The Job aggregate: everything the orchestrator knows about one job.
 
 Stored in Mongo as one document (``_id`` = job id); every change is a compare-and-set on
-``version``. Instances are immutable: ``decide`` returns a new one.
+``version`` that writes only the changed fields. Instances are immutable: ``decide``
+returns a new one (``orchestrator.core.machine``; ``new_job`` makes a fresh one).
 
-``Job`` and ``Participant`` are frozen, slotted dataclasses rather than pydantic models: the
-daemon reads their fields many times per event, and a slot read costs a tenth of a model
-field read (``orchestrator.core._types``). Pydantic still validates them where they enter
-(``Job.from_document``, through a ``TypeAdapter``) and dumps them; code builds them from
-validated data (``Job.new`` from a validated spec, ``evolve`` from existing jobs).
+``Job`` and ``Participant`` are frozen, slotted dataclasses: code builds them from validated
+data (a validated spec, or ``dataclasses.replace`` of an existing job), and pydantic
+validates and dumps them where they cross the boundary (documents, through ``JOB_ADAPTER``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from orchestrator.core._types import Metrics, Name, UtcDatetime, evolve
-from orchestrator.core.deadlines import next_deadline_at
+from orchestrator.core._types import Metrics, Name, UtcDatetime
 from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import ErrorCode, JobStatus, ParticipantState, Phase, Role
 
@@ -110,36 +107,6 @@ class Job:
     version: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
 
-    @classmethod
-    def new(cls, job_id: str, spec: JobSpec, now: datetime, *, event_id: str = "submit") -> Job:
-        """A fresh NOT_STARTED job with one participant per spec entry."""
-        participants = {
-            pid: Participant(
-                id=pid,
-                role=Role.SERVER if pid == "server" else Role.CLIENT,
-                worker=spec.participant_spec(pid).worker,
-            )
-            for pid in spec.participant_ids()
-        }
-        job = cls(
-            id=job_id,
-            spec=spec,
-            participants=participants,
-            created_at=now,
-            updated_at=now,
-            idempotency_key=spec.idempotency_key,
-            history=[
-                HistoryEntry(
-                    from_status=None,
-                    to_status=JobStatus.NOT_STARTED,
-                    at=now,
-                    event_id=event_id,
-                    reason="submitted",
-                )
-            ],
-        )
-        return evolve(job, {"deadline_at": next_deadline_at(job)})
-
     @property
     def server(self) -> Participant:
         return self.participants["server"]
@@ -168,3 +135,21 @@ class Job:
 
 #: Validates and dumps jobs (``Job`` is a dataclass: pydantic works on it through this).
 JOB_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
+
+
+def document_value(job: Job, path: str) -> Any:
+    """The document value at a dotted ``path`` of ``job`` (``status``,
+    ``participants.client-0.last_seen``…) as ``to_document`` writes it, for a partial
+    ``$set`` of the fields a decision changed. (Paths name scalar fields, metrics dicts and
+    the small models: errors and checkpoint references; never the spec or the history.)"""
+    head, _, rest = path.partition(".")
+    if head == "participants":
+        pid, _, name = rest.partition(".")
+        value = getattr(job.participants[pid], name)
+    else:
+        value = getattr(job, head)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    if isinstance(value, dict):
+        return dict(value)
+    return value

@@ -5,8 +5,8 @@ with ``daemon.stop()``; ``run_daemon`` adds SIGTERM/SIGINT handling (used by the
 """
 
 from orchestrator.daemon.app import Daemon, run_daemon, serve
-from orchestrator.daemon.effects import Stats
 from orchestrator.daemon.intake import parse_submission
 from orchestrator.daemon.options import DaemonOptions
+from orchestrator.daemon.stats import Stats
 
 __all__ = ["Daemon", "DaemonOptions", "Stats", "parse_submission", "run_daemon", "serve"]

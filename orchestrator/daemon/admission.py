@@ -5,32 +5,34 @@ are registered (``Bus.alive_workers``). Admission applies ``JobDispatched`` (one
 participant; clients whose worker is away are skipped when ``min_clients`` allows) through the
 store's CAS, so two replicas admitting the same job cannot both win; the winner's start
 commands go out in the commit pipeline. Jobs that wait past their start deadline are expired
-by the reaper (``cannot_schedule``). Admission sleeps until woken (a job was created, a new
-worker registered) or, while jobs wait, until ``admission_poll_s`` passes.
+by the reaper (``cannot_schedule``). Intake dispatches new jobs itself when their workers are
+alive; admission handles the ones that wait. It sleeps until woken (intake created jobs that
+wait, a new worker registered) or, while jobs wait, until ``admission_poll_s`` passes.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
+from anyio.abc import ObjectSendStream
 
+from orchestrator.bus import Bus
 from orchestrator.core import Job, JobDispatched, JobStatus, Role
-from orchestrator.daemon.effects import Stopping
+from orchestrator.daemon.apply import apply_events, observe
+from orchestrator.daemon.commit import Commit
+from orchestrator.daemon.reconcile import dispatch_event_id
+from orchestrator.daemon.retry import Retrier
+from orchestrator.daemon.stats import Stats, utcnow
+from orchestrator.daemon.waits import Wakeup
 from orchestrator.logs import get_logger
-
-if TYPE_CHECKING:
-    from orchestrator.daemon.app import Daemon
+from orchestrator.store import JobStore
 
 log = get_logger("orchestrator.daemon.admission")
 
 _ROLE_OK = {Role.SERVER: {None, "server", "any"}, Role.CLIENT: {None, "client", "any"}}
-
-
-def dispatch_event_id(job_id: str) -> str:
-    """Deterministic: the start commands' ids derive from it (workers dedupe on them)."""
-    return f"dispatch.{job_id}"
 
 
 def plan_dispatch(job: Job, alive: dict[str, dict[str, Any]]) -> JobDispatched | str:
@@ -52,37 +54,35 @@ def plan_dispatch(job: Job, alive: dict[str, dict[str, Any]]) -> JobDispatched |
                          assignments=assignments)
 
 
+@dataclass(slots=True)
 class Admission:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self._waiting_logged: set[str] = set()
+    """Dispatches NOT_STARTED jobs, oldest first, once their workers are alive."""
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                  ) -> None:
-        task_status.started()
-        daemon = self.daemon
-        opts = daemon.options
-        while not daemon.stopping.is_set():
-            try:
+    store: JobStore
+    bus: Bus
+    retry: Retrier
+    stats: Stats
+    commits: ObjectSendStream[Commit]
+    batch: int = 500
+    _waiting_logged: set[str] = field(default_factory=set)
+
+    async def run(self, wakeup: Wakeup, stopping: anyio.Event, *, poll_s: float,
+                  idle_s: float) -> None:
+        async with self.commits:
+            while not stopping.is_set():
                 waiting = await self.admit_once()
-            except Stopping:
-                return
-            await daemon.sleep_until_woken(
-                opts.admission_poll_s if waiting else opts.admission_idle_s)
+                await wakeup.sleep(poll_s if waiting else idle_s, stopping)
 
     async def admit_once(self) -> int:
         """One pass; returns how many jobs are still waiting for workers."""
-        daemon = self.daemon
-        effects = daemon.effects
-        queued = await effects.retry(
-            lambda: daemon.store.find_active(JobStatus.NOT_STARTED,
-                                             limit=daemon.options.admission_batch),
+        queued = await self.retry(
+            lambda: self.store.find_active(JobStatus.NOT_STARTED, limit=self.batch),
             "find queued jobs", shield=False)
         if not queued:
             return 0
         names = sorted({p.worker for job in queued for p in job.participants.values()})
-        alive = await effects.retry(lambda: daemon.bus.alive_workers(names), "worker liveness",
-                                    shield=False)
+        alive = await self.retry(lambda: self.bus.alive_workers(names), "worker liveness",
+                                 shield=False)
         dispatches: list[JobDispatched] = []
         waiting = 0
         for job in queued:
@@ -96,10 +96,14 @@ class Admission:
             self._waiting_logged.discard(job.id)
             dispatches.append(plan)
         if dispatches:
-            result = await effects.apply(dispatches)
-            started = {change.after.id for change in result.changed
-                       if change.after.status is JobStatus.IN_PROGRESS}
-            daemon.stats.dispatched += len(started)
+            applied = await self.retry(lambda: apply_events(self.store, dispatches, utcnow()),
+                                       "dispatch jobs")
+            observe(applied, self.stats)
+            self.stats.dispatched += sum(1 for d in applied.decisions
+                                         if d.job.status is JobStatus.IN_PROGRESS)
+            commit = Commit()
+            commit.add(self.bus, applied.commands, applied.decisions)
+            await self.commits.send(commit)
         if len(self._waiting_logged) > 10_000:
             self._waiting_logged.clear()
         return waiting

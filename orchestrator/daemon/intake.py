@@ -9,25 +9,33 @@ Wire format of a submission entry (any Redis client can write it)::
 the entry id, so a redelivered submission never creates a second job. Every rejection is
 recorded in the store (``rejections``) and copied to the dead-letter stream with its kind and
 reason, then acknowledged; the daemon never stops on bad input.
+
+A batch of submissions costs one liveness read (MGET), one ``insert_many`` and one commit:
+jobs whose workers are alive are inserted already dispatched (``decide`` with a
+``JobDispatched``), and their start commands go out in the commit; the others are inserted
+NOT_STARTED and wait for admission.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Set
+from collections.abc import Callable, Set
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
 
-import anyio
 from pydantic import ValidationError
 
-from orchestrator.bus.streams import Entry, submission_job_id
-from orchestrator.core import Job, JobSpec, validation_problems
-from orchestrator.daemon.effects import Stopping, utcnow
+from orchestrator.bus import Bus, Entry, StreamConsumer, submission_job_id
+from orchestrator.core import Decision, Job, JobSpec, decide, new_job, validation_problems
+from orchestrator.daemon.admission import plan_dispatch
+from orchestrator.daemon.apply import note_status_changes
+from orchestrator.daemon.commit import Commit
+from orchestrator.daemon.reconcile import recovery_commands
+from orchestrator.daemon.rejections import Refusal, reject
+from orchestrator.daemon.retry import Retrier
+from orchestrator.daemon.stats import Stats, utcnow
 from orchestrator.logs import get_logger
-
-if TYPE_CHECKING:
-    from orchestrator.daemon.app import Daemon
+from orchestrator.store import JobStore
 
 log = get_logger("orchestrator.daemon.intake")
 
@@ -108,87 +116,130 @@ def parse_submission(
     return Accepted(spec.job_id or submission_job_id(entry.id, namespace), spec)
 
 
-def _same_request(a: JobSpec, b: JobSpec) -> bool:
+def same_request(a: JobSpec, b: JobSpec) -> bool:
     """Equal specs, ignoring a job id that only one of them names."""
     return a.model_copy(update={"job_id": None}) == b.model_copy(update={"job_id": None})
 
 
-class Intake:
-    """Reads submissions and turns each into a job or a rejection."""
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An accepted submission, its job (dispatched at once when its workers are alive), and
+    the decision that dispatched it."""
 
-    def __init__(self, daemon: Daemon, workloads: Set[str]) -> None:
-        self.daemon = daemon
-        self.workloads = workloads
-        opts = daemon.options
-        self.consumer = daemon.consumer_of([daemon.keys.submissions],
-                                           batch=min(opts.batch_size, 100))
+    entry: Entry
+    job: Job
+    dispatch: Decision | None
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                  ) -> None:
-        await self.daemon.effects.retry(self.consumer.ensure_groups,
-                                        "Redis (create submissions group)", shield=False)
-        task_status.started()
-        await self.daemon.consume(self.consumer, self.handle)
 
-    async def handle(self, entries: list[Entry]) -> None:
-        accepted: list[Entry] = []
+@dataclass(slots=True)
+class IntakeHandler:
+    """Handles the batches of the submissions consumer: one insert and one dispatch pass per
+    batch. A job whose workers are alive is inserted already dispatched (its start commands
+    go out in the commit); the others wait for admission."""
+
+    store: JobStore
+    bus: Bus
+    consumer: StreamConsumer
+    retry: Retrier
+    stats: Stats
+    max_bytes: int
+    namespace: str
+    workloads: Set[str]
+    #: Called when jobs were created that wait for their workers.
+    jobs_waiting: Callable[[], None]
+
+    def _candidate(self, entry: Entry) -> Accepted | Refusal:
+        parsed = parse_submission(entry, max_bytes=self.max_bytes, workloads=self.workloads,
+                                  namespace=self.namespace)
+        if isinstance(parsed, Refused):
+            return Refusal(entry, parsed.kind, parsed.reason, parsed.job_id,
+                           entry.fields.get("spec", ""))
+        return parsed
+
+    async def __call__(self, entries: list[Entry]) -> Commit:
+        now = utcnow()
+        refusals: list[Refusal] = []
+        accepted: list[tuple[Entry, Job]] = []
         for entry in entries:
             try:
-                ok = await self._one(entry)
-            except Stopping:
-                raise
+                parsed = self._candidate(entry)
+                if isinstance(parsed, Refusal):
+                    refusals.append(parsed)
+                    continue
+                accepted.append((entry, new_job(parsed.job_id, parsed.spec, now,
+                                                event_id=f"submit:{entry.id}")))
             except Exception as exc:  # one entry that breaks intake is rejected alone
                 log.exception("submission could not be handled", entry_id=entry.id)
-                await self.daemon.reject(self.consumer, entry, "unprocessable",
-                                         f"handling the submission failed: "
-                                         f"{type(exc).__name__}: {exc}",
-                                         payload=entry.fields.get("spec", ""))
+                refusals.append(Refusal(entry, "unprocessable", "handling the submission "
+                                        f"failed: {type(exc).__name__}: {exc}", None,
+                                        entry.fields.get("spec", "")))
+        candidates = await self._dispatch(accepted, now)
+        commit = Commit()
+        acks: list[Entry] = []
+        if candidates:
+            existing = await self.retry(
+                lambda: self.store.insert_many([c.job for c in candidates]), "create jobs")
+            for candidate, holder in zip(candidates, existing, strict=True):
+                refusal = self._outcome(candidate, holder, commit)
+                if refusal is None:
+                    acks.append(candidate.entry)
+                else:
+                    refusals.append(refusal)
+        await reject(refusals, store=self.store, consumer=self.consumer, retry=self.retry,
+                     stats=self.stats)
+        commit.ack(self.consumer, acks)
+        if any(c.dispatch is None for c in candidates):
+            self.jobs_waiting()
+        return commit
+
+    async def _dispatch(self, accepted: list[tuple[Entry, Job]], now: datetime
+                        ) -> list[Candidate]:
+        """Dispatch every new job whose workers are alive now (one liveness read)."""
+        if not accepted:
+            return []
+        names = sorted({p.worker for _, job in accepted for p in job.participants.values()})
+        alive = await self.retry(lambda: self.bus.alive_workers(names), "worker liveness",
+                                 shield=False)
+        candidates = []
+        for entry, job in accepted:
+            plan = plan_dispatch(job, alive)
+            if isinstance(plan, str):
+                candidates.append(Candidate(entry, job, None))
                 continue
-            if ok:
-                accepted.append(entry)
-        await self.daemon.effects.commit((), (), accepted, self.consumer)
+            decision = decide(job, [plan], now)
+            candidates.append(Candidate(entry, decision.job, decision))
+        return candidates
 
-    async def _one(self, entry: Entry) -> bool:
-        """True if the entry is to be acknowledged with the batch (rejections ack themselves)."""
-        opts = self.daemon.options
-        parsed = parse_submission(entry, max_bytes=opts.max_submission_bytes,
-                                  workloads=self.workloads, namespace=opts.namespace)
-        if isinstance(parsed, Refused):
-            await self.daemon.reject(self.consumer, entry, parsed.kind, parsed.reason,
-                                     job_id=parsed.job_id, payload=entry.fields.get("spec", ""))
-            return False
-        now = utcnow()
-        job = Job.new(parsed.job_id, parsed.spec, now, event_id=f"submit:{entry.id}")
-        effects = self.daemon.effects
-        stored, created = await effects.retry(lambda: self.daemon.store.create(job), "create job")
-        stats = self.daemon.stats
-        if created:
-            stats.submissions_accepted += 1
+    def _outcome(self, c: Candidate, holder: Job | None, commit: Commit) -> Refusal | None:
+        """Created, a duplicate (acknowledged), or a conflict (refused)."""
+        job = c.job
+        if holder is None:
+            self.stats.submissions_accepted += 1
+            if c.dispatch is not None:
+                self.stats.dispatched += 1
+                note_status_changes(c.dispatch, self.stats)
+                commit.send(self.bus, c.dispatch.commands, [(job, c.dispatch.reason)])
+            else:
+                commit.send(self.bus, (), [(job, "submitted")])
             log.info("job submitted", job_id=job.id, workload=job.spec.workload,
-                     clients=len(job.spec.clients), entry_id=entry.id)
-            self.daemon.wake_admission()
-            await effects.commit((), [(stored, "submitted")])
-            return True
-        if stored.id == job.id and _same_request(stored.spec, job.spec):
-            stats.submissions_duplicate += 1
-            log.info("duplicate submission of an existing job", job_id=job.id, entry_id=entry.id)
-            return True
-        if stored.id == job.id:
-            kind, reason = "duplicate_job", (
-                f"job {job.id} already exists with a different spec; "
-                "submit under a new job id (or omit job_id)")
-        elif _same_request(stored.spec, job.spec):
-            stats.submissions_duplicate += 1
-            log.info("duplicate submission (idempotency key)", job_id=stored.id,
-                     idempotency_key=job.idempotency_key, entry_id=entry.id)
-            return True
-        else:
-            kind, reason = "idempotency_conflict", (
-                f"idempotency key {job.idempotency_key!r} already names job {stored.id} "
-                "with a different spec")
-        await self.daemon.reject(self.consumer, entry, kind, reason, job_id=job.id,
-                                 payload=entry.fields.get("spec", ""))
-        return False
+                     clients=len(job.spec.clients), entry_id=c.entry.id,
+                     dispatched=c.dispatch is not None)
+            return None
+        if same_request(holder.spec, job.spec):
+            # A resend (or a redelivery after a crash): the job stands; its start commands
+            # go out again in case the first commit never happened (workers dedupe them).
+            self.stats.submissions_duplicate += 1
+            log.info("duplicate submission of an existing job", job_id=holder.id,
+                     entry_id=c.entry.id)
+            commit.send(self.bus, recovery_commands(holder))
+            return None
+        if holder.id == job.id:
+            return Refusal(c.entry, "duplicate_job", f"job {job.id} already exists with a "
+                           "different spec; submit under a new job id (or omit job_id)",
+                           job.id, c.entry.fields.get("spec", ""))
+        return Refusal(c.entry, "idempotency_conflict", f"idempotency key "
+                       f"{job.idempotency_key!r} already names job {holder.id} with a "
+                       "different spec", job.id, c.entry.fields.get("spec", ""))
 
 
-__all__ = ["Accepted", "Intake", "Refused", "Stopping", "parse_submission"]
+__all__ = ["Accepted", "IntakeHandler", "Refused", "parse_submission"]

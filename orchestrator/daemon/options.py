@@ -54,9 +54,6 @@ class DaemonOptions:
     #: The reaper waits (at most this long) until the event loop has caught up with the
     #: backlog, so that heartbeats queued while no daemon ran are not mistaken for silence.
     catch_up_wait_s: float = 30.0
-    #: Event application reads the next batch ahead and commits each batch behind the next
-    #: (``EventApplier``); off, one batch at a time (``bench_daemon.py --compare-overlap``).
-    overlap: bool = True
     #: ``orchestrator daemon`` gives up after this long if Redis or Mongo stay unreachable at
     #: startup (0: retry forever).
     startup_timeout_s: float = 60.0

@@ -8,18 +8,21 @@ deadline is still due, so a heartbeat that lands meanwhile wins.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime
 
 import anyio
+from anyio.abc import ObjectSendStream
 
+from orchestrator.bus import Bus
 from orchestrator.core import DeadlineExpired, Job, due
-from orchestrator.daemon.effects import Stopping, utcnow
+from orchestrator.daemon.apply import apply_events, observe
+from orchestrator.daemon.commit import Commit
+from orchestrator.daemon.retry import Retrier
+from orchestrator.daemon.stats import Stats, utcnow
+from orchestrator.daemon.waits import sleep_unless, wait_for
 from orchestrator.logs import get_logger
-
-if TYPE_CHECKING:
-    from datetime import datetime
-
-    from orchestrator.daemon.app import Daemon
+from orchestrator.store import JobStore
 
 log = get_logger("orchestrator.daemon.reaper")
 
@@ -38,33 +41,39 @@ def expired_events(jobs: list[Job], now: datetime) -> list[DeadlineExpired]:
     ]
 
 
+@dataclass(slots=True)
 class Reaper:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    """Every ``interval_s``, expires what is due (one indexed query)."""
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                  ) -> None:
-        task_status.started()
-        daemon = self.daemon
-        with daemon.until_stopped(daemon.options.catch_up_wait_s):
-            await daemon.caught_up.wait()
-        while not daemon.stopping.is_set():
-            try:
+    store: JobStore
+    bus: Bus
+    retry: Retrier
+    stats: Stats
+    commits: ObjectSendStream[Commit]
+
+    async def run(self, stopping: anyio.Event, caught_up: anyio.Event, *, interval_s: float,
+                  catch_up_wait_s: float) -> None:
+        """Waits first (at most ``catch_up_wait_s``) until the event reader has caught up with
+        the backlog, so that heartbeats queued while no daemon ran are not taken for silence."""
+        async with self.commits:
+            await wait_for(caught_up, stopping, catch_up_wait_s)
+            while not stopping.is_set():
                 await self.reap_once()
-            except Stopping:
-                return
-            await daemon.sleep(daemon.options.reaper_interval_s)
+                await sleep_unless(stopping, interval_s)
 
     async def reap_once(self) -> int:
-        daemon = self.daemon
         now = utcnow()
-        jobs = await daemon.effects.retry(lambda: daemon.store.find_due(now), "find due jobs",
-                                          shield=False)
+        jobs = await self.retry(lambda: self.store.find_due(now), "find due jobs", shield=False)
         events = expired_events(jobs, now)
         if not events:
             return 0
         log.debug("deadlines due", count=len(events))
-        result = await daemon.effects.apply(events, now=now)
-        fired = sum(1 for o in result.outcomes if o.applied)
-        daemon.stats.deadlines_fired += fired
+        applied = await self.retry(lambda: apply_events(self.store, events, now),
+                                   "expire deadlines")
+        observe(applied, self.stats)
+        fired = sum(1 for o in applied.outcomes if o.applied)
+        self.stats.deadlines_fired += fired
+        commit = Commit()
+        commit.add(self.bus, applied.commands, applied.decisions)
+        await self.commits.send(commit)
         return fired

@@ -9,8 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from functools import partial
 
 from orchestrator.core import (
     Command,
@@ -19,23 +18,20 @@ from orchestrator.core import (
     ParticipantState,
     Phase,
     StopParticipant,
+    command_id,
+    start_command,
 )
-from orchestrator.core.decide import command_id, start_command
-from orchestrator.daemon.admission import dispatch_event_id
+from orchestrator.daemon.retry import Retrier
 from orchestrator.logs import get_logger
-
-if TYPE_CHECKING:
-    from orchestrator.daemon.app import Daemon
+from orchestrator.store import JobStore
 
 log = get_logger("orchestrator.daemon.reconcile")
 PAGE = 500
 
 
-def _dispatch_id(job: Job) -> str:
-    for entry in job.history:
-        if entry.to_status is JobStatus.IN_PROGRESS:
-            return entry.event_id
-    return dispatch_event_id(job.id)
+def dispatch_event_id(job_id: str) -> str:
+    """Deterministic: the start commands' ids derive from it (workers dedupe on them)."""
+    return f"dispatch.{job_id}"
 
 
 def recovery_commands(job: Job) -> list[Command]:
@@ -51,7 +47,7 @@ def recovery_commands(job: Job) -> list[Command]:
                     job_id=job.id, participant=p.id, worker=p.worker,
                     reason="cancelled (re-sent after a daemon restart)"))
         return commands
-    dispatch_id = _dispatch_id(job)
+    dispatch_id = dispatch_event_id(job.id)
     for p in job.participants.values():
         if p.state is ParticipantState.ASSIGNED and p.run_id is not None:
             commands.append(start_command(job, p, run_id=p.run_id,
@@ -59,27 +55,19 @@ def recovery_commands(job: Job) -> list[Command]:
     return commands
 
 
-def _page(daemon: Daemon, skip: int) -> Callable[[], Awaitable[list[Job]]]:
-    return lambda: daemon.store.find_active(JobStatus.IN_PROGRESS, limit=PAGE, skip=skip)
-
-
-async def reconcile(daemon: Daemon) -> dict[str, int]:
-    """Run once at startup; returns counts for the log and tests."""
-    effects = daemon.effects
+async def reconcile(store: JobStore, retry: Retrier) -> list[Command]:
+    """Run once at startup: the commands that bring workers in line with the stored jobs."""
     running = 0
     commands: list[Command] = []
     skip = 0
     while True:
-        page = await effects.retry(_page(daemon, skip), "MongoDB (find running jobs)",
-                                   shield=False)
+        page = await retry(partial(store.find_active, JobStatus.IN_PROGRESS, limit=PAGE,
+                                   skip=skip), "MongoDB (find running jobs)", shield=False)
         running += len(page)
         for job in page:
             commands.extend(recovery_commands(job))
         if len(page) < PAGE:
             break
         skip += PAGE
-    await effects.commit(commands, ())
-    counts = {"in_progress": running, "commands": len(commands)}
-    log.info("startup reconciliation done", **counts)
-    daemon.wake_admission()  # queued jobs: admission scans them oldest first
-    return counts
+    log.info("startup reconciliation done", in_progress=running, commands=len(commands))
+    return commands

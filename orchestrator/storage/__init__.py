@@ -6,17 +6,13 @@ The S3 backend (and aioboto3) is imported only when an ``s3://`` URL is opened.
 """
 
 from orchestrator.storage.arrays import arrays_to_npz, npz_to_arrays
-from orchestrator.storage.checkpoints import (
-    CheckpointUploader,
-    UploadHandle,
-    UploadOutcome,
-    checkpoint_key,
-    checkpoints_prefix,
-)
+from orchestrator.storage.base import BaseObjectStore
+from orchestrator.storage.checkpoints import checkpoint_key, checkpoints_prefix
 from orchestrator.storage.file import FileObjectStore
 from orchestrator.storage.memory import MemoryObjectStore
-from orchestrator.storage.port import BaseObjectStore, ObjectInfo, ObjectStore, PresignedRequest
+from orchestrator.storage.port import ObjectInfo, ObjectStore, PresignedRequest
 from orchestrator.storage.registry import open_object_store, register_backend, registered_schemes
+from orchestrator.storage.uploader import CheckpointUploader, UploadHandle, UploadOutcome
 
 __all__ = [
     "BaseObjectStore",

@@ -35,7 +35,9 @@ from orchestrator.errors import (
     StorageError,
     StorageUnavailableError,
 )
-from orchestrator.storage.port import BaseObjectStore, ObjectInfo, sha256_update
+from orchestrator.storage.base import BaseObjectStore
+from orchestrator.storage.hashing import sha256_update
+from orchestrator.storage.port import ObjectInfo
 
 _T = TypeVar("_T")
 _READ_ATTEMPTS = 20

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from orchestrator.errors import ObjectExistsError, ObjectNotFoundError, StorageError
-from orchestrator.storage.port import BaseObjectStore, ObjectInfo, sha256_update
+from orchestrator.storage.base import BaseObjectStore
+from orchestrator.storage.hashing import sha256_update
+from orchestrator.storage.port import ObjectInfo
 
 
 @dataclass

@@ -1,14 +1,12 @@
 """The job store: MongoDB (source of truth) and an in-memory twin with the same contract."""
 
-from orchestrator.store.base import BatchResult, Change, EventOutcome, JobStore, Rejection
 from orchestrator.store.memory import MemoryJobStore
 from orchestrator.store.mongo import MongoJobStore, connect_mongo
+from orchestrator.store.port import JobStore, JobWrite, Rejection
 
 __all__ = [
-    "BatchResult",
-    "Change",
-    "EventOutcome",
     "JobStore",
+    "JobWrite",
     "MemoryJobStore",
     "MongoJobStore",
     "Rejection",

@@ -1,30 +1,31 @@
-"""In-memory job store: the twin of ``MongoJobStore`` for tests and benchmarks.
+"""In-memory job store: the twin of ``MongoJobStore`` for tests, the demo and benchmarks.
 
 Every operation completes without awaiting in the middle, so each is atomic on the event
-loop, exactly like one single-document Mongo operation.
+loop, like one Mongo operation. Jobs are indexed as in Mongo: by status (oldest first) and by
+deadline (a heap, entries checked against the job when read), so queries never scan every
+job ever stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import heapq
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from orchestrator.core import (
-    ACTIVE,
-    CheckpointRecord,
-    HistoryEntry,
-    Job,
-    JobStatus,
-    MetricRecord,
-)
-from orchestrator.store.base import JobStore, Rejection, checkpoint_doc, metric_doc
+from orchestrator.core import ACTIVE, CheckpointRecord, Job, JobStatus, MetricRecord
+from orchestrator.store.port import JobStore, JobWrite, Rejection, checkpoint_doc, metric_doc
 
 
 class MemoryJobStore(JobStore):
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.by_key: dict[str, str] = {}
+        #: status -> job ids in insertion order (the order jobs were created in)
+        self.by_status: dict[JobStatus, dict[str, None]] = {s: {} for s in JobStatus}
+        #: (deadline_at, job id) of every deadline ever set; stale ones are dropped when read
+        self.deadlines: list[tuple[datetime, str]] = []
         self.metric_rows: dict[str, dict[str, Any]] = {}
         self.checkpoint_rows: dict[str, dict[str, Any]] = {}
         self.rejection_rows: list[Rejection] = []
@@ -33,35 +34,54 @@ class MemoryJobStore(JobStore):
     async def ensure_indexes(self) -> None:
         return None
 
-    async def _insert(self, job: Job) -> Job | None:
-        self.round_trips += 1
-        if job.id in self.jobs:
-            return self.jobs[job.id]
-        if job.idempotency_key is not None and job.idempotency_key in self.by_key:
-            return self.jobs[self.by_key[job.idempotency_key]]
-        self.jobs[job.id] = job
-        if job.idempotency_key is not None:
-            self.by_key[job.idempotency_key] = job.id
-        return None
+    def _index(self, job: Job, before: Job | None) -> None:
+        if before is not None and before.status is not job.status:
+            del self.by_status[before.status][job.id]
+        self.by_status[job.status][job.id] = None
+        if job.deadline_at is not None and job.status in ACTIVE and (
+                before is None or before.deadline_at != job.deadline_at):
+            heapq.heappush(self.deadlines, (job.deadline_at, job.id))
 
-    async def _load_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+    async def insert_many(self, jobs: Sequence[Job]) -> list[Job | None]:
+        self.round_trips += 1
+        results: list[Job | None] = []
+        for job in jobs:
+            existing = self.jobs.get(job.id)
+            if existing is None and job.idempotency_key is not None:
+                holder = self.by_key.get(job.idempotency_key)
+                existing = None if holder is None else self.jobs[holder]
+            if existing is not None:
+                results.append(existing)
+                continue
+            self.jobs[job.id] = job
+            if job.idempotency_key is not None:
+                self.by_key[job.idempotency_key] = job.id
+            self._index(job, None)
+            results.append(None)
+        return results
+
+    async def load_many(self, job_ids: Sequence[str], *, history: bool = True
+                        ) -> dict[str, Job]:
         self.round_trips += 1
         return {i: self.jobs[i] for i in job_ids if i in self.jobs}
 
-    async def _cas_many(self, writes: Sequence[tuple[Job, int]]) -> set[str]:
+    async def cas_many(self, writes: Sequence[JobWrite]) -> set[str]:
         self.round_trips += 1
         lost: set[str] = set()
-        for job, expected in writes:
+        for write in writes:
+            job = write.job
             stored = self.jobs.get(job.id)
-            if stored is None or stored.version != expected:
+            if stored is None or stored.version != write.expected_version:
                 lost.add(job.id)
-            else:
-                self.jobs[job.id] = job
+                continue
+            # The history is appended to the stored one (the writer may have loaded none).
+            kept = replace(job, history=[*stored.history, *write.history])
+            self.jobs[job.id] = kept
+            self._index(kept, stored)
         return lost
 
-    async def _upsert_records(
-        self, metrics: Sequence[MetricRecord], checkpoints: Sequence[CheckpointRecord]
-    ) -> None:
+    async def upsert_records(self, metrics: Sequence[MetricRecord],
+                             checkpoints: Sequence[CheckpointRecord]) -> None:
         self.round_trips += 1
         for m in metrics:
             doc = metric_doc(m)
@@ -72,56 +92,34 @@ class MemoryJobStore(JobStore):
             doc["final"] = doc["final"] or bool(previous and previous["final"])  # sticky
             self.checkpoint_rows[doc["_id"]] = doc
 
-    async def _set_fields(
-        self,
-        job_id: str,
-        fields: dict[str, Any],
-        allowed_from: Iterable[JobStatus] | None = None,
-        push_history: HistoryEntry | None = None,
-    ) -> Job | None:
+    async def find_by_status(self, status: JobStatus | None = None, limit: int = 50,
+                             skip: int = 0) -> list[Job]:
         self.round_trips += 1
-        job = self.jobs.get(job_id)
-        if job is None or (allowed_from is not None and job.status not in set(allowed_from)):
-            return None
-        doc = job.to_document()
-        for path, value in fields.items():
-            target = doc
-            *parents, leaf = path.split(".")
-            for part in parents:
-                target = target[part]
-            target[leaf] = value
-        if push_history is not None:
-            doc["history"].append(push_history.model_dump())
-        doc["version"] += 1
-        updated = Job.from_document(doc)
-        self.jobs[job_id] = updated
-        return updated
-
-    async def find_by_status(
-        self, status: JobStatus | None = None, limit: int = 50, skip: int = 0
-    ) -> list[Job]:
-        self.round_trips += 1
-        jobs = [j for j in self.jobs.values() if status is None or j.status is status]
-        jobs.sort(key=lambda j: (j.created_at, j.id), reverse=True)
-        return jobs[skip : skip + limit]
+        ids = self.jobs if status is None else self.by_status[status]
+        jobs = sorted((self.jobs[i] for i in ids), key=lambda j: (j.created_at, j.id),
+                      reverse=True)
+        return jobs[skip: skip + limit]
 
     async def find_due(self, now: datetime, limit: int = 500) -> list[Job]:
         self.round_trips += 1
-        due = [
-            j
-            for j in self.jobs.values()
-            if j.status in ACTIVE and j.deadline_at is not None and j.deadline_at <= now
-        ]
-        due.sort(key=lambda j: j.deadline_at or now)
-        return due[:limit]
+        found: dict[str, Job] = {}
+        keep: list[tuple[datetime, str]] = []
+        while self.deadlines and self.deadlines[0][0] <= now and len(found) < limit:
+            at, job_id = heapq.heappop(self.deadlines)
+            job = self.jobs[job_id]
+            if job.status in ACTIVE and job.deadline_at == at and job_id not in found:
+                found[job_id] = job
+                keep.append((at, job_id))  # still armed until the job's deadline moves
+        for entry in keep:
+            heapq.heappush(self.deadlines, entry)
+        return list(found.values())
 
-    async def find_active(self, status: JobStatus, limit: int = 1000, skip: int = 0) -> list[Job]:
+    async def find_active(self, status: JobStatus, limit: int = 1000, skip: int = 0
+                          ) -> list[Job]:
         self.round_trips += 1
-        jobs = sorted(
-            (j for j in self.jobs.values() if j.status is status),
-            key=lambda j: (j.created_at, j.id),
-        )
-        return jobs[skip : skip + limit]
+        jobs = sorted((self.jobs[i] for i in self.by_status[status]),
+                      key=lambda j: (j.created_at, j.id))
+        return jobs[skip: skip + limit]
 
     async def metrics(self, job_id: str) -> list[dict[str, Any]]:
         rows = [r for r in self.metric_rows.values() if r["job_id"] == job_id]
@@ -131,8 +129,9 @@ class MemoryJobStore(JobStore):
         rows = [r for r in self.checkpoint_rows.values() if r["job_id"] == job_id]
         return sorted(rows, key=lambda r: (r["round"], r["participant"]))
 
-    async def record_rejection(self, rejection: Rejection) -> None:
-        self.rejection_rows.append(rejection)
+    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        self.round_trips += 1
+        self.rejection_rows.extend(rejections)
 
     async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
         rows = reversed(self.rejection_rows)

@@ -8,30 +8,26 @@ Driver exceptions are translated into ``orchestrator.errors`` and never leak.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, UpdateOne
-from pymongo.errors import (
-    BulkWriteError,
-    ConnectionFailure,
-    DuplicateKeyError,
-    PyMongoError,
-)
+from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from orchestrator.core import (
     ACTIVE,
     CheckpointRecord,
-    HistoryEntry,
     Job,
     JobStatus,
     MetricRecord,
+    document_value,
 )
 from orchestrator.errors import StoreError, StoreUnavailableError
-from orchestrator.store.base import JobStore, Rejection, checkpoint_doc, metric_doc
+from orchestrator.store.port import JobStore, JobWrite, Rejection, checkpoint_doc, metric_doc
 
+DUPLICATE_KEY = 11000
 WRITE_TOKEN = "_w"  # unique per write: tells our CAS apart from a rival's at the same version
 
 
@@ -52,6 +48,17 @@ def _to_doc(job: Job, token: str | None = None) -> dict[str, Any]:
     if token is not None:
         doc[WRITE_TOKEN] = token
     return doc
+
+
+def _update(write: JobWrite, token: str) -> dict[str, Any]:
+    """``$set`` of the changed paths (and the write token), ``$push`` of new history."""
+    job = write.job
+    fields = {path: document_value(job, path) for path in write.changed}
+    fields[WRITE_TOKEN] = token
+    update: dict[str, Any] = {"$set": fields}
+    if write.history:
+        update["$push"] = {"history": {"$each": [h.model_dump() for h in write.history]}}
+    return update
 
 
 def _from_doc(doc: dict[str, Any]) -> Job:
@@ -98,37 +105,63 @@ class MongoJobStore(JobStore):
         if self._client is not None:
             await self._client.close()
 
-    async def _insert(self, job: Job) -> Job | None:
+    async def insert_many(self, jobs: Sequence[Job]) -> list[Job | None]:
+        if not jobs:
+            return []
         self.round_trips += 1
-        async with _translated("create"):
+        async with _translated("insert jobs"):
             try:
-                await self.jobs.insert_one(_to_doc(job))
-            except DuplicateKeyError:
-                query: dict[str, Any] = {"_id": job.id}
-                if job.idempotency_key is not None:
-                    query = {"$or": [query, {"idempotency_key": job.idempotency_key}]}
-                existing = await self.jobs.find_one(query)
-                if existing is None:  # the rival was deleted meanwhile: try once more
-                    await self.jobs.insert_one(_to_doc(job))
-                    return None
-                return _from_doc(existing)
-        return None
+                await self.jobs.insert_many([_to_doc(job) for job in jobs], ordered=False)
+                return [None] * len(jobs)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                refused = [jobs[e["index"]] for e in errors]
+            # The refused ones collided on the id or the idempotency key: find the holders.
+            self.round_trips += 1
+            ids = [job.id for job in refused]
+            keys = [job.idempotency_key for job in refused if job.idempotency_key is not None]
+            query: dict[str, Any] = {"_id": {"$in": ids}}
+            if keys:
+                query = {"$or": [query, {"idempotency_key": {"$in": keys}}]}
+            holders = [_from_doc(d) for d in await self.jobs.find(query).to_list(None)]
+        by_id = {h.id: h for h in holders}
+        by_key = {h.idempotency_key: h for h in holders if h.idempotency_key is not None}
+        refused_ids = set(ids)
+        results: list[Job | None] = []
+        for job in jobs:
+            if job.id not in refused_ids:
+                results.append(None)
+                continue
+            holder = by_id.get(job.id) or (
+                by_key.get(job.idempotency_key) if job.idempotency_key is not None else None)
+            if holder is None:  # the holder was deleted meanwhile: the caller may retry
+                raise StoreError(f"job {job.id} collided with a job that no longer exists")
+            results.append(holder)
+        return results
 
-    async def _load_many(self, job_ids: Sequence[str]) -> dict[str, Job]:
+    async def load_many(self, job_ids: Sequence[str], *, history: bool = True
+                        ) -> dict[str, Job]:
         if not job_ids:
             return {}
         self.round_trips += 1
+        ids = list(job_ids)
+        query = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
         async with _translated("load"):
-            query = {"_id": job_ids[0]} if len(job_ids) == 1 else {"_id": {"$in": list(job_ids)}}
-            docs = await self.jobs.find(query).to_list(None)
+            cursor = self.jobs.find(query, None if history else {"history": 0})
+            docs = await cursor.to_list(None)
+        if not history:
+            for doc in docs:
+                doc["history"] = []
         return {doc["_id"]: _from_doc(doc) for doc in docs}
 
-    async def _cas_many(self, writes: Sequence[tuple[Job, int]]) -> set[str]:
+    async def cas_many(self, writes: Sequence[JobWrite]) -> set[str]:
+        if not writes:
+            return set()
         token = uuid.uuid4().hex
-        ops = [
-            ReplaceOne({"_id": job.id, "version": expected}, _to_doc(job, token))
-            for job, expected in writes
-        ]
+        ops = [UpdateOne({"_id": w.job.id, "version": w.expected_version}, _update(w, token))
+               for w in writes]
         self.round_trips += 1
         async with _translated("compare-and-set"):
             try:
@@ -140,53 +173,24 @@ class MongoJobStore(JobStore):
                 return set()
             # Some lost: ask which documents carry our write token.
             self.round_trips += 1
-            ids = [job.id for job, _ in writes]
-            won = {
-                d["_id"]
-                async for d in self.jobs.find({"_id": {"$in": ids}, WRITE_TOKEN: token}, {"_id": 1})
-            }
+            ids = [w.job.id for w in writes]
+            won = {d["_id"] async for d in
+                   self.jobs.find({"_id": {"$in": ids}, WRITE_TOKEN: token}, {"_id": 1})}
         return set(ids) - won
 
-    async def _upsert_records(
-        self, metrics: Sequence[MetricRecord], checkpoints: Sequence[CheckpointRecord]
-    ) -> None:
+    async def upsert_records(self, metrics: Sequence[MetricRecord],
+                             checkpoints: Sequence[CheckpointRecord]) -> None:
         async with _translated("record metrics/checkpoints"):
             if metrics:
                 self.round_trips += 1
                 await self.metric_rows.bulk_write(
-                    [
-                        ReplaceOne({"_id": d["_id"]}, d, upsert=True)
-                        for d in map(metric_doc, metrics)
-                    ],
-                    ordered=False,
-                )
+                    [ReplaceOne({"_id": d["_id"]}, d, upsert=True)
+                     for d in map(metric_doc, metrics)], ordered=False)
             if checkpoints:
                 self.round_trips += 1
                 await self.checkpoint_rows.bulk_write(
                     [_checkpoint_upsert(d) for d in map(checkpoint_doc, checkpoints)],
-                    ordered=False,
-                )
-
-    async def _set_fields(
-        self,
-        job_id: str,
-        fields: dict[str, Any],
-        allowed_from: Iterable[JobStatus] | None = None,
-        push_history: HistoryEntry | None = None,
-    ) -> Job | None:
-        query: dict[str, Any] = {"_id": job_id}
-        if allowed_from is not None:
-            query["status"] = {"$in": [s.value for s in allowed_from]}
-        update: dict[str, Any] = {"$set": fields, "$inc": {"version": 1}}
-        if push_history is not None:
-            update["$push"] = {"history": push_history.model_dump()}
-        self.round_trips += 1
-        async with _translated("update"):
-            result = await self.jobs.update_one(query, update)
-            if result.matched_count == 0:
-                return None
-            doc = await self.jobs.find_one({"_id": job_id})
-        return None if doc is None else _from_doc(doc)
+                    ordered=False)
 
     async def _find(
         self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int, skip: int = 0
@@ -227,9 +231,12 @@ class MongoJobStore(JobStore):
             )
             return [d async for d in cursor]
 
-    async def record_rejection(self, rejection: Rejection) -> None:
-        async with _translated("record rejection"):
-            await self.rejection_rows.insert_one(rejection.model_dump())
+    async def record_rejections(self, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        self.round_trips += 1
+        async with _translated("record rejections"):
+            await self.rejection_rows.insert_many([r.model_dump() for r in rejections])
 
     async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
         query = {} if job_id is None else {"job_id": job_id}

@@ -1,21 +1,21 @@
-"""hiredis command packing: the same bytes as redis-py's own packer, on a real server too;
-``execute_batch``: replies in order, errors after draining, never a desynchronised socket."""
+"""``pack_commands``: the same bytes as redis-py's own packer; ``execute_batch``: replies in
+order, errors after draining, never a desynchronised socket, on any redis-py client."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser, _AsyncRESP3Parser
-from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.asyncio.connection import Connection
 from redis.exceptions import DataError, ResponseError
 
-from orchestrator.bus.keys import Keys
-from orchestrator.bus.packing import HiredisPacking, execute_batch, with_hiredis_packing
-from orchestrator.bus.streams import Redis, connect_redis
+from orchestrator.bus import Keys, Redis, connect_redis, execute_batch
+from orchestrator.bus.packing import pack_commands
 from orchestrator.devstack.servers import ServerProcess
 
-COMMANDS: list[tuple[object, ...]] = [
+COMMANDS: list[tuple[Any, ...]] = [
     ("SET", "k", "v"),
     ("SET", "ké", "välue ✓"),
     ("SET", b"k", b"\x00\xff\r\n"),
@@ -32,40 +32,32 @@ COMMANDS: list[tuple[object, ...]] = [
 ]
 
 
+def redis_py_packing(*args: Any) -> bytes:
+    return b"".join(bytes(c) for c in Connection().pack_command(*args))
+
+
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: str(a[0])[:12] + str(len(a)))
-def test_packs_exactly_the_bytes_redis_py_packs(args: tuple[object, ...]) -> None:
-    reference = b"".join(bytes(c) for c in Connection().pack_command(*args))
-    packed = with_hiredis_packing(Connection)().pack_command(*args)
-    assert b"".join(packed) == reference
+def test_packs_exactly_the_bytes_redis_py_packs(args: tuple[Any, ...]) -> None:
+    assert pack_commands([args], Connection().pack_command) == redis_py_packing(*args)
+
+
+def test_packs_a_batch_as_its_commands_one_after_the_other() -> None:
+    expected = b"".join(redis_py_packing(*args) for args in COMMANDS)
+    assert pack_commands(COMMANDS, Connection().pack_command) == expected
 
 
 def test_refuses_what_redis_py_refuses() -> None:
-    conn = with_hiredis_packing(Connection)()
     for bad in (True, None, [1]):
         with pytest.raises(DataError):
-            conn.pack_command("SET", "k", bad)
+            pack_commands([("SET", "k", bad)], Connection().pack_command)
 
 
-def test_keeps_the_connection_kind() -> None:
-    unix = with_hiredis_packing(UnixDomainSocketConnection)
-    assert issubclass(unix, UnixDomainSocketConnection) and issubclass(unix, HiredisPacking)
-    assert with_hiredis_packing(unix) is unix
-    assert with_hiredis_packing(UnixDomainSocketConnection) is unix
-
-
-async def test_the_bus_client_round_trips_through_a_real_server(redis: Redis,
-                                                                keys: Keys) -> None:
-    assert issubclass(redis.connection_pool.connection_class, HiredisPacking)
-    key = f"{keys.namespace}:packing"
-    await redis.set(key, "välue ✓")
-    assert await redis.get(key) == "välue ✓".encode()
-    ids = [await redis.xadd(f"{key}:s", {b"event": b"\x00" * 3 + b"x" * 10_000})
-           for _ in range(300)]
-    await redis.xgroup_create(f"{key}:s", "g", id="0")
-    reply = await redis.xreadgroup("g", "c", {f"{key}:s": ">"}, count=1000)
-    assert len(reply[0][1]) == 300
-    assert await redis.xack(f"{key}:s", "g", *ids) == 300
-    await redis.delete(key, f"{key}:s")
+async def test_a_refused_argument_sends_nothing(redis: Redis, keys: Keys) -> None:
+    key = f"{keys.namespace}:refused"
+    with pytest.raises(DataError):
+        await execute_batch(redis, [("SET", key, "1"), ("SET", key, None)])
+    assert await redis.exists(key) == 0
+    assert await execute_batch(redis, [("INCR", key)]) == [1]
 
 
 def _mixed_batch(key: str) -> tuple[list[tuple[object, ...]], list[object]]:
@@ -89,23 +81,6 @@ async def test_execute_batch_returns_every_reply_in_order(redis: Redis, keys: Ke
     commands, expected = _mixed_batch(f"{keys.namespace}:batch")
     assert _normalised(await execute_batch(redis, commands)) == expected
     assert await execute_batch(redis, []) == []
-
-
-async def test_execute_batch_without_the_hiredis_parser_gives_the_same_replies(
-    redis_server: ServerProcess, keys: Keys
-) -> None:
-    client = connect_redis(redis_server.url)
-    client.connection_pool.connection_kwargs["parser_class"] = _AsyncRESP2Parser
-    try:
-        conn = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-        # (redis-py picks its pure-Python RESP2 or RESP3 parser by protocol)
-        assert isinstance(conn._parser, _AsyncRESP2Parser | _AsyncRESP3Parser)
-        assert not isinstance(conn._parser, _AsyncHiredisParser)
-        await client.connection_pool.release(conn)
-        commands, expected = _mixed_batch(f"{keys.namespace}:resp2")
-        assert _normalised(await execute_batch(client, commands)) == expected
-    finally:
-        await client.aclose()
 
 
 async def test_an_error_reply_is_raised_after_all_replies_are_read(redis: Redis,
@@ -150,12 +125,13 @@ async def test_execute_batch_reconnects_after_its_connection_is_killed(
     assert await execute_batch(redis, [("INCR", key), ("GET", key)]) == [2, b"2"]
 
 
-async def test_execute_batch_works_on_a_plain_redis_py_client(redis_server: ServerProcess,
-                                                              keys: Keys) -> None:
-    plain = aioredis.Redis.from_url(redis_server.url)
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_execute_batch_works_on_a_plain_redis_py_client(
+        redis_server: ServerProcess, keys: Keys, protocol: int) -> None:
+    """Any client: string replies decoded or not, either protocol."""
+    plain = aioredis.Redis.from_url(redis_server.url, protocol=protocol)
     try:
-        assert not issubclass(plain.connection_pool.connection_class, HiredisPacking)
-        commands, expected = _mixed_batch(f"{keys.namespace}:plain")
+        commands, expected = _mixed_batch(f"{keys.namespace}:plain{protocol}")
         assert _normalised(await execute_batch(plain, commands)) == expected
     finally:
         await plain.aclose()

@@ -18,8 +18,10 @@ from orchestrator.core import (
     ParticipantStarted,
     RoundMetrics,
     RoundStarted,
+    new_job,
 )
-from orchestrator.store.base import JobStore
+from orchestrator.daemon.apply import apply_events
+from orchestrator.store import JobStore
 
 
 def spec(job_id: str, *, clients: int = 2, rounds: int = 3, workload: str = "fedavg") -> JobSpec:
@@ -61,12 +63,12 @@ class JobBuilder:
         return event
 
     async def apply(self, *events: Event) -> Job:
-        result = await self.store.apply_batch(list(events), self._tick())
+        result = await apply_events(self.store, list(events), self._tick())
         assert all(o.applied or "duplicate" in o.reason for o in result.outcomes), result.outcomes
         return await self.store.get(self.job_id)
 
     async def create(self) -> Job:
-        job, _ = await self.store.create(Job.new(self.job_id, self.spec, self._tick()))
+        job, _ = await self.store.create(new_job(self.job_id, self.spec, self._tick()))
         return job
 
     async def start(self) -> Job:

@@ -18,7 +18,7 @@ from helpers import run_cli, s3_client, unique
 from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import CancelRequested, CheckpointRecord, Heartbeat, JobSpec
 from orchestrator.store import MongoJobStore
-from orchestrator.store.base import checkpoint_id
+from orchestrator.store.port import checkpoint_id
 from orchestrator.watch.follow import stream_entries
 from tests.cli.conftest import CliWorld
 
@@ -180,7 +180,7 @@ async def test_checkpoint_download_refuses_a_key_that_leaves_the_folder(
     folder is made for it; the other checkpoints still download."""
     builder = filled.jobs["done"]  # (shared by the module: the row is removed afterwards)
     hostile = "jobs/x/../../../escaped/model.npz"
-    await store._upsert_records([], [CheckpointRecord(
+    await store.upsert_records([], [CheckpointRecord(
         builder.job_id, "server", 99, hostile, 1, "0" * 64, None, False,
         datetime.now(UTC), "hostile")])
     try:

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from orchestrator.cli.jobs import job_id_for, validate_spec
+from orchestrator.cli.submit import job_id_for, validate_spec
 from orchestrator.cli.watch import json_line
-from orchestrator.core import Job, JobSpec, ParticipantState
+from orchestrator.core import Job, JobSpec, ParticipantState, new_job
 from orchestrator.watch.follow import parse_update
 from orchestrator.watch.model import (
     JobDetail,
@@ -29,7 +29,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 def make_job(job_id: str = "j1", rounds: int = 3) -> Job:
     spec = JobSpec.model_validate({"workload": "noop", "rounds": rounds,
                                    "server": {"worker": "s"}, "clients": [{"worker": "c"}]})
-    return Job.new(job_id, spec, NOW - timedelta(seconds=90))
+    return new_job(job_id, spec, NOW - timedelta(seconds=90))
 
 
 def test_sparkline_scales_between_min_and_max() -> None:

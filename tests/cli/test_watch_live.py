@@ -131,8 +131,9 @@ def test_watch_json_follows_the_job_from_submission_to_finished(
     versions = [line["version"] for line in lines]
     assert versions == sorted(set(versions)), "one line per change, in order"
     statuses = [line["status"] for line in lines]
-    assert statuses[0] == "NOT_STARTED"
-    assert lines[0]["reason"] == "submitted"
+    # Its workers were alive: the daemon created the job already dispatched.
+    assert statuses[0] == "IN_PROGRESS"
+    assert lines[0]["reason"] == "dispatched"
     assert statuses[-1] == "FINISHED_SUCCESSFULLY"
     assert "IN_PROGRESS" in statuses
     rounds = [line["round"] for line in lines if line["status"] == "IN_PROGRESS"]

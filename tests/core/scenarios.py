@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from orchestrator.core import (
     CheckpointSaved,
@@ -20,7 +24,9 @@ from orchestrator.core import (
     RoundMetrics,
     RoundStarted,
     decide,
+    machine,
 )
+from orchestrator.core import new_job as core_new_job
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SHA = "0" * 64
@@ -48,7 +54,13 @@ def spec(
 
 
 def new_job(s: JobSpec | None = None, job_id: str = "job1") -> Job:
-    return Job.new(job_id, s or spec(), T0)
+    """A submitted (NOT_STARTED) job at ``T0``."""
+    return core_new_job(job_id, s or spec(), T0)
+
+
+def decide_one(job: Job, event: Event, now: datetime) -> Decision:
+    """``decide`` for a batch of one event."""
+    return decide(job, [event], now)
 
 
 def dispatched(job: Job | None = None) -> Job:
@@ -56,7 +68,7 @@ def dispatched(job: Job | None = None) -> Job:
     event = JobDispatched(
         event_id="dispatch", job_id=job.id, assignments={p: f"run-{p}" for p in job.participants}
     )
-    return decide(job, event, T0).job
+    return decide_one(job, event, T0).job
 
 
 def worker_of(job: Job, participant: str) -> str:
@@ -109,10 +121,38 @@ class Emitter:
         return self._make(ParticipantStopped, reason="stopped")
 
 
-def run(job: Job, events: list[Event], now: datetime | None = None) -> tuple[Job, list[Decision]]:
+def run(job: Job, events: Sequence[Event], now: datetime | None = None
+        ) -> tuple[Job, list[Decision]]:
+    """Decide the events one at a time (each its own batch), 1 ms apart unless ``now``."""
     decisions = []
     for i, event in enumerate(events):
-        d = decide(job, event, now or T0 + timedelta(milliseconds=i + 1))
+        d = decide_one(job, event, now or T0 + timedelta(milliseconds=i + 1))
         decisions.append(d)
         job = d.job
     return job, decisions
+
+
+@contextmanager
+def joint_rules_hit() -> Iterator[list[str]]:
+    """Record the name of every ``JOINT`` rule ``decide`` settles a job with, while open.
+
+    (``decide`` looks ``first_rule`` up in its module on each call, so wrapping it there sees
+    exactly the rules the real code path picks.)
+    """
+    hit: list[str] = []
+    real = machine.first_rule
+
+    def recording(state: machine.Joint) -> machine.JointRule:
+        rule = real(state)
+        hit.append(rule.name)
+        return rule
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(machine, "first_rule", recording)
+        yield hit
+
+
+def joint_of(job: Job) -> machine.Joint:
+    """The joint state ``decide`` would read from ``job`` (through the machine's own summary,
+    so the test and the code cannot disagree on what it means)."""
+    return machine._joint(machine._Draft(job, job.updated_at))

@@ -11,10 +11,11 @@ import anyio
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Redis
-from orchestrator.core import ErrorCode, Event, Job, JobDispatched, JobStatus, ParticipantState
+from orchestrator.core import ErrorCode, Job, JobDispatched, JobStatus, ParticipantState, new_job
 from orchestrator.daemon import Daemon
+from orchestrator.daemon.apply import apply_events
 from orchestrator.errors import StoreUnavailableError
-from orchestrator.store import BatchResult, MemoryJobStore
+from orchestrator.store import JobWrite, MemoryJobStore
 from tests.daemon.harness import (
     assert_history_sane,
     daemon_pending,
@@ -101,11 +102,11 @@ async def test_min_clients_lets_a_job_start_without_an_absent_client(redis: Redi
 async def test_startup_reconciliation_resends_start_commands(redis: Redis, keys: Keys) -> None:
     store = MemoryJobStore()
     now = datetime.now(UTC)
-    job = Job.new("orphan", job_spec("orphan", clients=1), now)
+    job = new_job("orphan", job_spec("orphan", clients=1), now)
     await store.create(job)
     runs = {p: uuid.uuid4().hex for p in job.participants}
-    await store.apply_batch([JobDispatched(event_id="dispatch.orphan", job_id="orphan",
-                                           assignments=runs)], now)
+    await apply_events(store, [JobDispatched(event_id="dispatch.orphan", job_id="orphan",
+                                             assignments=runs)], now)
     # The previous daemon died before its start commands reached Redis.
     workers = workers_for(redis, keys, clients=1)
     async with (running(*(w.run for w in workers)),
@@ -116,18 +117,21 @@ async def test_startup_reconciliation_resends_start_commands(redis: Redis, keys:
 
 
 class FlakyStore(MemoryJobStore):
-    """Fails the first ``failures`` batch writes as if MongoDB were unreachable."""
+    """Fails the first ``failures`` CAS writes of running jobs as if MongoDB were
+    unreachable."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
         self.failures = failures
         self.failed = 0
 
-    async def apply_batch(self, events: Sequence[Event], now: datetime) -> BatchResult:
-        if self.failed < self.failures and any(e.type != "job.dispatched" for e in events):
+    async def cas_many(self, writes: Sequence[JobWrite]) -> set[str]:
+        running = any(w.job.status is not JobStatus.NOT_STARTED and w.history == ()
+                      for w in writes)
+        if self.failed < self.failures and running:
             self.failed += 1
             raise StoreUnavailableError("simulated outage")
-        return await super().apply_batch(events, now)
+        return await super().cas_many(writes)
 
 
 async def test_store_outage_during_a_batch_means_no_ack_and_no_loss(redis: Redis,

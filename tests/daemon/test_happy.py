@@ -44,7 +44,9 @@ async def test_happy_path_job_finishes_successfully(redis: Redis, keys: Keys) ->
     assert await daemon_pending(redis, [*keys.all_event_streams(), keys.submissions,
                                         keys.control]) == 0
     updates = [json.loads(f[b"update"]) for _, f in await rows(redis, keys.job_updates("happy"))]
-    assert updates[0]["status"] == "NOT_STARTED"
+    # Its workers were alive: the job was created already dispatched (one insert, one update).
+    assert updates[0]["status"] == "IN_PROGRESS"
+    assert updates[0]["reason"] == "dispatched"
     assert updates[-1]["status"] == "FINISHED_SUCCESSFULLY"
     assert [u["version"] for u in updates] == sorted(u["version"] for u in updates)
     await anyio.sleep(0)

@@ -14,7 +14,8 @@ import pytest
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Redis
-from orchestrator.core import Job, JobStatus
+from orchestrator.core import Job, JobStatus, new_job
+from orchestrator.daemon import intake
 from orchestrator.store import MemoryJobStore
 from tests.daemon.harness import (
     daemon_pending,
@@ -69,15 +70,12 @@ async def test_an_entry_that_raises_while_handled_is_rejected_alone(
         redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a validation error: an unexpected exception while one submission is turned into a
     job. That entry alone is rejected (kind ``unprocessable``); its batch goes on."""
-    new = Job.new.__func__  # type: ignore[attr-defined]
-
-    def poisoned(cls: type[Job], job_id: str, *args: Any, **kwargs: Any) -> Job:
+    def poisoned(job_id: str, *args: Any, **kwargs: Any) -> Job:
         if job_id == "poison":
             raise KeyError("simulated bug")
-        job: Job = new(cls, job_id, *args, **kwargs)
-        return job
+        return new_job(job_id, *args, **kwargs)
 
-    monkeypatch.setattr(Job, "new", classmethod(poisoned))
+    monkeypatch.setattr(intake, "new_job", poisoned)
     store = MemoryJobStore()
     workers = workers_for(redis, keys, clients=1)
     async with daemon_running(store, redis, fast_options(keys.namespace)), \

@@ -11,7 +11,8 @@ import pytest
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Redis
-from orchestrator.core import Heartbeat, Job, JobDispatched, JobStatus
+from orchestrator.core import Heartbeat, JobDispatched, JobStatus, new_job
+from orchestrator.daemon.apply import apply_events
 from orchestrator.devstack.servers import ServerProcess
 from orchestrator.store import MemoryJobStore, MongoJobStore, connect_mongo
 from tests.daemon.harness import (
@@ -118,30 +119,26 @@ async def test_entries_of_a_dead_replica_are_reclaimed_and_applied(redis: Redis,
     assert pending == 0
 
 
-@pytest.mark.parametrize("overlap", [True, False], ids=["read-ahead+commit-behind", "in-turn"])
-async def test_full_batches_survive_a_stop_and_are_applied_once(redis: Redis, keys: Keys,
-                                                                overlap: bool) -> None:
+async def test_full_batches_survive_a_stop_and_are_applied_once(redis: Redis,
+                                                                keys: Keys) -> None:
     """Stopping the daemon part-way through a backlog of full batches leaves nothing lost or
-    unacknowledged, and a restart applies the rest: every event changes its job once. With
-    ``overlap`` (the default) and without it."""
+    unacknowledged, and a restart applies the rest: every event changes its job once. The
+    stop is deterministic: every batch read before it is applied and acknowledged."""
     store = MemoryJobStore()
     now = datetime.now(UTC)
-    jobs = [Job.new(f"ahead-{i}", job_spec(f"ahead-{i}", clients=1), now) for i in range(4)]
-    for job in jobs:
-        await store.create(job)
-    await store.apply_batch([JobDispatched(event_id=f"d-{j.id}", job_id=j.id,
-                                           assignments={p: "run" for p in j.participants})
-                             for j in jobs], now)
+    jobs = [new_job(f"ahead-{i}", job_spec(f"ahead-{i}", clients=1), now) for i in range(4)]
+    await store.insert_many(jobs)
+    await apply_events(store, [JobDispatched(event_id=f"d-{j.id}", job_id=j.id,
+                                             assignments={p: "run" for p in j.participants})
+                               for j in jobs], now)
     beats = [Heartbeat(event_id=f"{j.id}-{pid}-{seq}", job_id=j.id, participant=pid,
                        worker=j.participants[pid].worker, seq=seq)
              for seq in range(1, 101) for j in jobs for pid in j.participants]
     await Bus(redis, keys).publish_events(beats)
     # Every batch full, so the daemon has not caught up when it is stopped: the reaper is
     # still waiting (up to 30 s) for it to, and the stop must not wait for that.
-    options = fast_options(keys.namespace, batch_size=10, catch_up_wait_s=30, overlap=overlap)
+    options = fast_options(keys.namespace, batch_size=10, catch_up_wait_s=30)
     async with daemon_running(store, redis, options) as first:
-        # The running applier commits behind exactly when ``overlap`` is on.
-        assert (first.applier._commits is not None) is overlap
         with anyio.fail_after(20):
             while first.stats.events_applied < len(beats) // 3:
                 await anyio.sleep(0.001)
@@ -149,13 +146,13 @@ async def test_full_batches_survive_a_stop_and_are_applied_once(redis: Redis, ke
         stop_began = time.monotonic()
     assert time.monotonic() - stop_began < 5, "the stop waited for the catch-up wait"
     assert first.stats.events_applied < len(beats), "stopped part-way"
-    # The stop drained: the batch read ahead was applied, every commit behind finished.
+    # The stop drained: every batch read was applied and its commit sent.
     assert await daemon_pending(redis, keys.all_event_streams()) == 0
     assert first.stats.entries_acked == first.stats.events_applied
     async with daemon_running(store, redis, options) as second:
         with anyio.fail_after(20):
             while any(p.last_seq < 100
-                      for job in (await store.find_by_ids([j.id for j in jobs])).values()
+                      for job in (await store.load_many([j.id for j in jobs])).values()
                       for p in job.participants.values()):
                 await anyio.sleep(0.01)
         await anyio.sleep(0.2)
@@ -165,5 +162,5 @@ async def test_full_batches_survive_a_stop_and_are_applied_once(redis: Redis, ke
     # Every heartbeat changed its job exactly once: none lost (one delivered again would be
     # ignored, its seq no longer above the last: idempotence, not checked by this count).
     assert first.stats.events_applied + second.stats.events_applied == len(beats)
-    final = await store.find_by_ids([j.id for j in jobs])
+    final = await store.load_many([j.id for j in jobs])
     assert all(j.status is JobStatus.IN_PROGRESS for j in final.values())

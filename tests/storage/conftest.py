@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 from helpers import s3_client, unique
 
-from orchestrator.storage import FileObjectStore, MemoryObjectStore, open_object_store
-from orchestrator.storage.port import BaseObjectStore
+from orchestrator.storage import (
+    BaseObjectStore,
+    FileObjectStore,
+    MemoryObjectStore,
+    open_object_store,
+)
 from orchestrator.storage.s3 import S3ObjectStore
 
 from .support import s3_store

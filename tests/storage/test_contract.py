@@ -16,7 +16,8 @@ from orchestrator.errors import (
     ObjectNotFoundError,
     StorageError,
 )
-from orchestrator.storage.port import HASH_INLINE_MAX_BYTES, BaseObjectStore, sha256_hex_async
+from orchestrator.storage import BaseObjectStore
+from orchestrator.storage.hashing import HASH_INLINE_MAX_BYTES, sha256_hex_async
 
 from .conftest import Corrupter
 from .support import sha

@@ -20,7 +20,8 @@ from orchestrator.errors import (
     StorageUnavailableError,
 )
 from orchestrator.storage import open_object_store
-from orchestrator.storage.s3 import MIB, S3ObjectStore
+from orchestrator.storage.s3 import S3ObjectStore
+from orchestrator.storage.s3_client import MIB
 
 from .support import s3_store, sha
 

@@ -14,11 +14,11 @@ from orchestrator.errors import (
 from orchestrator.storage import (
     CheckpointUploader,
     MemoryObjectStore,
+    ObjectInfo,
     UploadOutcome,
     checkpoint_key,
     checkpoints_prefix,
 )
-from orchestrator.storage.port import ObjectInfo
 
 from .support import s3_store, sha
 

@@ -18,10 +18,19 @@ from orchestrator.core import (
     Job,
     JobDispatched,
     JobStatus,
+    decide,
 )
-from orchestrator.errors import JobNotFoundError, PermanentError
-from orchestrator.store import MemoryJobStore, MongoJobStore, connect_mongo
-from orchestrator.store.base import JobStore, Rejection
+from orchestrator.core import new_job as make_job
+from orchestrator.daemon.apply import apply_events
+from orchestrator.errors import JobNotFoundError
+from orchestrator.store import (
+    JobStore,
+    JobWrite,
+    MemoryJobStore,
+    MongoJobStore,
+    Rejection,
+    connect_mongo,
+)
 from tests import mongomock_compat
 from tests.core.scenarios import T0, Emitter, new_job, spec
 
@@ -63,13 +72,13 @@ async def test_create_is_idempotent_on_job_id(store: JobStore) -> None:
 
 async def test_create_is_idempotent_on_idempotency_key(store: JobStore) -> None:
     s = spec().model_copy(update={"idempotency_key": "key-1"})
-    _, created = await store.create(Job.new("a", s, T0))
-    second, created2 = await store.create(Job.new("b", s, T0))
+    _, created = await store.create(make_job("a", s, T0))
+    second, created2 = await store.create(make_job("b", s, T0))
     assert created and not created2 and second.id == "a"
     assert await store.find_by_id("b") is None
     # jobs without a key never collide with each other
-    assert (await store.create(Job.new("c", spec(), T0)))[1]
-    assert (await store.create(Job.new("d", spec(), T0)))[1]
+    assert (await store.create(make_job("c", spec(), T0)))[1]
+    assert (await store.create(make_job("d", spec(), T0)))[1]
 
 
 async def test_duplicate_creates_racing_make_one_job(store: JobStore) -> None:
@@ -77,7 +86,7 @@ async def test_duplicate_creates_racing_make_one_job(store: JobStore) -> None:
     results: list[bool] = []
 
     async def create(i: int) -> None:
-        results.append((await store.create(Job.new(f"job-{i}", s, T0)))[1])
+        results.append((await store.create(make_job(f"job-{i}", s, T0)))[1])
 
     async with anyio.create_task_group() as tg:
         for i in range(10):
@@ -98,8 +107,8 @@ async def test_find_by_id_and_get(store: JobStore) -> None:
 
 async def test_find_by_status_newest_first_with_limit_and_skip(store: JobStore) -> None:
     for i in range(5):
-        await store.create(Job.new(f"j{i}", spec(), T0 + timedelta(seconds=i)))
-    await store.apply(dispatch_event(await store.get("j2")), T0)
+        await store.create(make_job(f"j{i}", spec(), T0 + timedelta(seconds=i)))
+    await apply_events(store, [dispatch_event(await store.get("j2"))], T0)
     newest = await store.find_by_status(JobStatus.NOT_STARTED, limit=2)
     assert [j.id for j in newest] == ["j4", "j3"]
     assert [j.id for j in await store.find_by_status(JobStatus.NOT_STARTED, 2, 2)] == ["j1", "j0"]
@@ -112,9 +121,9 @@ async def test_find_by_status_newest_first_with_limit_and_skip(store: JobStore) 
     ]
 
 
-async def test_apply_batch_writes_one_cas_per_job(store: JobStore) -> None:
+async def test_a_batch_writes_one_cas_per_job(store: JobStore) -> None:
     job, _ = await store.create(new_job())
-    await store.apply(dispatch_event(job), T0)
+    await apply_events(store, [dispatch_event(job)], T0)
     job = await store.get(job.id)
     srv, c0 = Emitter(job, "server"), Emitter(job, "client-0")
     events = [
@@ -126,7 +135,7 @@ async def test_apply_batch_writes_one_cas_per_job(store: JobStore) -> None:
         c0.heartbeat(1),
     ]
     before = store.round_trips
-    result = await store.apply_batch(events, T0 + timedelta(seconds=1))
+    result = await apply_events(store, events, T0 + timedelta(seconds=1))
     assert all(o.applied for o in result.outcomes), result.outcomes
     assert store.round_trips - before <= 3  # load + records + one CAS write
     stored = await store.get(job.id)
@@ -141,22 +150,22 @@ async def test_apply_batch_writes_one_cas_per_job(store: JobStore) -> None:
 
 async def test_resent_events_change_nothing(store: JobStore) -> None:
     job, _ = await store.create(new_job())
-    await store.apply(dispatch_event(job), T0)
+    await apply_events(store, [dispatch_event(job)], T0)
     srv = Emitter(await store.get(job.id), "server")
     events = [srv.started(), srv.finished()]
-    await store.apply_batch(events, T0)
+    await apply_events(store, events, T0)
     done = await store.get(job.id)
     assert done.status is JobStatus.FINISHED_SUCCESSFULLY
-    result = await store.apply_batch(events, T0 + timedelta(seconds=5))
+    result = await apply_events(store, events, T0 + timedelta(seconds=5))
     assert not any(o.applied for o in result.outcomes)
-    assert not result.changed and not result.commands
+    assert not result.decisions and not result.commands
     assert (await store.get(job.id)).version == done.version
 
 
 async def test_two_writers_racing_lose_no_update(store: JobStore) -> None:
     """Many concurrent batches on one job: every event lands exactly once."""
     job, _ = await store.create(new_job(spec(4)))
-    await store.apply(dispatch_event(job), T0)
+    await apply_events(store, [dispatch_event(job)], T0)
     job = await store.get(job.id)
     emitters = [Emitter(job, p) for p in job.participants]
     per_writer = [[e.metrics(r, loss=float(r)) for r in range(1, 6)] for e in emitters]
@@ -165,7 +174,7 @@ async def test_two_writers_racing_lose_no_update(store: JobStore) -> None:
     async def writer(events: list) -> None:  # type: ignore[type-arg]
         nonlocal retries
         for event in events:
-            result = await store.apply_batch([event], T0 + timedelta(seconds=1))
+            result = await apply_events(store, [event], T0 + timedelta(seconds=1))
             retries += result.cas_retries
             assert result.outcomes[0].applied
 
@@ -183,36 +192,36 @@ async def test_stale_version_write_is_retried_not_lost(store: JobStore) -> None:
     # A rival changes the job between our load and our write: simulate by two applies
     # on a job loaded before the first one.
     stale = await store.get(job.id)
-    await store.apply(CancelRequested(event_id="c", job_id=job.id), T0)
-    lost = await store._cas_many(
-        [(replace(stale, version=stale.version + 1, round=9), stale.version)]
+    await apply_events(store, [CancelRequested(event_id="c", job_id=job.id)], T0)
+    lost = await store.cas_many(
+        [JobWrite(replace(stale, version=stale.version + 1, round=9), ("round", "version"))]
     )
     assert lost == {job.id}
     assert (await store.get(job.id)).status is JobStatus.FINISHED_CANCELLED
 
 
 async def test_unknown_job_events_are_reported(store: JobStore) -> None:
-    result = await store.apply(CancelRequested(event_id="c", job_id="ghost"), T0)
+    result = await apply_events(store, [CancelRequested(event_id="c", job_id="ghost")], T0)
     assert result.outcomes[0].reason == "unknown job ghost" and not result.outcomes[0].applied
 
 
 async def test_deadline_query_finds_only_due_active_jobs(store: JobStore) -> None:
-    await store.create(Job.new("early", spec(start_s=10), T0))
-    await store.create(Job.new("late", spec(start_s=100), T0))
-    await store.create(Job.new("gone", spec(start_s=1), T0))
-    await store.apply(CancelRequested(event_id="c", job_id="gone"), T0)
+    await store.create(make_job("early", spec(start_s=10), T0))
+    await store.create(make_job("late", spec(start_s=100), T0))
+    await store.create(make_job("gone", spec(start_s=1), T0))
+    await apply_events(store, [CancelRequested(event_id="c", job_id="gone")], T0)
     due = await store.find_due(T0 + timedelta(seconds=50))
     assert [j.id for j in due] == ["early"]
 
 
 async def test_checkpoint_manifest_and_final_checkpoint(store: JobStore) -> None:
     job, _ = await store.create(new_job())
-    await store.apply(dispatch_event(job), T0)
+    await apply_events(store, [dispatch_event(job)], T0)
     srv = Emitter(await store.get(job.id), "server")
     ck1, final = srv.checkpoint(1), srv.checkpoint(2, final=True)
-    await store.apply_batch([srv.finished(final_checkpoint=final.key)], T0)  # type: ignore[union-attr]
+    await apply_events(store, [srv.finished(final_checkpoint=final.key)], T0)  # type: ignore[union-attr]
     assert (await store.get(job.id)).status is JobStatus.IN_PROGRESS
-    await store.apply_batch([ck1, final, final], T0)
+    await apply_events(store, [ck1, final, final], T0)
     rows = await store.checkpoints(job.id)
     assert [(r["round"], r["key"], r["final"]) for r in rows] == [
         (1, ck1.key, False),
@@ -225,56 +234,65 @@ async def test_final_flag_in_the_manifest_is_sticky(store: JobStore) -> None:
     """The last round and the final model may share a key: either order keeps final."""
     for job_id, order in (("a", (True, False)), ("b", (False, True))):
         job, _ = await store.create(new_job(job_id=job_id))
-        await store.apply(dispatch_event(job), T0)
+        await apply_events(store, [dispatch_event(job)], T0)
         srv = Emitter(await store.get(job_id), "server")
         saves = [srv.checkpoint(3, final=flag) for flag in order]
-        await store.apply_batch(saves[:1], T0)
-        await store.apply_batch(saves[1:], T0)
+        await apply_events(store, saves[:1], T0)
+        await apply_events(store, saves[1:], T0)
         rows = await store.checkpoints(job_id)
         assert [(r["round"], r["final"]) for r in rows] == [(3, True)]
 
 
-async def test_set_status_is_guarded(store: JobStore) -> None:
-    await store.create(new_job())
-    job = await store.set_status(
-        "job1",
-        JobStatus.FINISHED_CANCELLED,
-        allowed_from=[JobStatus.NOT_STARTED],
-        reason="admin",
-        event_id="admin-1",
-        now=T0,
-    )
-    assert job.status is JobStatus.FINISHED_CANCELLED
-    assert job.history[-1].reason == "admin" and job.version == 1
-    with pytest.raises(PermanentError, match="FINISHED_CANCELLED"):
-        await store.set_status(
-            "job1",
-            JobStatus.IN_PROGRESS,
-            allowed_from=[JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS],
-            reason="late start",
-            event_id="x",
-            now=T0,
-        )
-    assert (await store.get("job1")).status is JobStatus.FINISHED_CANCELLED
-
-
-async def test_set_uuids_in_one_update(store: JobStore) -> None:
-    await store.create(new_job())
+async def test_insert_many_reports_each_collision(store: JobStore) -> None:
+    keyed = spec().model_copy(update={"idempotency_key": "k"})
+    assert await store.insert_many([make_job("a", spec(), T0)]) == [None]
     before = store.round_trips
-    job = await store.set_uuids("job1", {"server": "u0", "client-0": "u1", "client-1": "u2"}, T0)
-    assert [p.run_id for p in job.participants.values()] == ["u0", "u1", "u2"]
-    assert job.version == 1
-    assert store.round_trips - before <= 2  # read for validation + one update
-    with pytest.raises(PermanentError, match="unknown participants"):
-        await store.set_uuids("job1", {"client-7": "x"}, T0)
+    results = await store.insert_many([
+        make_job("b", spec(), T0),        # new
+        make_job("a", spec(), T0),        # same id as a stored job
+        make_job("c", keyed, T0),         # new, holds key k
+        make_job("d", keyed, T0),         # same key as c, in the same batch
+    ])
+    assert [None if r is None else r.id for r in results] == [None, "a", None, "c"]
+    assert store.round_trips - before <= 2  # one insert, one look-up of the holders
+    assert await store.find_by_id("d") is None
+    assert await store.insert_many([]) == []
 
 
-async def test_server_and_client_metrics_are_idempotent_upserts(store: JobStore) -> None:
-    await store.create(new_job())
+async def test_writes_are_partial_and_history_is_appended(store: JobStore) -> None:
+    """A decision on a job loaded without its history writes only what changed and appends
+    its history entries to the stored ones."""
+    job, _ = await store.create(new_job())
+    await apply_events(store, [dispatch_event(job)], T0)
+    light = (await store.load_many([job.id], history=False))[job.id]
+    decision = decide(light, [Emitter(light, "server").heartbeat(1)], T0 + timedelta(seconds=1))
+    assert "status" not in decision.changed and not decision.history
+    assert "participants.server.last_seen" in decision.changed
+    assert await store.cas_many([JobWrite.of(decision)]) == set()
+    stored = await store.get(job.id)
+    assert stored.participants["server"].last_seen == T0 + timedelta(seconds=1)
+    assert stored.participants["server"].round == 1
+    assert [h.to_status for h in stored.history] == [JobStatus.NOT_STARTED,
+                                                     JobStatus.IN_PROGRESS]
+    failed = decide(stored, [Emitter(stored, "server").failed()], T0 + timedelta(seconds=2))
+    assert await store.cas_many([JobWrite.of(failed)]) == set()
+    final = await store.get(job.id)
+    assert final.status is JobStatus.FINISHED_WITH_ERROR
+    assert [h.to_status for h in final.history] == [
+        JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS, JobStatus.FINISHED_WITH_ERROR]
+    assert final.error is not None and final.error.participant == "server"
+    assert final == failed.job  # the partial write left the document equal to the decision
+
+
+async def test_records_are_idempotent_upserts(store: JobStore) -> None:
+    job, _ = await store.create(new_job())
+    await apply_events(store, [dispatch_event(job)], T0)
+    job = await store.get(job.id)
+    srv, c1 = Emitter(job, "server"), Emitter(job, "client-1")
+    events = [srv.metrics(1, accuracy=0.5), c1.metrics(1, loss=0.7)]
     for _ in range(2):
-        await store.set_server_metrics("job1", 1, {"accuracy": 0.5}, T0)
-        await store.set_client_metrics("job1", "client-1", 1, {"loss": 0.7}, T0)
-    await store.set_server_metrics("job1", 2, {"accuracy": 0.8}, T0)
+        await apply_events(store, events, T0)
+    await apply_events(store, [srv.metrics(2, accuracy=0.8)], T0)
     rows = await store.metrics("job1")
     assert [(r["participant"], r["round"]) for r in rows] == [
         ("client-1", 1),

@@ -1,4 +1,5 @@
-"""Contract of the Redis Streams bus against a real Redis (Valkey) server."""
+"""``StreamConsumer`` against a real Redis (Valkey) server: pending first, reclaim,
+dead-letter, NOGROUP recovery, trimming, and riding out a Redis restart."""
 
 from __future__ import annotations
 
@@ -11,50 +12,11 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import (
-    Bus,
-    Entry,
-    Redis,
-    StreamConsumer,
-    connect_redis,
-    submission_job_id,
-    trim_floor,
-)
-from orchestrator.core import (
-    COMMAND_ADAPTER,
-    EVENT_ADAPTER,
-    Heartbeat,
-    StopParticipant,
-)
+from orchestrator.bus import Entry, Keys, Redis, StreamConsumer, connect_redis, trim_floor
+from orchestrator.bus.wire import text
 from orchestrator.devstack.servers import ServerProcess, start_redis
 from orchestrator.errors import BusError
-from tests.daemon.harness import rows
-
-GROUP = "g"
-
-
-def consumer(redis: Redis, keys: Keys, name: str = "c1", **kw: object) -> StreamConsumer:
-    opts: dict[str, object] = {"batch": 100, "block_ms": 50, "dead_letter": keys.dead_letter}
-    opts.update(kw)
-    return StreamConsumer(redis, [keys.events(0), keys.events(1)], GROUP, name, **opts)  # type: ignore[arg-type]
-
-
-async def add(redis: Redis, stream: str, n: int, start: int = 0) -> list[str]:
-    pipe = redis.pipeline(transaction=False)
-    for i in range(start, start + n):
-        pipe.xadd(stream, {"n": str(i)})
-    return [i.decode() for i in await pipe.execute()]
-
-
-async def pending_ids(redis: Redis, stream: str) -> list[str]:
-    pending = await redis.xpending_range(stream, GROUP, "-", "+", 10_000)
-    return [r["message_id"].decode() for r in pending]  # type: ignore[union-attr]
-
-
-async def dead(redis: Redis, keys: Keys) -> list[dict[str, str]]:
-    return [{k.decode(): v.decode() for k, v in f.items()}
-            for _, f in await rows(redis, keys.dead_letter)]
+from tests.bus.support import GROUP, add, consumer, dead, pending_ids, rows
 
 
 async def test_new_consumer_with_same_name_drains_its_pending_first(redis: Redis,
@@ -237,72 +199,6 @@ async def test_no_loss_across_a_redis_kill_with_aof(tmp_path: Path, namespace: s
         server.stop()
 
 
-# --- producers -------------------------------------------------------------------------------
-
-
-async def test_bus_producer_wire_formats(redis: Redis, keys: Keys) -> None:
-    bus = Bus(redis, keys)
-    hb = Heartbeat(event_id="e1", job_id="job-a", participant="server", worker="w", seq=1)
-    entry_id = await bus.publish_event(hb)
-    ids = await bus.publish_events([hb.model_copy(update={"event_id": f"e{i}"})
-                                    for i in range(2, 5)])
-    assert len(ids) == 3
-    written = await rows(redis, keys.events_for("job-a"))
-    assert written[0][0].decode() == entry_id
-    assert EVENT_ADAPTER.validate_json(written[0][1][b"event"]) == hb
-
-    stop = StopParticipant(command_id="c1", job_id="job-a", participant="server", worker="w")
-    await bus.send_commands([stop])
-    [(_, fields)] = await rows(redis, keys.commands("w"))
-    assert COMMAND_ADAPTER.validate_json(fields[b"command"]) == stop
-
-    sub_id = await bus.submit('{"workload": "noop"}', idempotency_key="k1")
-    [(raw_id, fields)] = await rows(redis, keys.submissions)
-    assert raw_id.decode() == sub_id
-    assert fields == {b"spec": b'{"workload": "noop"}', b"idempotency_key": b"k1"}
-    assert submission_job_id(sub_id, keys.namespace) == submission_job_id(sub_id, keys.namespace)
-    assert submission_job_id(sub_id, keys.namespace) != submission_job_id(sub_id, "other")
-
-    await bus.request_cancel("job-a", reason="enough", requested_by="alice")
-    [(_, fields)] = await rows(redis, keys.control)
-    assert fields == {b"type": b"cancel", b"job_id": b"job-a", b"reason": b"enough",
-                      b"requested_by": b"alice"}
-
-
-async def test_worker_registration_expires_and_announces_itself(redis: Redis,
-                                                                keys: Keys) -> None:
-    bus = Bus(redis, keys)
-    await bus.register_worker("w1", "server", ttl_s=0.3, info={"slots": 2})
-    await bus.register_worker("w1", "server", ttl_s=0.3, info={"slots": 2})  # refresh
-    await bus.register_worker("w2", "client", ttl_s=5, info={})
-    alive = await bus.alive_workers()
-    assert set(alive) == {"w1", "w2"}
-    assert alive["w1"]["role"] == "server"
-    assert alive["w1"]["slots"] == 2
-    assert set(await bus.alive_workers(["w1", "nobody"])) == {"w1"}
-    announced = [f[b"worker"] for _, f in await rows(redis, keys.control)
-                 if f[b"type"] == b"worker_registered"]
-    assert announced == [b"w1", b"w2"], "only new registrations are announced"
-    await anyio.sleep(0.4)
-    assert set(await bus.alive_workers()) == {"w2"}
-
-
-async def test_updates_are_published_to_both_streams(redis: Redis, keys: Keys) -> None:
-    from orchestrator.core import Job, JobSpec  # noqa: PLC0415
-
-    spec = JobSpec.model_validate({"workload": "noop", "server": {"worker": "s"}})
-    job = Job.new("job-u", spec, __import__("datetime").datetime.now(
-        __import__("datetime").UTC))
-    await Bus(redis, keys).publish_update(job, "submitted")
-    [(_, f)] = await rows(redis, keys.updates)
-    [(_, g)] = await rows(redis, keys.job_updates("job-u"))
-    assert f == g
-    body = json.loads(f[b"update"])
-    assert body["job_id"] == "job-u"
-    assert (body["status"], body["phase"], body["reason"]) == ("NOT_STARTED", "queued",
-                                                                "submitted")
-
-
 async def test_read_needs_a_stream() -> None:
     with pytest.raises(ValueError, match="at least one stream"):
         StreamConsumer(None, [], GROUP, "c")  # type: ignore[arg-type]
@@ -317,9 +213,9 @@ async def test_reads_the_raw_reply_of_either_protocol(redis_server: ServerProces
     try:
         c = consumer(client, keys)
         await c.ensure_groups()
-        a = (await client.xadd(keys.events(0), {"event": "é1", "x": "y"})).decode()
-        b = (await client.xadd(keys.events(1), {"event": "2"})).decode()
-        gone = (await client.xadd(keys.events(1), {"event": "3"})).decode()
+        a = text(await client.xadd(keys.events(0), {"event": "é1", "x": "y"}))
+        b = text(await client.xadd(keys.events(1), {"event": "2"}))
+        gone = text(await client.xadd(keys.events(1), {"event": "3"}))
         first = await c.read()
         assert [(e.stream, e.id, e.fields, e.deliveries) for e in first] == [
             (keys.events(0), a, {"event": "é1", "x": "y"}, 1),
@@ -357,3 +253,79 @@ async def test_read_ready_returns_what_is_there_and_leaves_trouble_to_read(
     away = StreamConsumer(connect_redis("redis://127.0.0.1:1/0"), [keys.events(0)], GROUP, "c")
     with anyio.fail_after(30):
         assert await away.read_ready() == []
+
+
+async def test_touched_entries_are_not_reclaimed_and_keep_their_delivery_count(
+        redis: Redis, keys: Keys) -> None:
+    slow = consumer(redis, keys, "slow")
+    await slow.ensure_groups()
+    await add(redis, keys.events(0), 2)
+    await add(redis, keys.events(1), 1)
+    held = await slow.read()
+    rescuer = consumer(redis, keys, "rescuer", reclaim_idle_ms=150)
+    await anyio.sleep(0.1)
+    await slow.touch(held)  # still working on them: idle time back to 0
+    await anyio.sleep(0.1)
+    assert await rescuer.reclaim() == [], "idle 0.1 s since the touch, not 0.2"
+    await anyio.sleep(0.1)
+    claimed = await rescuer.reclaim()
+    assert sorted(e.id for e in claimed) == sorted(e.id for e in held)
+    assert {e.deliveries for e in claimed} == {2}, "JUSTID counted no delivery"
+    await slow.touch([])  # nothing to touch: no round trip, no error
+
+
+async def test_a_group_lost_during_reclaim_is_recreated(redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys, reclaim_idle_ms=0)
+    await c.ensure_groups()
+    ids = await add(redis, keys.events(1), 2)
+    await redis.xgroup_destroy(keys.events(1), GROUP)
+    assert await c.reclaim() == []
+    assert c.groups_recreated == 1
+    assert [e.id for e in await c.read()] == ids
+
+
+async def test_draining_until_own_pending_entries_are_read_and_rewind_starts_over(
+        redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys)
+    await c.ensure_groups()
+    assert c.draining
+    [entry_id] = await add(redis, keys.events(0), 1)
+    assert [e.id for e in await c.read()] == [entry_id]  # history empty, then the new entry
+    assert not c.draining
+    c.rewind()
+    assert c.draining
+    again = await c.read()
+    assert [(e.id, e.deliveries) for e in again] == [(entry_id, 2)]
+    assert await c.read() == [] and not c.draining
+
+
+async def test_dead_letter_without_a_dead_letter_stream_only_acknowledges(
+        redis: Redis, keys: Keys) -> None:
+    c = consumer(redis, keys, dead_letter=None)
+    await c.ensure_groups()
+    await add(redis, keys.events(0), 1)
+    [entry] = await c.read()
+    await c.dead_letter(entry, "unwanted")
+    assert await pending_ids(redis, keys.events(0)) == []
+    assert await redis.exists(keys.dead_letter) == 0
+    assert c.dead_lettered == 1
+
+
+async def test_the_trim_floor_is_the_oldest_need_over_every_group(redis: Redis,
+                                                                  keys: Keys) -> None:
+    fast = consumer(redis, keys, "fast")
+    await fast.ensure_groups()
+    behind = StreamConsumer(redis, [keys.events(0)], "behind", "b", batch=5, block_ms=10)
+    await behind.ensure_groups()
+    ids = await add(redis, keys.events(0), 20)
+    await fast.ack(await fast.read())
+    assert len(await behind.read()) == 5
+    assert await trim_floor(redis, keys.events(0)) == ids[0], "the lagging group's pending"
+    assert await trim_floor(redis, keys.dead_letter) is None, "no such stream"
+    assert await fast.pending_count() == 0
+    assert await behind.pending_count() == 5
+
+
+async def test_pending_count_of_streams_without_the_group_is_zero(redis: Redis,
+                                                                  keys: Keys) -> None:
+    assert await consumer(redis, keys).pending_count() == 0

@@ -1,0 +1,328 @@
+"""A reliable reader of one consumer group over several Redis streams.
+
+Theory of operation
+-------------------
+*Delivery is at least once.* A ``StreamConsumer`` reads with XREADGROUP; an entry stays in the
+group's pending list (PEL) until ``ack`` (after the durable write) or ``dead_letter`` (after it
+was found unprocessable). On start a consumer first drains *its own* pending entries (id ``0``)
+— what it had read but not acknowledged before it died — then reads new ones (``>``) with
+BLOCK. Entries left pending by a consumer that never came back are taken over by
+``reclaim`` (XAUTOCLAIM, idle above ``reclaim_idle_ms``); one delivered more than
+``max_deliveries`` times goes to the dead-letter stream with the reason and is acknowledged.
+Entries that were deleted or trimmed while pending are dead-lettered too (with empty fields),
+so nothing leaves the PEL silently. A lost group (NOGROUP, e.g. Redis restarted without its
+data) is recreated from id ``0`` so whatever is still in the stream is read again; consumers
+dedupe on the producer's ``event_id``, never on the entry id.
+
+Connection errors are retried with backoff by ``read``; the other methods raise
+``BusUnavailableError`` (transient) and callers retry. Trimming (``trim``) uses XTRIM MINID
+at the oldest entry some group still needs, so it never passes a pending entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from redis.exceptions import ResponseError
+
+from orchestrator.bus.housekeeping import pending_count, trim_streams
+from orchestrator.bus.packing import execute_batch
+from orchestrator.bus.retry import Backoff
+from orchestrator.bus.wire import (
+    TRANSIENT_REDIS_ERRORS,
+    Batch,
+    Entry,
+    Redis,
+    dead_letter_fields,
+    entries_of_reply,
+    text,
+    translated,
+)
+from orchestrator.errors import BusError
+from orchestrator.logs import get_logger
+
+T = TypeVar("T")
+
+DEAD_LETTER_MAXLEN = 100_000
+
+_log = get_logger("orchestrator.bus")
+
+
+class StreamConsumer:
+    """A reliable reader of one consumer group over several streams.
+
+    ``read`` never raises for connection trouble (it waits and retries with backoff) and
+    recreates the group on NOGROUP. Give each replica a *stable* ``consumer`` name, so that
+    after a restart it drains what it had read but not acknowledged.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        batch: int = 100,
+        block_ms: int = 1000,
+        max_deliveries: int = 5,
+        reclaim_idle_ms: int = 30_000,
+        dead_letter: str | None = None,
+    ) -> None:
+        if not streams:
+            raise ValueError("a consumer needs at least one stream")
+        self.redis = redis
+        self.streams = list(dict.fromkeys(streams))
+        self.group = group
+        self.consumer = consumer
+        self.batch = batch
+        self.block_ms = block_ms
+        self.max_deliveries = max_deliveries
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.dead_letter_stream = dead_letter
+        # Where the drain of our own pending entries stands per stream (None: drained).
+        self._history: dict[str, str | None] = dict.fromkeys(self.streams, "0")
+        self._reclaim_cursor: dict[str, str] = dict.fromkeys(self.streams, "0-0")
+        self._new_only: dict[str, str] = dict.fromkeys(self.streams, ">")
+        self._backoff = Backoff()
+        self._log = _log.bind(group=group, consumer=consumer)
+        #: Counters, for tests and the bench.
+        self.groups_recreated = 0
+        self.dead_lettered = 0
+
+    # --- groups ----------------------------------------------------------------------------
+    async def ensure_groups(self) -> None:
+        """Create the group on every stream (from id 0, creating the stream); BUSYGROUP is ok."""
+        async with translated("XGROUP CREATE"):
+            for stream in self.streams:
+                await self._create_group(stream)
+
+    async def _create_group(self, stream: str) -> bool:
+        try:
+            await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            return False
+        return True
+
+    async def _recreate_groups(self) -> None:
+        created = 0
+        for stream in self.streams:
+            created += await self._create_group(stream)
+        if created:
+            self.groups_recreated += created
+            self._log.warning("consumer group recreated after NOGROUP", created=created)
+        # A new group has an empty PEL: the drain of our own pending entries starts over.
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Re-drain this consumer's own pending entries on the next ``read``."""
+        self._history = dict.fromkeys(self.streams, "0")
+
+    @property
+    def draining(self) -> bool:
+        """True while this consumer still reads its own pending entries (history)."""
+        return any(cursor is not None for cursor in self._history.values())
+
+    # --- reading ---------------------------------------------------------------------------
+    async def read(self) -> list[Entry]:
+        """The next batch: own pending entries first (no blocking), then new ones (BLOCK).
+
+        Returns ``[]`` when BLOCK expired with nothing new. Entries that were deleted from the
+        stream while pending come back with empty ``fields``; the caller dead-letters them.
+        """
+        while True:
+            try:
+                entries = await self._read_once()
+            except ResponseError as exc:
+                _unless_nogroup(exc, "XREADGROUP")
+                await self._with_retry(self._recreate_groups)
+                continue
+            except TRANSIENT_REDIS_ERRORS as exc:
+                delay = self._backoff.next()
+                self._log.warning("redis unavailable, retrying read", error=str(exc),
+                                  retry_in_s=round(delay, 2))
+                await anyio.sleep(delay)
+                continue
+            self._backoff.reset()
+            return entries
+
+    async def read_ready(self) -> list[Entry]:
+        """What is there now: one XREADGROUP without BLOCK and without retries, for reading
+        ahead while a batch is in hand. ``[]`` when nothing is there, when Redis is away right
+        now, or when it refuses (NOGROUP, OOM, READONLY, ...): the next ``read`` meets the same
+        trouble and deals with it (waits and retries, recreates the group, or reports)."""
+        try:
+            return await self._read_once(block=False)
+        except ResponseError:
+            return []
+        except TRANSIENT_REDIS_ERRORS:
+            return []
+
+    async def _read_once(self, *, block: bool = True) -> list[Entry]:
+        history = {s: cursor for s, cursor in self._history.items() if cursor is not None}
+        if history:
+            entries = entries_of_reply(await self._xreadgroup(history, None), deliveries=2)
+            seen: set[str] = set()
+            for entry in entries:
+                self._history[entry.stream] = entry.id
+                seen.add(entry.stream)
+            for stream in history:
+                if stream not in seen:
+                    self._history[stream] = None
+            if entries:
+                return entries
+        reply = await self._xreadgroup(self._new_only, self.block_ms if block else None)
+        return entries_of_reply(reply)
+
+    async def _xreadgroup(self, streams: Mapping[str, str], block: int | None) -> Any:
+        """XREADGROUP with the reply as the server sent it, for ``entries_of_reply``.
+
+        The command name goes as bytes, which redis-py has no response callback for, so it
+        does not first rebuild the reply into its own tuples and dicts (whose shape also
+        varies with the protocol and redis-py's ``legacy_responses``).
+        """
+        args: list[Any] = [b"XREADGROUP", "GROUP", self.group, self.consumer,
+                           "COUNT", self.batch]
+        if block is not None:
+            args += ["BLOCK", block]
+        args += ["STREAMS", *streams.keys(), *streams.values()]
+        return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    # --- acknowledging ---------------------------------------------------------------------
+    def queue_ack(self, batch: Batch, entries: Iterable[Entry]) -> None:
+        """Add one XACK per stream (with every id) to a batch."""
+        for stream, ids in _ids_by_stream(entries).items():
+            batch.append(("XACK", stream, self.group, *ids))
+
+    async def ack(self, entries: Sequence[Entry]) -> None:
+        """Acknowledge entries: one XACK per stream, all in one round trip."""
+        if not entries:
+            return
+        batch: Batch = []
+        self.queue_ack(batch, entries)
+        async with translated("XACK"):
+            await execute_batch(self.redis, batch)
+
+    async def touch(self, entries: Sequence[Entry]) -> None:
+        """Reset the idle time of entries still being processed (XCLAIM JUSTID to ourselves).
+
+        Keeps ``reclaim`` (ours or another replica's) from taking over a batch that is merely
+        slow, e.g. held while the database is unreachable. JUSTID leaves delivery counts alone.
+        """
+        batch: Batch = [("XCLAIM", stream, self.group, self.consumer, 0, *ids, "JUSTID")
+                        for stream, ids in _ids_by_stream(entries).items()]
+        async with translated("XCLAIM"):
+            await execute_batch(self.redis, batch)
+
+    async def dead_letter(self, entry: Entry, reason: str) -> None:
+        """Copy the entry and the reason to the dead-letter stream and acknowledge it (MULTI)."""
+        async with translated("dead-letter"):
+            pipe = self.redis.pipeline(transaction=True)
+            if self.dead_letter_stream is not None:
+                fields = dead_letter_fields(entry, reason, self.group, self.consumer)
+                pipe.xadd(self.dead_letter_stream, fields,  # type: ignore[arg-type]
+                          maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+            pipe.xack(entry.stream, self.group, entry.id)
+            await pipe.execute()
+        self.dead_lettered += 1
+        self._log.warning("entry dead-lettered", stream=entry.stream, entry_id=entry.id,
+                          reason=reason, deliveries=entry.deliveries)
+
+    # --- taking over from dead consumers ------------------------------------------------------
+    async def reclaim(self) -> list[Entry]:
+        """Claim entries idle longer than ``reclaim_idle_ms`` (any consumer's, ours included).
+
+        Entries delivered more than ``max_deliveries`` times are dead-lettered (and acked);
+        ids that were deleted or trimmed while pending are dead-lettered with empty fields.
+        Returns the claimed entries to process, ``deliveries`` filled in.
+        """
+        claimed: list[Entry] = []
+        try:
+            for stream in self.streams:
+                claimed.extend(await self._reclaim_stream(stream))
+        except ResponseError as exc:
+            _unless_nogroup(exc, "XAUTOCLAIM")
+            await self._with_retry(self._recreate_groups)
+        except TRANSIENT_REDIS_ERRORS as exc:
+            self._log.warning("redis unavailable during reclaim", error=str(exc))
+        return claimed
+
+    async def _reclaim_stream(self, stream: str) -> list[Entry]:
+        start = self._reclaim_cursor[stream]
+        reply = await self.redis.xautoclaim(
+            stream, self.group, self.consumer, self.reclaim_idle_ms, start, count=self.batch
+        )
+        cursor, messages = reply[0], reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        self._reclaim_cursor[stream] = text(cursor)
+        for entry_id in deleted:
+            await self.dead_letter(
+                Entry(stream, text(entry_id), {}, 0),
+                "entry was deleted or trimmed from the stream before it was acknowledged",
+            )
+        if not messages:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id, _fields in messages:
+            pipe.xpending_range(stream, self.group, entry_id, entry_id, 1, self.consumer)
+        counts: list[Any] = await pipe.execute()
+        result: list[Entry] = []
+        for (entry_id, fields), pending in zip(messages, counts, strict=True):
+            deliveries = int(pending[0]["times_delivered"]) if pending else 1
+            decoded = {text(k): text(v) for k, v in fields.items()} if fields else {}
+            entry = Entry(stream, text(entry_id), decoded, deliveries)
+            if not decoded:
+                await self.dead_letter(entry, "entry was deleted from the stream while pending")
+            elif deliveries > self.max_deliveries:
+                await self.dead_letter(
+                    entry, f"delivered {deliveries} times (max {self.max_deliveries}) "
+                    "without being acknowledged"
+                )
+            else:
+                result.append(entry)
+        if result:
+            self._log.info("reclaimed pending entries", stream=stream, count=len(result))
+        return result
+
+    # --- housekeeping ------------------------------------------------------------------------
+    async def pending_count(self) -> int:
+        """Entries read by the group but not yet acknowledged, over all streams."""
+        async with translated("XPENDING"):
+            return await pending_count(self.redis, self.streams, self.group)
+
+    async def trim(self, maxlen: int) -> int:
+        """Trim streams longer than ``maxlen``, never past an entry some group still needs
+        (``trim_floor``). Returns the number of entries removed."""
+        async with translated("XTRIM"):
+            return await trim_streams(self.redis, self.streams, maxlen)
+
+    async def _with_retry(self, op: Callable[[], Awaitable[T]]) -> T:
+        while True:
+            try:
+                result = await op()
+            except TRANSIENT_REDIS_ERRORS as exc:
+                self._log.warning("redis unavailable, retrying", error=str(exc))
+                await self._backoff.sleep()
+                continue
+            self._backoff.reset()
+            return result
+
+
+def _unless_nogroup(exc: ResponseError, command: str) -> None:
+    """Raise ``BusError`` for a refusal other than NOGROUP (a lost group is recreated)."""
+    if "NOGROUP" not in str(exc):
+        raise BusError(f"{command} refused: {exc}") from exc
+
+
+def _ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[str]]:
+    by_stream: dict[str, list[str]] = {}
+    for entry in entries:
+        by_stream.setdefault(entry.stream, []).append(entry.id)
+    return by_stream
+
+
+__all__ = ["DEAD_LETTER_MAXLEN", "StreamConsumer"]

@@ -1,0 +1,80 @@
+"""``orchestrator cancel JOB``: ask the daemon to cancel a job; with ``--wait``, until it ends.
+
+Exit codes: 0 requested, or the job already finished (with ``--wait``: it FINISHED_CANCELLED);
+1 a server unreachable, or with ``--wait`` a job that ended otherwise; 2 an unknown job id,
+invalid settings.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+
+import click
+
+from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings
+from orchestrator.cli.connect import bus_for, open_redis, open_store
+from orchestrator.cli.output import echo_json, json_option, warn
+from orchestrator.cli.running import run_waiting
+from orchestrator.cli.watch import Mode, follow_job
+from orchestrator.core import JobStatus
+
+
+def requested_by() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (cli)"
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@click.option("--reason", default="cancelled by user", show_default=True)
+@click.option("--wait", is_flag=True,
+              help="Wait until the job is FINISHED_*; exit 0 only if FINISHED_CANCELLED.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True),
+              help="With --wait: give up (exit 1) after this many seconds.")
+@json_option
+def cancel(job_id: str, reason: str, wait: bool, timeout_s: float | None, as_json: bool) -> None:
+    """Ask the daemon to cancel a job (its participants are stopped).
+
+    A job that already finished is left alone (exit 0, or 1 with --wait unless it was
+    cancelled). Unknown JOB: exit 2.
+    """
+    settings = cli_settings()
+
+    async def main() -> int:
+        async with open_store(settings) as store:
+            job = await store.get(job_id)
+            if job.is_terminal:
+                if as_json:
+                    echo_json({"id": job_id, "status": job.status.value, "requested": False})
+                else:
+                    click.echo(f"job {job_id} already {job.status.value}; nothing to cancel")
+                if wait and job.status is not JobStatus.FINISHED_CANCELLED:
+                    return EXIT_FAILURE
+                return EXIT_OK
+            async with open_redis(settings) as redis:
+                entry_id = await bus_for(redis, settings).request_cancel(
+                    job_id, reason=reason, requested_by=requested_by())
+                if as_json:
+                    echo_json({"id": job_id, "status": job.status.value, "requested": True,
+                               "entry_id": entry_id}, lines=wait)
+                else:
+                    click.echo(f"cancel requested for job {job_id} ({job.status.value})")
+                if not wait:
+                    return EXIT_OK
+                mode: Mode = "json" if as_json else "quiet"
+                outcome = await follow_job(store, redis, settings, job_id, mode=mode,
+                                           wait_for_job_s=None, timeout_s=timeout_s)
+        if outcome.message:
+            warn(outcome.message)
+            return EXIT_FAILURE
+        final = outcome.status
+        if not as_json and final is not None:
+            click.echo(f"job {job_id} {final.value}")
+        return EXIT_OK if final is JobStatus.FINISHED_CANCELLED else EXIT_FAILURE
+
+    sys.exit(run_waiting(settings, main, wait))

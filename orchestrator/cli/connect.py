@@ -1,0 +1,133 @@
+"""Connections of the commands: Redis and MongoDB, each checked with a ping under a short
+timeout (an unreachable server is one line naming its setting), and closed without holding up
+the exit."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+from orchestrator.cli.common import Failure
+from orchestrator.errors import error_gist
+from orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from orchestrator.bus.keys import Keys
+    from orchestrator.bus.streams import Bus
+    from orchestrator.store.mongo import MongoJobStore
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 3.0
+"""How long a command waits for Redis or MongoDB before saying it is unreachable."""
+
+CLOSE_TIMEOUT_S = 2.0
+"""Closing a connection never holds up the exit (or a Ctrl-C) longer than this."""
+
+
+def redact(url: str) -> str:
+    """A URL without its password, fit to print."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def keys_for(settings: Settings) -> Keys:
+    from orchestrator.bus.keys import Keys  # noqa: PLC0415
+
+    return Keys(namespace=settings.namespace, event_shards=settings.event_shards)
+
+
+def bus_for(redis: Redis, settings: Settings) -> Bus:
+    """The producer side of the bus (submissions, cancels) on ``redis``, as ``settings`` say."""
+    from orchestrator.bus.streams import Bus  # noqa: PLC0415
+
+    return Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
+
+
+def mongo_unreachable(settings: Settings, exc: BaseException) -> Failure:
+    return Failure(
+        f"cannot reach MongoDB at {redact(settings.mongo_url)} (ORCHESTRATOR_MONGO_URL): "
+        f"{error_gist(exc)}"
+    )
+
+
+def redis_unreachable(settings: Settings, exc: BaseException) -> Failure:
+    return Failure(
+        f"cannot reach Redis at {redact(settings.redis_url)} (ORCHESTRATOR_REDIS_URL): "
+        f"{error_gist(exc)}"
+    )
+
+
+@asynccontextmanager
+async def _checked(
+    client: T,
+    *,
+    ping: Callable[[], Awaitable[object]],
+    close: Callable[[], Awaitable[object]],
+    unreachable: Callable[[BaseException], Failure],
+    timeout_s: float,
+) -> AsyncIterator[T]:
+    """``client`` once ``ping()`` answered within ``timeout_s`` (else ``unreachable(exc)``);
+    closed afterwards, without letting a dead connection hold up the exit."""
+    try:
+        try:
+            with anyio.fail_after(timeout_s + 1):
+                await ping()
+        except Exception as exc:
+            raise unreachable(exc) from exc
+        yield client
+    finally:
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            with contextlib.suppress(Exception):  # closing a dead connection may fail
+                await close()
+
+
+def open_store(
+    settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
+) -> AbstractAsyncContextManager[MongoJobStore]:
+    """The job store, checked with a ``ping`` first so that an unreachable server fails fast."""
+    from orchestrator.store.mongo import connect_mongo  # noqa: PLC0415
+
+    store = connect_mongo(settings.mongo_url, settings.mongo_db, timeout_ms=int(timeout_s * 1000))
+    return _checked(
+        store,
+        ping=lambda: store.db.command("ping"),
+        close=store.close,
+        unreachable=lambda exc: mongo_unreachable(settings, exc),
+        timeout_s=timeout_s,
+    )
+
+
+def open_redis(
+    settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
+) -> AbstractAsyncContextManager[Redis]:
+    """A Redis client, checked with a ``PING`` first (short connect timeout)."""
+    from redis.asyncio import Redis  # noqa: PLC0415
+
+    client: Redis = Redis.from_url(
+        settings.redis_url,
+        password=settings.redis_password_plain,
+        socket_connect_timeout=timeout_s,
+        decode_responses=False,
+    )
+    return _checked(
+        client,
+        ping=client.ping,
+        close=client.aclose,
+        unreachable=lambda exc: redis_unreachable(settings, exc),
+        timeout_s=timeout_s,
+    )

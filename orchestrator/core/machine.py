@@ -1,0 +1,562 @@
+"""The job state machine: two tables and ``decide(job, events, now)``.
+
+Theory of operation
+-------------------
+A job changes only here. ``decide`` is pure: no I/O, no clock, no randomness; the events of
+one daemon batch for one job and the time come in, a ``Decision`` comes out.
+
+Two tables hold the rules, as h11 keeps its protocol state:
+
+``RULES`` — the event table. For each (job status, event type) it names the handler that
+decides what the event does: dispatch the job, start a cancel, expire a deadline, fold a
+participant's liveness or progress into it, record a checkpoint, end a participant, refuse,
+or ignore. FINISHED_* absorb every event: the status never changes, but late metrics and
+checkpoints are still recorded.
+
+``JOINT`` — the joint-state table: what the participants' states mean for an IN_PROGRESS
+job. Read top to bottom, the first rule whose condition holds wins: all stopped after a
+cancel ends it cancelled, a failed or stopped server ends it with an error, a finished server
+whose final checkpoint is recorded ends it successfully (or waits in ``finalizing``), too
+few healthy clients end it with an error, otherwise it is ``running`` or ``starting``. It is
+consulted after every event that changed a participant's state, the phase or the round.
+
+Order-insensitivity comes from three choices: a participant's state only moves forward
+(assigned < started < finished | failed | stopped); the job's status follows from the
+participants' states through ``JOINT`` rather than from the order of events; and liveness,
+metrics and checkpoints are keyed (highest ``seq`` per participant, latest metrics per round,
+rows per (job, participant, round)). So duplicates change nothing and late or reordered
+events land in the same place.
+
+Deadlines (start, heartbeat, round, job, cancel grace, finalize) are derived from the job's
+own state by ``deadlines``, in one place; the job keeps the earliest as ``deadline_at`` for
+the reaper's indexed query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+from orchestrator.core.commands import Command, StopParticipant, command_id, start_command
+from orchestrator.core.deadlines import ACTIVE_STATES, due, next_deadline_at
+from orchestrator.core.events import (
+    EVENT_TYPES,
+    PARTICIPANT_EVENT_TYPES,
+    CancelRequested,
+    CheckpointSaved,
+    DeadlineExpired,
+    Event,
+    Heartbeat,
+    JobDispatched,
+    ParticipantEvent,
+    ParticipantFailed,
+    ParticipantFinished,
+    ParticipantStopped,
+    RoundMetrics,
+    RoundStarted,
+)
+from orchestrator.core.job import CheckpointRef, HistoryEntry, Job, JobError, Participant
+from orchestrator.core.records import CheckpointRecord, Decision, MetricRecord, Outcome
+from orchestrator.core.spec import JobSpec
+from orchestrator.core.status import (
+    TERMINAL,
+    ErrorCode,
+    JobStatus,
+    ParticipantState,
+    Phase,
+    Role,
+)
+
+NS, IP = JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS
+OK, ERR, CXL = JobStatus.FINISHED_SUCCESSFULLY, JobStatus.FINISHED_WITH_ERROR, \
+    JobStatus.FINISHED_CANCELLED
+PS = ParticipantState
+HEALTHY_STATES = frozenset({PS.ASSIGNED, PS.STARTED, PS.FINISHED})
+DOWN_STATES = frozenset({PS.FAILED, PS.STOPPED})
+_ANNOUNCED = ("status", "phase", "round", "error", "latest_checkpoint", "final_checkpoint")
+_PARTICIPANT_FIELDS = tuple(f.name for f in fields(Participant))
+
+
+def new_job(job_id: str, spec: JobSpec, now: datetime, *, event_id: str = "submit") -> Job:
+    """A fresh NOT_STARTED job with one participant per spec entry, its start deadline set."""
+    participants = {
+        pid: Participant(id=pid, role=Role.SERVER if pid == "server" else Role.CLIENT,
+                         worker=spec.participant_spec(pid).worker)
+        for pid in spec.participant_ids()
+    }
+    job = Job(id=job_id, spec=spec, participants=participants, created_at=now, updated_at=now,
+              idempotency_key=spec.idempotency_key,
+              history=[HistoryEntry(from_status=None, to_status=NS, at=now, event_id=event_id,
+                                    reason="submitted")])
+    return replace(job, deadline_at=next_deadline_at(job))
+
+
+# --- the working copy of one decision ----------------------------------------------------------
+
+class _Draft:
+    """The job as the batch's events change it; frozen into a ``Decision`` at the end."""
+
+    def __init__(self, job: Job, now: datetime) -> None:
+        self.original = job
+        self.now = now
+        self.event_id = ""
+        self.fields: dict[str, Any] = {}
+        self.participants = job.participants  # copied on the first participant change
+        self.history: list[HistoryEntry] = []
+        self.commands: list[Command] = []
+        self.metrics: list[MetricRecord] = []
+        self.checkpoints: list[CheckpointRecord] = []
+        self.edits = 0  # grows with every change and record: tells whether an event applied
+        self.joint_due = False  # a participant's state, the phase or the round changed
+
+    def get(self, name: str) -> Any:
+        return self.fields[name] if name in self.fields else getattr(self.original, name)
+
+    def set(self, name: str, value: Any) -> None:
+        if self.get(name) != value:
+            self.fields[name] = value
+            self.edits += 1
+            self.joint_due = self.joint_due or name in ("phase", "round")
+
+    def update(self, p: Participant, **changes: Any) -> None:
+        """Change a participant's fields (only those whose value differs count)."""
+        changes = {k: v for k, v in changes.items() if getattr(p, k) != v}
+        if not changes:
+            return
+        if self.participants is self.original.participants:
+            self.participants = dict(self.participants)
+        self.participants[p.id] = replace(p, **changes)
+        self.edits += 1
+        self.joint_due = self.joint_due or "state" in changes
+
+    def job(self) -> Job:
+        """The job as it stands now (built on demand: deadlines need a whole job)."""
+        changes = dict(self.fields)
+        if self.participants is not self.original.participants:
+            changes["participants"] = self.participants
+        return replace(self.original, **changes) if changes else self.original
+
+    def set_status(self, status: JobStatus, reason: str, error: JobError | None = None) -> None:
+        current = self.get("status")
+        if status is current:
+            return
+        self.set("status", status)
+        self.history.append(HistoryEntry(from_status=current, to_status=status, at=self.now,
+                                         event_id=self.event_id, reason=reason))
+        if status is IP:
+            self.set("started_at", self.now)
+        if status in TERMINAL:
+            self.set("phase", Phase.DONE)
+            self.set("finished_at", self.now)
+            if error is not None:
+                self.set("error", error)
+            self.stop_active(reason)
+
+    def stop_active(self, reason: str) -> None:
+        for p in self.participants.values():
+            if p.state in ACTIVE_STATES:
+                self.commands.append(StopParticipant(
+                    command_id=command_id(self.event_id, "stop", p.id), job_id=self.original.id,
+                    participant=p.id, worker=p.worker, reason=reason))
+                self.edits += 1
+
+    def decision(self, outcomes: list[Outcome]) -> Decision:
+        job = self.original
+        reason = next((o.reason for o in reversed(outcomes) if o.applied), "")
+        candidate = self.job()
+        deadline_at = next_deadline_at(candidate)
+        changed = [name for name, value in self.fields.items() if getattr(job, name) != value]
+        if deadline_at != job.deadline_at:
+            changed.append("deadline_at")
+        for pid, p in self.participants.items():
+            before = job.participants[pid]
+            if p is not before:
+                changed.extend(f"participants.{pid}.{name}" for name in _PARTICIPANT_FIELDS
+                               if getattr(p, name) != getattr(before, name))
+        unchanged = Decision(job, commands=tuple(self.commands), metrics=tuple(self.metrics),
+                             checkpoints=tuple(self.checkpoints), outcomes=tuple(outcomes),
+                             reason=reason)
+        if not changed and not self.history:
+            return unchanged
+        extra: dict[str, Any] = {"deadline_at": deadline_at, "updated_at": self.now,
+                                 "version": job.version + 1}
+        if self.history:
+            extra["history"] = [*job.history, *self.history]
+        announce = any(path in _ANNOUNCED or path.endswith(".state") for path in changed)
+        return replace(unchanged, job=replace(candidate, **extra),
+                       changed=(*changed, "updated_at", "version"),
+                       history=tuple(self.history), announce=announce)
+
+
+# --- the event table's handlers -----------------------------------------------------------------
+#
+# Each takes the draft and the event and returns the reason (refusals start with "refused").
+
+Handler = Callable[[_Draft, Any], str]
+
+
+def _dispatch(d: _Draft, e: JobDispatched) -> str:
+    job = d.original
+    unknown = sorted(set(e.assignments) - set(job.participants))
+    if unknown:
+        return f"refused: dispatch names unknown participants {unknown}"
+    if "server" not in e.assignments:
+        return "refused: dispatch without the server participant"
+    clients = len(e.assignments) - 1
+    if clients < job.spec.required_clients:
+        return f"refused: dispatch assigns {clients} clients, {job.spec.required_clients} required"
+    for p in job.participants.values():
+        run_id = e.assignments.get(p.id)
+        if run_id is None:
+            d.update(p, state=PS.SKIPPED)
+            continue
+        d.update(p, state=PS.ASSIGNED, run_id=run_id, assigned_at=d.now, last_seen=d.now)
+        d.commands.append(start_command(job, p, run_id=run_id,
+                                        command_id=command_id(e.event_id, "start", p.id)))
+    skipped = len(job.participants) - len(e.assignments)
+    reason = "dispatched" + (f" ({skipped} unavailable clients skipped)" if skipped else "")
+    d.set("phase", Phase.STARTING)
+    d.set_status(IP, reason)
+    return reason
+
+
+def _cancel_queued(d: _Draft, e: CancelRequested) -> str:
+    d.set_status(CXL, e.reason)
+    return "cancelled before dispatch"
+
+
+def _cancel_running(d: _Draft, e: CancelRequested) -> str:
+    if d.get("phase") is Phase.CANCELLING:
+        return "cancel already in progress"
+    d.set("phase", Phase.CANCELLING)
+    d.set("cancel_requested_at", d.now)
+    d.stop_active(e.reason)
+    return "cancelling: stop commands sent"
+
+
+def _deadline(d: _Draft, e: DeadlineExpired) -> str:
+    job = d.job()
+    if not any(x.kind == e.kind and x.participant == e.participant for x in due(job, d.now)):
+        return f"deadline {e.kind} not due (state moved on)"
+    t = job.spec.timeouts
+    if e.kind == "heartbeat" and e.participant is not None:
+        p = d.participants[e.participant]
+        d.update(p, state=PS.FAILED, error=JobError(
+            code=ErrorCode.WORKER_LOST, participant=p.id,
+            message=f"no heartbeat from {p.id} on worker {p.worker} for {t.heartbeat_s:g}s"))
+        return "participant lost"
+    if e.kind == "cancel_grace":
+        d.set_status(CXL, f"cancel grace of {t.cancel_grace_s:g}s over")
+        return "cancel grace expired"
+    if e.kind == "start":
+        error = JobError(code=ErrorCode.CANNOT_SCHEDULE,
+                         message=f"workers not available within start timeout of {t.start_s:g}s")
+        d.set_status(ERR, "cannot schedule", error)
+        return "start deadline expired"
+    if e.kind == "finalize":
+        error = JobError(code=ErrorCode.CHECKPOINT_FAILED, participant="server",
+                         message=f"final checkpoint {job.server.final_checkpoint} was never "
+                                 "recorded")
+        d.set_status(ERR, "final checkpoint missing", error)
+        return "finalize deadline expired"
+    limit, what = (t.round_s, f"round {job.round}") if e.kind == "round" else (t.job_s, "job")
+    d.set_status(ERR, f"{what} timed out", JobError(
+        code=ErrorCode.TIMED_OUT, message=f"{what} exceeded its timeout of {limit:g}s"))
+    return f"{e.kind} deadline expired"
+
+
+def _progress(d: _Draft, e: ParticipantEvent, **changes: Any) -> Participant:
+    """Liveness, forward only: a ``seq`` above the highest seen refreshes ``last_seen``;
+    any participant event of a running job means it has started (unless the event itself
+    moves it further: a finish, failure or stop as its first word)."""
+    p = d.participants[e.participant]
+    if e.seq > p.last_seq:
+        changes.update(last_seq=e.seq, last_seen=d.now)
+    if p.state.rank < PS.STARTED.rank:
+        changes.setdefault("state", PS.STARTED)
+    d.update(p, **changes)
+    return d.participants[e.participant]
+
+
+def _started(d: _Draft, e: ParticipantEvent) -> str:
+    _progress(d, e)
+    return e.type
+
+
+def _heartbeat(d: _Draft, e: Heartbeat) -> str:
+    p = d.participants[e.participant]
+    _progress(d, e, **({"round": e.round} if e.round is not None and e.round > p.round else {}))
+    return e.type
+
+
+def _round_started(d: _Draft, e: RoundStarted) -> str:
+    p = d.participants[e.participant]
+    _progress(d, e, **({"round": e.round} if e.round > p.round else {}))
+    if p.role is Role.SERVER and e.round > d.get("round") and d.get("status") not in TERMINAL:
+        d.set("round", e.round)
+        d.set("round_started_at", d.now)
+        return f"round {e.round} started"
+    return e.type
+
+
+def _metrics(d: _Draft, e: RoundMetrics) -> str:
+    p = d.participants[e.participant]
+    metrics = dict(e.metrics)
+    d.metrics.append(MetricRecord(d.original.id, p.id, p.role, e.round, metrics, d.now,
+                                  e.event_id))
+    d.edits += 1
+    changes: dict[str, Any] = {"round": e.round} if e.round > p.round else {}
+    if p.metrics_round is None or e.round >= p.metrics_round:
+        changes.update(metrics_round=e.round, metrics=metrics)
+    _progress(d, e, **changes)
+    return f"metrics for round {e.round}"
+
+
+def _checkpoint(d: _Draft, e: CheckpointSaved) -> str:
+    p = _progress(d, e)
+    d.checkpoints.append(CheckpointRecord(d.original.id, p.id, e.round, e.key, e.size,
+                                          e.sha256, e.parent, e.final, d.now, e.event_id))
+    d.edits += 1
+    ref = CheckpointRef(key=e.key, round=e.round, participant=p.id, sha256=e.sha256,
+                        size=e.size)
+    latest = d.get("latest_checkpoint")
+    if latest is None or (ref.round, ref.key) >= (latest.round, latest.key):
+        d.set("latest_checkpoint", ref)
+    if e.final and p.role is Role.SERVER:
+        d.set("final_checkpoint", ref)
+        d.joint_due = True  # a finalizing job may now succeed
+    return f"checkpoint {e.key} recorded"
+
+
+def _end(d: _Draft, e: ParticipantEvent, state: ParticipantState, **changes: Any) -> str:
+    """A participant's last word: forward only, so a late or repeated one changes nothing."""
+    p = d.participants[e.participant]
+    if state.rank > p.state.rank:
+        changes.update(state=state, finished_at=d.now)
+    else:
+        changes = {}
+    _progress(d, e, **changes)
+    return e.type
+
+
+def _finished(d: _Draft, e: ParticipantFinished) -> str:
+    return _end(d, e, PS.FINISHED, final_checkpoint=e.final_checkpoint)
+
+
+def _failed(d: _Draft, e: ParticipantFailed) -> str:
+    return _end(d, e, PS.FAILED, error=JobError(code=e.code, message=e.message,
+                                                participant=e.participant))
+
+
+def _stopped(d: _Draft, e: ParticipantStopped) -> str:
+    return _end(d, e, PS.STOPPED, error=JobError(
+        code=ErrorCode.WORKER_SHUTDOWN, participant=e.participant,
+        message=e.reason or f"{e.participant} stopped"))
+
+
+def _refuse(why: str) -> Handler:
+    def refuse(d: _Draft, e: Event) -> str:
+        return f"refused: {e.type} while job is {d.get('status')}: {why}"
+    return refuse
+
+
+def _ignore(d: _Draft, e: Event) -> str:
+    return f"ignored: job is {d.get('status')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One entry of the event table: what the event does, and where it can lead the job."""
+
+    handler: Handler
+    summary: str
+    targets: frozenset[JobStatus]
+
+
+def _rule(handler: Handler, summary: str, *targets: JobStatus) -> Rule:
+    return Rule(handler, summary, frozenset(targets))
+
+
+#: (event type) -> (handler, summary) for the participant events, wherever a job is.
+_PARTICIPANT: dict[str, tuple[Handler, str]] = {
+    "participant.started": (_started, "the participant runs"),
+    "participant.heartbeat": (_heartbeat, "liveness (and the round it is in)"),
+    "round.started": (_round_started, "the server starts a round"),
+    "round.metrics": (_metrics, "a metrics row; the latest round's summary"),
+    "checkpoint.saved": (_checkpoint, "a manifest row; the final one may end the job"),
+    "participant.finished": (_finished, "the participant finished"),
+    "participant.failed": (_failed, "the participant failed"),
+    "participant.stopped": (_stopped, "the participant stopped"),
+}
+#: Where a participant event can lead an IN_PROGRESS job (through ``JOINT``).
+_PARTICIPANT_TARGETS: dict[str, tuple[JobStatus, ...]] = {
+    "checkpoint.saved": (IP, OK),
+    "participant.finished": (IP, OK, CXL),  # a finish never lowers the healthy count
+    "participant.failed": (IP, ERR, CXL),
+    "participant.stopped": (IP, ERR, CXL),
+}
+
+#: The event table: (status, event type) -> rule. Total: every pair has a rule.
+RULES: dict[tuple[JobStatus, str], Rule] = {
+    (NS, "job.dispatched"): _rule(_dispatch, "dispatch (refused if too few clients)", NS, IP),
+    (NS, "cancel.requested"): _rule(_cancel_queued, "cancel before dispatch", CXL),
+    (NS, "deadline.expired"): _rule(_deadline, "the start deadline", NS, ERR),
+    **{(NS, t): _rule(_refuse("not dispatched yet"), "refused", NS) for t in _PARTICIPANT},
+    (IP, "job.dispatched"): _rule(_refuse("already dispatched"), "refused", IP),
+    (IP, "cancel.requested"): _rule(_cancel_running, "stop every active participant", IP, CXL),
+    (IP, "deadline.expired"): _rule(_deadline, "a deadline", IP, ERR, CXL),
+    **{(IP, t): _rule(h, s, *_PARTICIPANT_TARGETS.get(t, (IP,)))
+       for t, (h, s) in _PARTICIPANT.items()},
+    **{(s, t): _rule(_ignore, "ignored: the status never changes", s)
+       for s in TERMINAL for t in ("job.dispatched", "cancel.requested", "deadline.expired")},
+    **{(s, t): _rule(h, f"late data still recorded: {summary}", s)
+       for s in TERMINAL for t, (h, summary) in _PARTICIPANT.items()},
+}
+
+
+# --- the joint-state table ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Joint:
+    """What ``JOINT`` looks at: the participants' states, summed up in one pass."""
+
+    cancelling: bool
+    active: int
+    server: Participant
+    final_recorded: bool
+    healthy_clients: int
+    required_clients: int
+    client_error: JobError | None
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class JointRule:
+    """When ``when`` holds, the job ends in ``ends`` (with ``reason`` and ``error``) or,
+    when ``ends`` is None, stays IN_PROGRESS in ``phase`` (None: as it is)."""
+
+    name: str
+    when: Callable[[Joint], bool]
+    ends: JobStatus | None = None
+    phase: Phase | None = None
+    reason: Callable[[Joint], str] = lambda j: ""
+    error: Callable[[Joint], JobError | None] = lambda j: None
+
+
+JOINT: tuple[JointRule, ...] = (
+    JointRule("cancelled: nobody active", lambda j: j.cancelling and j.active == 0, ends=CXL,
+              reason=lambda j: "cancelled: all participants stopped"),
+    JointRule("cancelling: waiting for stops", lambda j: j.cancelling),
+    JointRule("server down", lambda j: j.server.state in DOWN_STATES, ends=ERR,
+              reason=lambda j: f"server {j.server.state}", error=lambda j: j.server.error),
+    JointRule("server finished, final checkpoint recorded",
+              lambda j: j.server.state is PS.FINISHED and j.final_recorded, ends=OK,
+              reason=lambda j: "server finished"),
+    JointRule("server finished, final checkpoint pending",
+              lambda j: j.server.state is PS.FINISHED, phase=Phase.FINALIZING),
+    JointRule("too few healthy clients", lambda j: j.healthy_clients < j.required_clients,
+              ends=ERR, error=lambda j: j.client_error,
+              reason=lambda j: f"{j.healthy_clients} healthy clients left, "
+                               f"{j.required_clients} required"),
+    JointRule("a round under way", lambda j: j.round >= 1, phase=Phase.RUNNING),
+    JointRule("starting", lambda j: True, phase=Phase.STARTING),
+)
+
+
+def _joint(d: _Draft) -> Joint:
+    parts = d.participants.values()
+    server = d.participants["server"]
+    wanted = server.final_checkpoint
+    final = d.get("final_checkpoint")
+    clients = [p for p in parts if p.role is Role.CLIENT]
+    return Joint(
+        cancelling=d.get("phase") is Phase.CANCELLING,
+        active=sum(p.state in ACTIVE_STATES for p in parts),
+        server=server,
+        final_recorded=wanted is None or (final is not None and final.key == wanted),
+        healthy_clients=sum(p.state in HEALTHY_STATES for p in clients),
+        required_clients=d.original.spec.required_clients,
+        client_error=next((p.error for p in clients
+                           if p.state in DOWN_STATES and p.error is not None), None),
+        round=d.get("round"),
+    )
+
+
+def first_rule(state: Joint) -> JointRule:
+    """The first rule of ``JOINT`` that holds (the last one always does)."""
+    return next(rule for rule in JOINT if rule.when(state))
+
+
+def _settle(d: _Draft) -> None:
+    state = _joint(d)
+    rule = first_rule(state)
+    if rule.ends is not None:
+        d.set_status(rule.ends, rule.reason(state), rule.error(state))
+    elif rule.phase is not None:
+        d.set("phase", rule.phase)
+
+
+# --- decide ---------------------------------------------------------------------------------------
+
+def _sender_problem(job: Job, e: ParticipantEvent) -> str | None:
+    p = job.participants.get(e.participant)
+    if p is None:
+        return f"refused: {e.participant} is not a participant of job {job.id}"
+    if p.worker != e.worker:
+        return f"refused: {e.participant} belongs to worker {p.worker}, event came from {e.worker}"
+    return None
+
+
+def decide(job: Job, events: Sequence[Event], now: datetime) -> Decision:
+    """Apply one batch's events for one job, in order. Pure; never raises for bad input:
+    each refused event gets its reason in ``outcomes``."""
+    d = _Draft(job, now)
+    outcomes: list[Outcome] = []
+    for e in events:
+        if e.job_id != job.id:
+            outcomes.append(Outcome(e.event_id, e.job_id, False,
+                                    f"refused: event for job {e.job_id} applied to {job.id}"))
+            continue
+        status = d.get("status")
+        rule = RULES[(status, e.type)]
+        problem = (_sender_problem(job, e) if isinstance(e, PARTICIPANT_EVENT_TYPES)
+                   else None)
+        if problem is not None:
+            outcomes.append(Outcome(e.event_id, job.id, False, problem))
+            continue
+        d.event_id = e.event_id
+        before = d.edits
+        reason = rule.handler(d, e)
+        if d.joint_due and d.get("status") is IP:
+            _settle(d)
+        d.joint_due = False
+        applied = d.edits > before
+        if not applied and not reason.startswith(("refused", "ignored")):
+            reason = f"no change: {reason}"
+        outcomes.append(Outcome(e.event_id, job.id, applied, reason))
+    return d.decision(outcomes)
+
+
+def edges() -> list[tuple[JobStatus, JobStatus, str]]:
+    """Distinct (from, to, event type) edges that change the status, for the diagram."""
+    out = {(status, target, event_type) for (status, event_type), rule in RULES.items()
+           for target in rule.targets if target is not status}
+    order = {s: i for i, s in enumerate(JobStatus)}
+    return sorted(out, key=lambda e: (order[e[0]], order[e[1]], e[2]))
+
+
+def mermaid() -> str:
+    """The state diagram generated from the event table (the README embeds it)."""
+    lines = ["stateDiagram-v2", "    [*] --> NOT_STARTED: submitted"]
+    grouped: dict[tuple[JobStatus, JobStatus], list[str]] = {}
+    for src, dst, event_type in edges():
+        grouped.setdefault((src, dst), []).append(event_type)
+    for (src, dst), types in grouped.items():
+        lines.append(f"    {src.value} --> {dst.value}: {', '.join(types)}")
+    lines.extend(f"    {s.value} --> [*]" for s in JobStatus if s in TERMINAL)
+    return "\n".join(lines)
+
+
+assert all((s, t) in RULES for s in JobStatus for t in EVENT_TYPES), "the table is not total"
