@@ -6,10 +6,10 @@ Theory of operation:
 * Metrics and round announcements become events, stamped and queued by
   :class:`~workers.outbox.ParticipantEvents`; they never wait on Redis.
 * ``save_checkpoint`` returns the deterministic key at once and hands the bytes to the
-  participant's :class:`~orchestrator.storage.CheckpointUploader`. ``checkpoint.saved`` is
-  queued by the upload's completion callback, i.e. only once the object is durable; a final
-  failure calls ``on_checkpoint_failed`` (the agent then fails the participant with
-  ``checkpoint_failed``). ``parent`` is the key this participant saved before.
+  participant's :class:`~workers.uploads.ParticipantUploads`. ``checkpoint.saved`` is queued by
+  the upload's completion callback, i.e. only once the object is durable; a final failure calls
+  ``on_checkpoint_failed`` (the participant then fails with ``checkpoint_failed``). ``parent``
+  is the key this participant saved before.
 * ``send`` XADDs ``{sender, id, body}`` to the recipient's mailbox stream
   (``Keys.mailbox(job_id, to)``); ``receive`` XREADs this participant's own mailbox from the
   beginning (messages sent before it started are not lost), blocking in short slices so a stop
@@ -38,7 +38,7 @@ from orchestrator.core.commands import StartParticipant
 from orchestrator.core.events import CheckpointSaved, RoundMetrics, RoundStarted
 from orchestrator.core.status import Role
 from orchestrator.errors import BusUnavailableError
-from orchestrator.storage import CheckpointUploader, ObjectStore, UploadOutcome
+from orchestrator.storage import ObjectStore, UploadOutcome
 from workers.outbox import ParticipantEvents
 from workers.sdk import (
     ContextBase,
@@ -49,6 +49,7 @@ from workers.sdk import (
     encode_message_body,
     validate_metrics,
 )
+from workers.uploads import ParticipantUploads
 
 T = TypeVar("T")
 
@@ -59,12 +60,8 @@ MAILBOX_MAXLEN = 10_000
 RECEIVE_SLICE_MS = 1000
 """Longest single XREAD BLOCK (below the client's socket timeout)."""
 
-_REDIS_ERRORS = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    BusUnavailableError,
-    OSError,
-)
+_REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                 BusUnavailableError, OSError)
 
 OnCheckpointFailed = Callable[[str], None]
 
@@ -79,7 +76,7 @@ class RedisWorkloadContext(ContextBase):
         redis: Redis,
         keys: Keys,
         store: ObjectStore,
-        uploader: CheckpointUploader,
+        uploads: ParticipantUploads,
         events: ParticipantEvents,
         log: FilteringBoundLogger,
         on_checkpoint_failed: OnCheckpointFailed,
@@ -105,7 +102,7 @@ class RedisWorkloadContext(ContextBase):
         self._redis = redis
         self._keys = keys
         self._store = store
-        self._uploader = uploader
+        self._uploads = uploads
         self._events = events
         self._on_checkpoint_failed = on_checkpoint_failed
         self._backoff_max_s = backoff_max_s
@@ -156,7 +153,7 @@ class RedisWorkloadContext(ContextBase):
             self._checkpoint_done(outcome, round=round, parent=parent, final=final)
 
         meta = {"job-id": self.job_id, "participant": self.participant, "round": str(round)}
-        await self._uploader.submit(key, bytes(data), meta, on_done=uploaded)
+        await self._uploads.submit(key, bytes(data), meta, on_done=uploaded)
         return key
 
     def _checkpoint_done(

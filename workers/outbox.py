@@ -2,11 +2,13 @@
 
 Theory of operation: :meth:`Outbox.put` appends an event to an in-memory queue and returns at
 once, so producers (participants, heartbeats) never wait on Redis. One sender task
-(:meth:`Outbox.run`) publishes the queue's head in batches, and pops a batch only after the
-publish succeeded. When Redis is unreachable it retries the same batch with capped exponential
-backoff and jitter; events keep their producer-generated ``event_id``, so a batch resent after a
-lost reply is deduplicated by the daemon. Events therefore leave in the order they were put,
-which keeps each participant's ``seq`` increasing on the stream.
+(:meth:`Outbox.run`) batches by what is already waiting: each time it wakes it publishes
+everything queued (up to ``max_batch``, unbounded by default) in one pipelined round trip, and
+pops the batch only after the publish succeeded; what was queued meanwhile goes in the next
+round trip. No timer holds an event back. When Redis is unreachable it retries the same batch
+with capped exponential backoff and jitter; events keep their producer-generated ``event_id``,
+so a batch resent after a lost reply is deduplicated by the daemon. Events therefore leave in
+the order they were put, which keeps each participant's ``seq`` increasing on the stream.
 
 During an outage the only events that keep arriving are heartbeats; :meth:`put_heartbeat`
 drops a heartbeat when one for the same participant is still queued (liveness is already on
@@ -15,6 +17,7 @@ its way), so a long outage does not grow the queue without bound.
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections import deque
@@ -35,21 +38,24 @@ Publish = Callable[[Sequence[ParticipantEvent]], Awaitable[object]]
 
 
 class Outbox:
-    """An ordered, in-memory queue of events and the task that publishes it."""
+    """An ordered, in-memory queue of events and the task that publishes it.
+
+    ``max_batch`` caps the events of one round trip (``None``: everything queued).
+    """
 
     def __init__(
         self,
         publish: Publish,
         *,
-        batch_size: int = 100,
+        max_batch: int | None = None,
         backoff_base_s: float = 0.05,
         backoff_max_s: float = 2.0,
         log: FilteringBoundLogger | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._publish = publish
-        self._batch_size = batch_size
+        self._max_batch = max_batch
         self._backoff = Backoff(base_s=backoff_base_s, cap_s=backoff_max_s)
         self._log: FilteringBoundLogger = log or get_logger("workers.outbox")
         self._queue: deque[ParticipantEvent] = deque()
@@ -113,7 +119,7 @@ class Outbox:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 continue
-            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+            batch = list(itertools.islice(self._queue, self._max_batch))
             try:
                 await self._publish(batch)
             except Exception as exc:  # any failure: keep the batch, back off, retry

@@ -1,19 +1,18 @@
 """The workload registry: names in job specs map to functions here, never to code in a spec.
 
-Built-in workloads register themselves when :mod:`workers.workloads` is imported;
-:func:`get_workload` and :func:`workload_names` import it on first use.
+The built-in workloads (:data:`workers.workloads.BUILTINS`) are registered on first use of
+:func:`get_workload` or :func:`workload_names`; :func:`workload` registers more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from orchestrator.core import is_name
 from orchestrator.errors import UnknownWorkloadError
-from workers.sdk import WorkloadContext, WorkloadResult
+from workers.sdk import WorkloadFn
 
-WorkloadFn = Callable[[WorkloadContext], Awaitable[WorkloadResult | None]]
-"""The shape of a workload: ``async def name(ctx) -> WorkloadResult | None``."""
+__all__ = ["WorkloadFn", "get_workload", "unregister", "workload", "workload_names"]
 
 _REGISTRY: dict[str, WorkloadFn] = {}
 
@@ -66,4 +65,7 @@ def _qualname(fn: WorkloadFn) -> str:
 
 
 def _load_builtins() -> None:
-    import workers.workloads  # noqa: F401, PLC0415  (registers the built-ins on first import)
+    from workers.workloads import BUILTINS  # noqa: PLC0415 - numpy only when first needed
+
+    for name, fn in BUILTINS.items():
+        _REGISTRY.setdefault(name, fn)

@@ -1,7 +1,7 @@
 """The workload SDK: everything a workload sees of the orchestrator.
 
 A workload is ``async def my_workload(ctx: WorkloadContext) -> WorkloadResult | None``,
-registered by name with :func:`workers.registry.workload`. A job spec only ever names it.
+registered by name (:mod:`workers.registry`). A job spec only ever names it.
 
 ``WorkloadContext`` is a Protocol with two implementations: the real one on top of Redis Streams
 and S3 (used by worker processes) and the in-memory one in :mod:`workers.local` (tests, trying a
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -154,6 +154,10 @@ class WorkloadContext(Protocol):
     async def checkpoint_cancel(self) -> None:
         """Raise :class:`WorkloadCancelled` if a stop was requested; call it between steps."""
         ...
+
+
+WorkloadFn = Callable[[WorkloadContext], Awaitable[WorkloadResult | None]]
+"""The shape of a workload: ``async def name(ctx) -> WorkloadResult | None``."""
 
 
 def encode_message_body(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.bus.keys import Keys
@@ -32,7 +32,8 @@ class DaemonOptions:
 
     namespace: str = "orchestrator"
     event_shards: int = 4
-    consumer: str = ""
+    #: This replica's consumer name (default ``host-pid``; prefer a stable one per replica).
+    consumer: str = field(default_factory=default_consumer_name)
     batch_size: int = 200
     block_ms: int = 1000
     max_deliveries: int = 5
@@ -58,10 +59,6 @@ class DaemonOptions:
     #: startup (0: retry forever).
     startup_timeout_s: float = 60.0
 
-    def __post_init__(self) -> None:
-        if not self.consumer:
-            object.__setattr__(self, "consumer", default_consumer_name())
-
     @property
     def keys(self) -> Keys:
         return Keys(self.namespace, self.event_shards)
@@ -80,7 +77,7 @@ class DaemonOptions:
         values: dict[str, Any] = {
             "namespace": settings.namespace,
             "event_shards": settings.event_shards,
-            "consumer": settings.consumer_name or "",
+            "consumer": settings.consumer_name,
             "batch_size": settings.batch_size,
             "block_ms": settings.block_ms,
             "max_deliveries": settings.max_deliveries,

@@ -30,6 +30,41 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def start_command(
+    worker: str,
+    *,
+    job_id: str | None = None,
+    participant: str = "server",
+    role: Role = Role.SERVER,
+    workload: str = "noop",
+    rounds: int = 1,
+    config: dict[str, Any] | None = None,
+    peers: Sequence[str] | None = None,
+    run_id: str | None = None,
+    heartbeat_interval_s: float = 5.0,
+    client_index: int | None = None,
+    client_count: int = 0,
+    min_clients: int = 0,
+) -> StartParticipant:
+    """A start command for ``worker`` (unique ids unless given)."""
+    return StartParticipant(
+        command_id=new_id("cmd"),
+        job_id=job_id or new_id("job"),
+        participant=participant,
+        run_id=run_id or uuid.uuid4().hex,
+        role=role,
+        worker=worker,
+        workload=workload,
+        rounds=rounds,
+        config=config or {},
+        peers=list(peers or [participant]),
+        client_index=client_index,
+        client_count=client_count,
+        min_clients=min_clients,
+        heartbeat_interval_s=heartbeat_interval_s,
+    )
+
+
 class FakeDaemon:
     """Publishes commands straight onto worker command streams and collects every event."""
 
@@ -40,39 +75,9 @@ class FakeDaemon:
         self.events: list[Any] = []
         self._cursors = dict.fromkeys(keys.all_event_streams(), "0-0")
 
-    async def start(
-        self,
-        worker: str,
-        *,
-        job_id: str | None = None,
-        participant: str = "server",
-        role: Role = Role.SERVER,
-        workload: str = "noop",
-        rounds: int = 1,
-        config: dict[str, Any] | None = None,
-        peers: Sequence[str] | None = None,
-        run_id: str | None = None,
-        heartbeat_interval_s: float = 5.0,
-        client_index: int | None = None,
-        client_count: int = 0,
-        min_clients: int = 0,
-    ) -> StartParticipant:
-        command = StartParticipant(
-            command_id=new_id("cmd"),
-            job_id=job_id or new_id("job"),
-            participant=participant,
-            run_id=run_id or uuid.uuid4().hex,
-            role=role,
-            worker=worker,
-            workload=workload,
-            rounds=rounds,
-            config=config or {},
-            peers=list(peers or [participant]),
-            client_index=client_index,
-            client_count=client_count,
-            min_clients=min_clients,
-            heartbeat_interval_s=heartbeat_interval_s,
-        )
+    async def start(self, worker: str, **fields: Any) -> StartParticipant:
+        """Send a start command (see :func:`start_command`) and return it."""
+        command = start_command(worker, **fields)
         await self.send(command)
         return command
 
@@ -89,6 +94,14 @@ class FakeDaemon:
 
     async def send(self, command: StartParticipant | StopParticipant) -> None:
         await self.bus.send_commands([command])
+
+    async def send_at_once(self, commands: Sequence[StartParticipant | StopParticipant]) -> None:
+        """XADD ``commands`` in one MULTI/EXEC, so a blocked reader gets them in one read."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for command in commands:
+                pipe.xadd(self.keys.commands(command.worker),
+                          {"command": command.model_dump_json()})
+            await pipe.execute()
 
     async def poll(self) -> None:
         """Read every new event of every shard (non-blocking)."""
@@ -146,6 +159,12 @@ class FakeDaemon:
 
     def summary(self) -> list[str]:
         return [f"{e.type}:{getattr(e, 'participant', '-')}" for e in self.events[-40:]]
+
+
+async def command_calls(redis: Redis, command: str) -> int:
+    """How many times the Redis server ran ``command`` so far (INFO commandstats)."""
+    stats: dict[str, Any] = await redis.info("commandstats")
+    return int(stats.get(f"cmdstat_{command.lower()}", {}).get("calls", 0))
 
 
 @asynccontextmanager

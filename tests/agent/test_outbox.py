@@ -27,7 +27,7 @@ class FlakyBus:
 
 async def test_events_leave_in_order_after_failures() -> None:
     bus = FlakyBus(failures=5)
-    outbox = Outbox(bus.publish, batch_size=3, backoff_base_s=0.001, backoff_max_s=0.01)
+    outbox = Outbox(bus.publish, max_batch=3, backoff_base_s=0.001, backoff_max_s=0.01)
     events = ParticipantEvents(outbox, job_id="j", participant="server", worker="w")
     sent = [events.emit(RoundMetrics, round=r, metrics={"loss": 1.0 / r}) for r in range(1, 11)]
     async with anyio.create_task_group() as tg:
@@ -62,3 +62,19 @@ async def test_heartbeats_coalesce_while_one_is_queued() -> None:
     assert [(b.participant, b.round) for b in beats] == [
         ("client-0", 1), ("client-1", None), ("client-0", 3)
     ]
+
+
+async def test_everything_queued_goes_out_in_one_publish() -> None:
+    bus = FlakyBus(failures=0)
+    outbox = Outbox(bus.publish)
+    events = ParticipantEvents(outbox, job_id="j", participant="server", worker="w")
+    first = [events.emit(RoundMetrics, round=r, metrics={"loss": 1.0}) for r in range(1, 251)]
+    async with anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        assert await outbox.flush(5)
+        assert bus.calls == 1  # all 250 in one round trip
+        second = [events.emit(RoundMetrics, round=r, metrics={"loss": 2.0}) for r in range(1, 4)]
+        assert await outbox.flush(5)
+        tg.cancel_scope.cancel()
+    assert bus.calls == 2
+    assert bus.published == first + second

@@ -12,10 +12,16 @@ import pytest
 
 from orchestrator.errors import WorkloadError
 from workers.local import LocalClient, LocalHub, run_local_job
+from workers.registry import get_workload
 from workers.sdk import WorkloadContext, WorkloadResult
 from workers.workloads.fedavg import evaluate, fedavg, make_synthetic, model_from_npz
 
 FAST = {"round_timeout_s": 0.3}
+
+
+def test_the_package_registers_its_workload_under_fedavg() -> None:
+    assert get_workload("fedavg") is fedavg
+    assert fedavg.__module__ == "workers.workloads.fedavg"  # the name a re-registration checks
 
 
 async def test_three_clients_five_rounds_learn_on_synthetic_data() -> None:

@@ -9,20 +9,17 @@ import anyio
 
 from orchestrator.core.status import Role
 from orchestrator.errors import WorkloadError
-from workers.registry import workload
 from workers.sdk import WorkloadContext, WorkloadResult, config_float
 
 DEFAULT_STEP_S = 0.05
 
 
-@workload("noop")
 async def noop(ctx: WorkloadContext) -> WorkloadResult:
     """Return at once. Saves no checkpoint."""
     await ctx.checkpoint_cancel()
     return WorkloadResult()
 
 
-@workload("sleep")
 async def sleep(ctx: WorkloadContext) -> WorkloadResult:
     """Sleep ``config.seconds`` (default 1) in total, spread over the job's rounds.
 
@@ -36,7 +33,6 @@ async def sleep(ctx: WorkloadContext) -> WorkloadResult:
     return WorkloadResult(summary={"elapsed_s": elapsed_s})
 
 
-@workload("fail")
 async def fail(ctx: WorkloadContext) -> WorkloadResult:
     """Raise ``WorkloadError(config.message)`` at round ``config.at_round`` (default 1).
 

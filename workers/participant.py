@@ -1,0 +1,247 @@
+"""One supervised participant run: from ``started`` to exactly one terminal event.
+
+Theory of operation. :meth:`ParticipantRun.run` is one task (in the agent's participants task
+group). It queues ``started`` and joins the worker's one heartbeat timer, then reports itself
+started (the agent acknowledges the command after that). It waits for one of the worker's
+``capacity`` slots, runs the workload with a :class:`~workers.context.RedisWorkloadContext`,
+and ends with exactly one of
+
+* ``finished`` — the workload returned; queued only after its checkpoint uploads drained;
+* ``failed`` — the workload raised (``workload_failed``), or an upload finally failed
+  (``checkpoint_failed``), or the worker itself hit a bug;
+* ``stopped`` — a stop was requested (``participant.stop``, or the worker shutting down).
+
+It leaves the heartbeat timer before it queues the terminal event, so no heartbeat follows it.
+A stop first asks the workload to stop (``checkpoint_cancel``/``receive`` raise
+:class:`~workers.sdk.WorkloadCancelled`) and cancels it for real after the grace period.
+Uploads start only with the first checkpoint (:class:`~workers.uploads.ParticipantUploads`).
+Nothing a workload does escapes :meth:`ParticipantRun.run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from structlog.typing import FilteringBoundLogger
+
+from orchestrator.bus.keys import Keys
+from orchestrator.core.commands import StartParticipant
+from orchestrator.core.events import (
+    ParticipantFailed,
+    ParticipantFinished,
+    ParticipantStarted,
+    ParticipantStopped,
+)
+from orchestrator.core.status import ErrorCode
+from orchestrator.storage import CheckpointUploader, ObjectStore
+from workers.config import AgentConfig, short
+from workers.context import RedisWorkloadContext
+from workers.heartbeats import Heartbeats
+from workers.outbox import ParticipantEvents
+from workers.registry import WorkloadFn
+from workers.sdk import WorkloadCancelled
+from workers.uploads import ParticipantUploads
+
+Outcome = Literal["finished", "failed", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a participant run ended: its outcome, the message or reason, the final checkpoint."""
+
+    outcome: Outcome
+    detail: str = ""
+    final_checkpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResources:
+    """What every participant run of one worker shares (the agent builds it once)."""
+
+    config: AgentConfig
+    redis: Redis
+    keys: Keys
+    store: ObjectStore
+    slots: anyio.Semaphore
+    heartbeats: Heartbeats
+    host: TaskGroup
+    """Where a participant's uploader task runs (the agent's participants task group)."""
+
+
+class ParticipantRun:
+    """One participant this worker runs (one ``run_id``)."""
+
+    def __init__(
+        self,
+        command: StartParticipant,
+        events: ParticipantEvents,
+        workload: WorkloadFn,
+        resources: WorkerResources,
+        log: FilteringBoundLogger,
+    ) -> None:
+        self.command = command
+        self.events = events
+        self.workload = workload
+        self.resources = resources
+        self.log = log
+        self.scope = anyio.CancelScope()
+        self.workload_scope: anyio.CancelScope | None = None
+        self.context: RedisWorkloadContext | None = None
+        self.uploads: ParticipantUploads | None = None
+        self.stop_reason: str | None = None
+        self.checkpoint_error: str | None = None
+
+    @property
+    def current_round(self) -> int | None:
+        return self.context.current_round if self.context is not None else None
+
+    def heartbeat(self) -> None:
+        """Queue a heartbeat with the current round (called by the worker's heartbeat timer)."""
+        self.events.heartbeat(self.current_round)
+
+    def stop(self, reason: str, grace_s: float) -> None:
+        """Ask the workload to stop; cancel it for real after ``grace_s``."""
+        if self.stop_reason is None:
+            self.stop_reason = reason or "stop requested"
+        if self.context is None or self.workload_scope is None:
+            self.scope.cancel()  # not running a workload: nothing to wait for
+            return
+        self.context.request_stop()
+        deadline = anyio.current_time() + grace_s
+        self.workload_scope.deadline = min(self.workload_scope.deadline, deadline)
+
+    def fail_checkpoint(self, message: str) -> None:
+        """An upload finally failed: the participant fails with ``checkpoint_failed``."""
+        if self.checkpoint_error is None:
+            self.checkpoint_error = message
+        if self.workload_scope is not None:
+            self.workload_scope.cancel()
+
+    # --- the run ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the participant to its terminal event; started once ``started`` is queued."""
+        command, heartbeats = self.command, self.resources.heartbeats
+        self.events.emit(ParticipantStarted)
+        self.log.info("participant started", workload=command.workload, run_id=command.run_id)
+        heartbeats.add(self, command.heartbeat_interval_s)
+        try:
+            task_status.started()
+            try:
+                ending = await self._execute()
+            except Exception as exc:  # a bug of ours: still end the participant cleanly
+                self.log.exception("participant crashed in the worker")
+                ending = Ending("failed", f"worker error: {exc!r}")
+        finally:
+            heartbeats.remove(self)
+        self._finish(ending)
+        self.log.info(f"participant {ending.outcome}", detail=ending.detail or None)
+
+    def _finish(self, ending: Ending) -> None:
+        """Queue the participant's one terminal event."""
+        outcome, detail = ending.outcome, ending.detail
+        try:
+            if outcome == "finished":
+                self.events.emit(ParticipantFinished, final_checkpoint=ending.final_checkpoint)
+                return
+            if outcome == "stopped":
+                self.events.emit(ParticipantStopped, reason=short(detail))
+                return
+        except ValidationError as exc:
+            detail = f"invalid workload result: {short(str(exc))}"
+        code = (ErrorCode.CHECKPOINT_FAILED if self.checkpoint_error is not None
+                else ErrorCode.WORKLOAD_FAILED)
+        self.events.emit(ParticipantFailed, code=code, message=short(detail))
+
+    async def _execute(self) -> Ending:
+        """Wait for a slot, run the workload, drain its uploads."""
+        ending: Ending | None = None
+        uploads = self.uploads = ParticipantUploads(
+            self.resources.host, self._new_uploader,
+            name=f"{self.command.job_id}/{self.command.participant}", log=self.log,
+        )
+        try:
+            with self.scope:
+                async with self.resources.slots:
+                    ending = await self._call_workload(uploads)
+                    if ending.outcome == "finished":
+                        await uploads.drain()
+                        if self.checkpoint_error is not None:
+                            ending = Ending("failed", self.checkpoint_error)
+                    elif uploads.pending:
+                        with anyio.move_on_after(self.resources.config.upload_drain_on_stop_s):
+                            await uploads.drain()
+        finally:
+            uploads.close()  # abandons uploads still running
+        if ending is None:  # cancelled while waiting for a slot or draining uploads
+            if self.checkpoint_error is not None:
+                return Ending("failed", self.checkpoint_error)
+            return Ending("stopped", self.stop_reason or "stopped")
+        return ending
+
+    def _new_uploader(self) -> CheckpointUploader:
+        cfg = self.resources.config
+        return CheckpointUploader(
+            self.resources.store,
+            concurrency=cfg.upload_concurrency,
+            max_buffered_bytes=cfg.upload_buffer_bytes,
+            max_attempts=cfg.upload_max_attempts,
+            deadline_s=cfg.upload_deadline_s,
+            backoff_base_s=cfg.upload_backoff_base_s,
+            backoff_max_s=cfg.upload_backoff_max_s,
+        )
+
+    async def _call_workload(self, uploads: ParticipantUploads) -> Ending:
+        resources = self.resources
+        context = RedisWorkloadContext(
+            self.command,
+            redis=resources.redis,
+            keys=resources.keys,
+            store=resources.store,
+            uploads=uploads,
+            events=self.events,
+            log=self.log,
+            on_checkpoint_failed=self.fail_checkpoint,
+        )
+        ending: Ending | None = None
+        with anyio.CancelScope() as scope:
+            self.workload_scope, self.context = scope, context
+            if self.stop_reason is not None:
+                self.stop(self.stop_reason, resources.config.stop_grace_s)
+            try:
+                result = await self.workload(context)
+            except WorkloadCancelled as exc:
+                ending = Ending("stopped", self.stop_reason or str(exc))
+            except Exception as exc:
+                error = _leaf(exc)
+                message = str(error) or type(error).__name__
+                if self.stop_reason is not None:
+                    self.log.info("workload raised while stopping", error=message)
+                    ending = Ending("stopped", self.stop_reason)
+                else:
+                    self.log.warning("workload failed", error=message,
+                                     error_type=type(error).__name__)
+                    ending = Ending("failed", message)
+            else:
+                final = getattr(result, "final_checkpoint", None)
+                if final is not None and not isinstance(final, str):
+                    ending = Ending("failed", f"final_checkpoint must be a key, not {final!r}")
+                else:
+                    ending = Ending("finished", "", final)
+        self.workload_scope = None
+        if self.checkpoint_error is not None:
+            return Ending("failed", self.checkpoint_error)
+        if ending is None:  # cancelled: the stop grace ran out
+            return Ending("stopped", self.stop_reason or "stopped")
+        return ending
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
