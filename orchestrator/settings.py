@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from orchestrator.core.spec import MAX_SPEC_BYTES
 from orchestrator.errors import ConfigError
 
+#: ``ORCHESTRATOR_MONGO_URL`` for the in-memory job store (``orchestrator daemon`` only).
+MEMORY_STORE = "memory://"
 
 class Settings(BaseSettings):
     """Every knob, with its default; the README table is generated from this class."""
@@ -22,7 +24,10 @@ class Settings(BaseSettings):
     redis_url: Annotated[str, Field(description="Redis (or Valkey) URL")] = (
         "redis://127.0.0.1:6379/0"
     )
-    mongo_url: Annotated[str, Field(description="MongoDB URL")] = "mongodb://127.0.0.1:27017/"
+    mongo_url: Annotated[str, Field(description=(
+        "MongoDB URL; `memory://` keeps jobs in the daemon's own memory (one daemon, nothing "
+        "survives it, no other process can read them: for benchmarks and trials)"))] = (
+        "mongodb://127.0.0.1:27017/")
     mongo_db: Annotated[str, Field(description="MongoDB database name")] = "orchestrator"
     s3_url: Annotated[
         str, Field(description="checkpoint store: s3://bucket/prefix, file:///dir or memory://name")
@@ -74,8 +79,9 @@ class Settings(BaseSettings):
     @field_validator("mongo_url")
     @classmethod
     def _mongo_scheme(cls, value: str) -> str:
-        if not value.startswith(("mongodb://", "mongodb+srv://")):
-            msg = f"must start with mongodb:// or mongodb+srv:// (got {value!r})"
+        if not value.startswith(("mongodb://", "mongodb+srv://")) and value != MEMORY_STORE:
+            msg = (f"must start with mongodb:// or mongodb+srv://, or be {MEMORY_STORE} "
+                   f"(got {value!r})")
             raise ValueError(msg)
         return value
 

@@ -18,18 +18,19 @@ import click
 from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings
 from orchestrator.cli.connect import redact
 from orchestrator.logs import configure_logging, get_logger
-from orchestrator.settings import Settings
+from orchestrator.settings import MEMORY_STORE, Settings
 
 
 async def _main(settings: Settings, consumer: str | None, startup_timeout_s: float,
                 batch_size: int | None) -> int:
-    from orchestrator.bus.streams import connect_redis  # noqa: PLC0415 - keep --help fast
+    from orchestrator.bus.wire import connect_redis  # noqa: PLC0415 - keep --help fast
     from orchestrator.daemon import Daemon, DaemonOptions, serve  # noqa: PLC0415
-    from orchestrator.store import connect_mongo  # noqa: PLC0415
+    from orchestrator.store import JobStore, MemoryJobStore, connect_mongo  # noqa: PLC0415
 
     log = get_logger("orchestrator.cli.daemon")
     redis = connect_redis(settings.redis_url, password=settings.redis_password_plain)
-    store = connect_mongo(settings.mongo_url, settings.mongo_db)
+    store: JobStore = (MemoryJobStore() if settings.mongo_url == MEMORY_STORE
+                       else connect_mongo(settings.mongo_url, settings.mongo_db))
     options = DaemonOptions.from_settings(settings, consumer=consumer, batch_size=batch_size,
                                           startup_timeout_s=startup_timeout_s)
     daemon = Daemon(store, redis, options)

@@ -163,3 +163,44 @@ def test_unreachable_servers_exit_1_after_the_startup_timeout() -> None:
     assert "not ready after 1s" in result.stderr
     assert "MongoDB" in result.stderr
     assert time.monotonic() - t0 < 15
+
+
+async def test_a_daemon_on_the_memory_store_runs_jobs_and_reports_its_round_trips(
+        tmp_path: Path, redis_server: ServerProcess, redis: Redis, namespace: str) -> None:
+    """``ORCHESTRATOR_MONGO_URL=memory://``: one daemon keeps the jobs itself (the benchmark's
+    shape). Its watcher updates show the jobs finish; SIGTERM drains, and the last log line
+    gives its counters and the store's round trips."""
+    import json  # noqa: PLC0415
+
+    env = subprocess_env({"ORCHESTRATOR_REDIS_URL": redis_server.url,
+                          "ORCHESTRATOR_MONGO_URL": "memory://",
+                          "ORCHESTRATOR_NAMESPACE": namespace, "ORCHESTRATOR_BLOCK_MS": "100",
+                          "ORCHESTRATOR_EVENT_SHARDS": "2", "ORCHESTRATOR_LOG_FORMAT": "json"})
+    proc = DaemonProcess(env, tmp_path, consumer="memory")
+    keys = Keys(namespace, event_shards=2)
+    workers = workers_for(redis, keys, clients=0)
+    bus = Bus(redis, keys)
+    try:
+        async with running(*(w.run for w in workers)):
+            proc.start()
+            await proc.wait_ready()
+            for i in range(5):
+                await bus.submit(job_spec(f"mem-{i}", clients=0, rounds=1).model_dump_json())
+            finished: set[str] = set()
+            with anyio.fail_after(20):
+                while len(finished) < 5:
+                    for _, fields in await redis.xrange(keys.updates):
+                        update = json.loads(fields[b"update"])
+                        if update["status"] == "FINISHED_SUCCESSFULLY":
+                            finished.add(update["job_id"])
+                    await anyio.sleep(0.05)
+            assert proc.proc is not None
+            proc.proc.send_signal(signal.SIGTERM)
+            assert proc.proc.wait(15) == 0
+    finally:
+        proc.stop()
+    assert finished == {f"mem-{i}" for i in range(5)}
+    stopped = [json.loads(line) for line in proc.log_path.read_text().splitlines()
+               if '"daemon stopped"' in line]
+    assert stopped and stopped[-1]["submissions_accepted"] == 5
+    assert stopped[-1]["store_round_trips"] > 0
