@@ -54,10 +54,6 @@ class Keys:
         return f"{self.namespace}:worker:*"
 
     # --- per job -------------------------------------------------------------------------
-    def job_updates(self, job_id: str) -> str:
-        """Capped stream of the job's applied changes, tailed by the watcher."""
-        return f"{self.namespace}:job:{{{job_id}}}:updates"
-
     def mailbox(self, job_id: str, participant: str) -> str:
         """Messages between participants of one job (references only, never model bytes)."""
         return f"{self.namespace}:job:{{{job_id}}}:mailbox:{participant}"

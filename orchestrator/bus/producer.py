@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from orchestrator.core import Command, Event, Job
 
 UPDATES_MAXLEN = 10_000
-JOB_UPDATES_MAXLEN = 1_000
 CONTROL_MAXLEN = 100_000
 
 
@@ -122,28 +121,26 @@ class Bus:
 
     # --- updates (daemon → watchers) -----------------------------------------------------------
     def queue_updates(self, batch: Batch, updates: Iterable[tuple[Job, str]]) -> None:
-        """Add the two XADDs of each update (see ``publish_update``) to a batch."""
+        """Add the XADD of each update (see ``publish_update``) to a batch."""
         every = self.keys.updates
         for job, reason in updates:
-            payload = update_payload(job, reason)
-            batch.append(("XADD", every, "MAXLEN", "~", UPDATES_MAXLEN, "*", "update", payload))
-            batch.append(("XADD", self.keys.job_updates(job.id), "MAXLEN", "~",
-                          JOB_UPDATES_MAXLEN, "*", "update", payload))
+            batch.append(("XADD", every, "MAXLEN", "~", UPDATES_MAXLEN, "*", "update",
+                          update_payload(job, reason)))
 
     async def publish_update(self, job: Job, reason: str) -> None:
         """Announce a committed change of ``job`` to watchers.
 
-        Two XADDs, field ``update`` = JSON object::
+        One XADD, field ``update`` = JSON object::
 
             {"job_id": str, "status": "IN_PROGRESS", "phase": "running", "round": 3,
              "version": 17, "reason": "round 3 started", "error": null | "worker_lost",
              "at": "2026-11-02T10:00:00.123+00:00"}
 
-        to ``keys.updates`` (every job, MAXLEN ~ 10 000) and ``keys.job_updates(job_id)``
-        (MAXLEN ~ 1 000). The daemon publishes after each committed change of status, phase,
-        round, error, checkpoints or a participant's state — not for liveness (heartbeats) or
-        per-participant metrics alone. Updates are hints for live views; Mongo stays the
-        truth (re-read the job there on an update).
+        to ``keys.updates`` (every job, MAXLEN ~ 10 000; a view of one job filters on
+        ``job_id``). The daemon publishes at most one per job per batch, after a committed
+        change of status, phase, round, error, checkpoints, or a participant that ended —
+        not for liveness (heartbeats, a participant starting) or metrics alone. Updates are
+        hints for live views; Mongo stays the truth (re-read the job there on an update).
         """
         await self.publish_updates([(job, reason)])
 
@@ -213,4 +210,4 @@ class Bus:
         return alive
 
 
-__all__ = ["CONTROL_MAXLEN", "JOB_UPDATES_MAXLEN", "UPDATES_MAXLEN", "Bus", "update_payload"]
+__all__ = ["CONTROL_MAXLEN", "UPDATES_MAXLEN", "Bus", "update_payload"]

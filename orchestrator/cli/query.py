@@ -22,9 +22,9 @@ from orchestrator.cli.output import console, echo_json, json_option
 from orchestrator.cli.running import run
 from orchestrator.core import JobStatus
 from orchestrator.watch.follow import (
+    StreamTail,
     entry_time,
     load_detail,
-    parse_update,
     stream_entries,
     utcnow,
 )
@@ -155,10 +155,9 @@ def events(job_id: str, limit: int, heartbeats: bool, as_json: bool) -> None:
         async with open_redis(settings) as redis:
             raw_events = await job_events(redis, keys.events_for(job_id), job_id,
                                           limit if heartbeats else limit * 4)
-            rows = stream_entries(await redis.xrevrange(keys.job_updates(job_id), count=limit))
+            updates = await StreamTail(redis, keys.updates, job_id=job_id).recent(limit)
         recent = [e for e in raw_events
                   if heartbeats or e.get("type") != "participant.heartbeat"][-limit:]
-        updates = [parse_update(eid, fields) for eid, fields in reversed(rows)]
         if as_json:
             echo_json({"id": job_id, "status": job.status.value, "history": history_rows(job),
                        "events": recent, "updates": updates})

@@ -184,7 +184,9 @@ class _Draft:
                                  "version": job.version + 1}
         if self.history:
             extra["history"] = [*job.history, *self.history]
-        announce = any(path in _ANNOUNCED or path.endswith(".state") for path in changed)
+        announce = any(name in _ANNOUNCED for name in self.fields if name in changed) or any(
+            p.state.is_terminal and p.state is not job.participants[pid].state
+            for pid, p in self.participants.items())
         return replace(unchanged, job=replace(candidate, **extra),
                        changed=(*changed, "updated_at", "version"),
                        history=tuple(self.history), announce=announce)

@@ -55,7 +55,8 @@ class Decision:
     with ``version`` one higher). ``changed`` lists the document paths whose value changed
     (``status``, ``participants.server.last_seen``, …) so a store can write just those;
     ``history`` the entries to append. ``announce`` is true when a watcher should hear of
-    it (status, phase, round, error, checkpoints or a participant's state changed).
+    it: status, phase, round, error or checkpoints changed, or a participant ended (not for
+    liveness, metrics or a participant starting alone).
     """
 
     job: Job

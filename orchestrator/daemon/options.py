@@ -77,7 +77,6 @@ class DaemonOptions:
         values: dict[str, Any] = {
             "namespace": settings.namespace,
             "event_shards": settings.event_shards,
-            "consumer": settings.consumer_name,
             "batch_size": settings.batch_size,
             "block_ms": settings.block_ms,
             "max_deliveries": settings.max_deliveries,
@@ -86,5 +85,7 @@ class DaemonOptions:
             "stream_maxlen": settings.stream_maxlen,
             "max_submission_bytes": settings.max_submission_bytes,
         }
+        if settings.consumer_name:
+            values["consumer"] = settings.consumer_name
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

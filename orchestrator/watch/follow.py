@@ -35,6 +35,8 @@ REFRESH_S = 5.0
 RETRY_S = 2.0
 READ_COUNT = 500
 RECENT_UPDATES = 20
+#: How far back in the updates stream the updates of one job are looked for.
+RECENT_SCAN = 2000
 
 
 def utcnow() -> datetime:
@@ -104,13 +106,19 @@ def xread_entries(reply: Any) -> list[tuple[str, dict[Any, Any]]]:
 
 
 class StreamTail:
-    """Reads new entries of one stream with ``XREAD BLOCK`` from a remembered position."""
+    """Reads new entries of one stream with ``XREAD BLOCK`` from a remembered position;
+    with ``job_id``, only the updates of that job (the stream carries every job's)."""
 
-    def __init__(self, redis: Redis, stream: str, *, block_ms: int = BLOCK_MS) -> None:
+    def __init__(self, redis: Redis, stream: str, *, block_ms: int = BLOCK_MS,
+                 job_id: str | None = None) -> None:
         self.redis = redis
         self.stream = stream
         self.block_ms = block_ms
+        self.job_id = job_id
         self.last_id = "0-0"
+
+    def _wanted(self, update: dict[str, Any]) -> bool:
+        return self.job_id is None or update.get("job_id") == self.job_id
 
     async def mark(self) -> None:
         """Remember the current end of the stream (call before reading state from Mongo)."""
@@ -118,9 +126,12 @@ class StreamTail:
         self.last_id = newest[0][0] if newest else "0-0"
 
     async def recent(self, count: int = RECENT_UPDATES) -> list[dict[str, Any]]:
-        """The last ``count`` entries, oldest first."""
-        rows = stream_entries(await self.redis.xrevrange(self.stream, count=count))
-        return [parse_update(eid, fields) for eid, fields in reversed(rows)]
+        """The last ``count`` entries (of the job, among the last ``RECENT_SCAN``), oldest
+        first."""
+        scan = count if self.job_id is None else RECENT_SCAN
+        rows = stream_entries(await self.redis.xrevrange(self.stream, count=scan))
+        updates = [parse_update(eid, fields) for eid, fields in reversed(rows)]
+        return [u for u in updates if self._wanted(u)][-count:]
 
     async def read(self) -> list[dict[str, Any]]:
         """Entries after the remembered position; empty when the block timed out."""
@@ -129,7 +140,9 @@ class StreamTail:
         )
         updates: list[dict[str, Any]] = []
         for eid, fields in xread_entries(reply):
-            updates.append(parse_update(eid, fields))
+            update = parse_update(eid, fields)
+            if self._wanted(update):
+                updates.append(update)
             self.last_id = eid
         return updates
 
@@ -189,8 +202,7 @@ class Follower:
         self.store = store
         self.job_id = job_id
         self.limit = limit
-        stream = keys.updates if job_id is None else keys.job_updates(job_id)
-        self.tail = StreamTail(redis, stream)
+        self.tail = StreamTail(redis, keys.updates, job_id=job_id)
         self.recent_updates: list[dict[str, Any]] = []
 
     async def _load(self) -> Frame:

@@ -71,12 +71,11 @@ async def test_worker_registration_expires_and_announces_itself(redis: Redis,
     assert set(await bus.alive_workers()) == {"w2"}
 
 
-async def test_updates_are_published_to_both_streams(redis: Redis, keys: Keys) -> None:
+async def test_an_update_is_one_entry_on_the_updates_stream(redis: Redis, keys: Keys) -> None:
     job = a_job("job-u")
     await Bus(redis, keys).publish_update(job, "submitted")
     [(_, f)] = await rows(redis, keys.updates)
-    [(_, g)] = await rows(redis, keys.job_updates("job-u"))
-    assert f == g
+    assert await redis.keys(f"{keys.namespace}:job:*") == []  # no per-job stream
     body = json.loads(f[b"update"])
     assert body["job_id"] == "job-u"
     assert (body["status"], body["phase"], body["reason"]) == ("NOT_STARTED", "queued",
@@ -119,7 +118,6 @@ async def test_a_commit_batch_carries_commands_updates_and_acks_in_one_round_tri
     assert replies[-1] == 1  # XACK
     assert len(await rows(redis, keys.commands("s"))) == 1
     assert len(await rows(redis, keys.updates)) == 1
-    assert len(await rows(redis, keys.job_updates("job-c"))) == 1
     assert await consumer.pending_count() == 0
 
 

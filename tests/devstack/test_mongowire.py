@@ -413,6 +413,48 @@ def test_unknown_command_is_operation_failure(db):
     assert "no such command: 'frobnicate'" in str(info.value)
 
 
+def _counters(db) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    status = db.client.admin.command("serverStatus")
+    return status["opcounters"], status["metrics"]["commands"]
+
+
+def _delta(after: dict, before: dict, name: str, field: str = "total") -> int:
+    return after.get(name, {}).get(field, 0) - before.get(name, {}).get(field, 0)
+
+
+def test_server_status_counts_operations_like_mongod(db):
+    ops_before, commands_before = _counters(db)
+    assert set(ops_before) == {"insert", "query", "update", "delete", "getmore", "command"}
+
+    db.counted.insert_many([{"_id": i} for i in range(5)])  # one command, five documents
+    with pytest.raises(DuplicateKeyError):
+        db.counted.insert_one({"_id": 0})  # counted on receipt, as mongod does
+    db.counted.bulk_write(
+        [UpdateOne({"_id": 1}, {"$set": {"x": 1}}), UpdateOne({"_id": 2}, {"$set": {"x": 1}}),
+         DeleteOne({"_id": 3})],
+        ordered=False,
+    )
+    assert len(list(db.counted.find().batch_size(1))) == 4  # a find and getMores
+    with pytest.raises(OperationFailure):
+        db.command("frobnicate")
+
+    ops, commands = _counters(db)
+    getmores = ops["getmore"] - ops_before["getmore"]
+    assert getmores >= 3
+    assert {name: ops[name] - ops_before[name] for name in ops if name != "command"} == {
+        "insert": 6, "query": 1, "update": 2, "delete": 1, "getmore": getmores,
+    }
+    # the unknown command and serverStatus itself, plus whatever the driver's monitor sent
+    assert ops["command"] - ops_before["command"] >= 2
+    per_message = {name: _delta(commands, commands_before, name)
+                   for name in ("insert", "update", "delete", "find", "getMore")}
+    assert per_message == {"insert": 2, "update": 1, "delete": 1, "find": 1, "getMore": getmores}
+    assert _delta(commands, commands_before, "<UNKNOWN>") == 1
+    assert _delta(commands, commands_before, "<UNKNOWN>", "failed") == 1
+    assert _delta(commands, commands_before, "find", "failed") == 0
+    assert _delta(commands, commands_before, "serverStatus") == 1
+
+
 def test_bad_update_and_unsupported_features_fail_loudly(db):
     db.bad.insert_one({"_id": 1, "s": "text", "arr": [1, 2]})
     with pytest.raises(WriteError):

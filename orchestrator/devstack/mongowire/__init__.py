@@ -10,7 +10,8 @@ It presents itself as a standalone MongoDB 7.0 (wire version 21), without compre
 authentication. Messages: the ``OP_QUERY`` handshake (answered with ``OP_REPLY``) and
 ``OP_MSG`` (body and document-sequence sections, checksum and moreToCome flags).
 
-Commands: hello/isMaster, ping, buildInfo, connectionStatus, endSessions; insert, update,
+Commands: hello/isMaster, ping, buildInfo, connectionStatus, endSessions, serverStatus (only
+``opcounters`` and ``metrics.commands``, see ``stats``); insert, update,
 delete (ordered and unordered batches, per-statement ``writeErrors``, duplicate keys reported
 as code 11000), findAndModify; find, getMore, killCursors (real cursors and batches),
 aggregate, count, distinct; createIndexes (unique, sparse, partialFilterExpression),

@@ -18,7 +18,7 @@ from orchestrator.devstack.mongowire.protocol import (
 from orchestrator.devstack.mongowire.request import CommandError, Request, translate
 
 if TYPE_CHECKING:
-    from orchestrator.devstack.mongowire.backend import Backend
+    from orchestrator.devstack.mongowire.state import State
 
 SERVER_VERSION = "7.0.0"
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
@@ -31,7 +31,7 @@ _ID_INDEX: Document = {"v": 2, "key": {"_id": 1}, "name": "_id_"}
 _matches: Callable[[Document, Document], bool] = filtering.filter_applies
 
 
-def hello(_: Backend, req: Request) -> Document:
+def hello(_: State, req: Request) -> Document:
     """``hello`` / ``isMaster``: describe a writable standalone without compression."""
     primary_field = "isWritablePrimary" if req.name == "hello" else "ismaster"
     return {
@@ -50,12 +50,12 @@ def hello(_: Backend, req: Request) -> Document:
     }
 
 
-def ok(_: Backend, __: Request) -> Document:
+def ok(_: State, __: Request) -> Document:
     """Commands that need nothing done: ``ping``, ``endSessions``."""
     return {"ok": 1.0}
 
 
-def build_info(_: Backend, __: Request) -> Document:
+def build_info(_: State, __: Request) -> Document:
     """``buildInfo``: claims the server version the wire version corresponds to."""
     return {
         "version": SERVER_VERSION,
@@ -69,18 +69,18 @@ def build_info(_: Backend, __: Request) -> Document:
     }
 
 
-def connection_status(_: Backend, __: Request) -> Document:
+def connection_status(_: State, __: Request) -> Document:
     """``connectionStatus``: nobody is authenticated, nobody needs to be."""
     return {"authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []}, "ok": 1.0}
 
 
-def _require_collection(backend: Backend, req: Request) -> Any:
+def _require_collection(backend: State, req: Request) -> Any:
     if not backend.collection_exists(req.db, req.target):
         raise CommandError(NAMESPACE_NOT_FOUND, f"ns does not exist: {req.namespace}")
     return backend.collection(req.db, req.target)
 
 
-def create_indexes(backend: Backend, req: Request) -> Document:
+def create_indexes(backend: State, req: Request) -> Document:
     """``createIndexes`` with unique, sparse, partialFilterExpression (TTL is not enforced)."""
     specs = req.get("indexes")
     if not isinstance(specs, list) or not specs:
@@ -107,7 +107,7 @@ def create_indexes(backend: Backend, req: Request) -> Document:
     }
 
 
-def list_indexes(backend: Backend, req: Request) -> Document:
+def list_indexes(backend: State, req: Request) -> Document:
     """``listIndexes``; a missing collection is NamespaceNotFound, as on a real server."""
     collection = _require_collection(backend, req)
     indexes: list[Document] = list(collection.list_indexes())
@@ -115,7 +115,7 @@ def list_indexes(backend: Backend, req: Request) -> Document:
     return backend.cursors.open(req.namespace, indexes, batch_size=batch_size)
 
 
-def drop_indexes(backend: Backend, req: Request) -> Document:
+def drop_indexes(backend: State, req: Request) -> Document:
     """``dropIndexes`` by name, key pattern, list of names, or ``"*"``."""
     collection = _require_collection(backend, req)
     information: dict[str, Document] = collection.index_information()
@@ -144,7 +144,7 @@ def drop_indexes(backend: Backend, req: Request) -> Document:
     return {"nIndexesWas": len(information), "ok": 1.0}
 
 
-def drop(backend: Backend, req: Request) -> Document:
+def drop(backend: State, req: Request) -> Document:
     """``drop`` a collection; like MongoDB 7.0, a missing one is not an error."""
     information = (
         backend.collection(req.db, req.target).index_information()
@@ -155,13 +155,13 @@ def drop(backend: Backend, req: Request) -> Document:
     return {"nIndexesWas": len(information), "ns": req.namespace, "ok": 1.0}
 
 
-def drop_database(backend: Backend, req: Request) -> Document:
+def drop_database(backend: State, req: Request) -> Document:
     """``dropDatabase``."""
     backend.client.drop_database(req.db)
     return {"dropped": req.db, "ok": 1.0}
 
 
-def create(backend: Backend, req: Request) -> Document:
+def create(backend: State, req: Request) -> Document:
     """``create`` a collection; options such as validators are accepted but not enforced."""
     if req.get("viewOn") or req.get("timeseries") or req.get("capped"):
         raise CommandError(238, "views, time series and capped collections are not supported")
@@ -171,7 +171,7 @@ def create(backend: Backend, req: Request) -> Document:
     return {"ok": 1.0}
 
 
-def list_collections(backend: Backend, req: Request) -> Document:
+def list_collections(backend: State, req: Request) -> Document:
     """``listCollections`` with ``filter`` and ``nameOnly``."""
     name_only = bool(req.get("nameOnly"))
     query = req.document("filter")
@@ -186,7 +186,7 @@ def list_collections(backend: Backend, req: Request) -> Document:
     return backend.cursors.open(f"{req.db}.$cmd.listCollections", entries, batch_size=batch_size)
 
 
-def list_databases(backend: Backend, req: Request) -> Document:
+def list_databases(backend: State, req: Request) -> Document:
     """``listDatabases`` with ``filter`` and ``nameOnly``; sizes are rough estimates."""
     query = req.document("filter")
     entries: list[Document] = []
@@ -204,7 +204,7 @@ def list_databases(backend: Backend, req: Request) -> Document:
     return reply
 
 
-def _database_size(backend: Backend, name: str) -> int:
+def _database_size(backend: State, name: str) -> int:
     database = backend.database(name)
     return sum(
         len(bson.encode(document, codec_options=CODEC_OPTIONS))
@@ -213,7 +213,7 @@ def _database_size(backend: Backend, name: str) -> int:
     )
 
 
-def rename_collection(backend: Backend, req: Request) -> Document:
+def rename_collection(backend: State, req: Request) -> Document:
     """``renameCollection`` within one database (run against ``admin``)."""
     source, target = req.get("renameCollection"), req.get("to")
     if not isinstance(source, str) or not isinstance(target, str):

@@ -7,21 +7,17 @@ updates from racing clients have exactly one winner.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
-from typing import Any
 
-import mongomock
-
-from orchestrator.devstack.mongowire import admin, reads, writes
-from orchestrator.devstack.mongowire.cursors import CursorStore
+from orchestrator.devstack.mongowire import admin, reads, stats, writes
 from orchestrator.devstack.mongowire.protocol import Document
 from orchestrator.devstack.mongowire.request import CommandError, Request, translate
+from orchestrator.devstack.mongowire.state import State
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["Backend", Request], Document]
+Handler = Callable[[State, Request], Document]
 
 COMMANDS: dict[str, Handler] = {
     "hello": admin.hello,
@@ -53,54 +49,33 @@ COMMANDS: dict[str, Handler] = {
     "listCollections": admin.list_collections,
     "listDatabases": admin.list_databases,
     "renameCollection": admin.rename_collection,
+    "serverStatus": stats.server_status,
+    "serverstatus": stats.server_status,
 }
 
 _TRANSACTION_FIELDS = ("txnNumber", "startTransaction", "autocommit")
 
 
-class Backend:
-    """The shared state behind every connection: data, open cursors, connection ids."""
-
-    def __init__(self, client: Any = None) -> None:
-        self.client: Any = client if client is not None else mongomock.MongoClient()
-        self.cursors = CursorStore()
-        self._connection_ids = itertools.count(1)
-
-    def new_connection_id(self) -> int:
-        """A fresh id to report as ``connectionId`` in the handshake."""
-        return next(self._connection_ids)
-
-    def database(self, name: str) -> Any:
-        """The mongomock database ``name``."""
-        return self.client[name]
-
-    def collection(self, db: str, name: str) -> Any:
-        """The mongomock collection ``db.name`` (not created until written to)."""
-        return self.client[db][name]
-
-    def ensure_collection(self, db: str, name: str) -> Any:
-        """The collection ``db.name``, created so that it outlives its last document.
-
-        (mongomock forgets collections that have neither documents nor indexes unless they
-        were explicitly created; a real server keeps them until dropped.)
-        """
-        if not self.collection_exists(db, name):
-            self.client[db].create_collection(name)
-        return self.client[db][name]
-
-    def collection_exists(self, db: str, name: str) -> bool:
-        """Whether ``db.name`` has been created."""
-        return name in self.client[db].list_collection_names()
+class Backend(State):
+    """Runs commands on the shared ``State``."""
 
     def execute(self, body: Document, connection_id: int) -> Document:
-        """Run one command and return its reply; failures become ``ok: 0`` replies."""
+        """Run one command and return its reply; failures become ``ok: 0`` replies.
+
+        Every command is counted (``self.counters``, reported by ``serverStatus``).
+        """
+        name = next(iter(body), "")
+        known = name in COMMANDS
+        self.counters.record(name, body, known=known)
         try:
             return self._dispatch(body, connection_id)
         except CommandError as exc:
-            return exc.to_reply()
+            reply = exc.to_reply()
         except Exception as exc:  # a stand-in must answer, never crash
             log.debug("command failed", exc_info=True)
-            return translate(exc).to_reply()
+            reply = translate(exc).to_reply()
+        self.counters.failed(name, known=known)
+        return reply
 
     def _dispatch(self, body: Document, connection_id: int) -> Document:
         if not body:

@@ -8,7 +8,7 @@ from orchestrator.devstack.mongowire.protocol import Document
 from orchestrator.devstack.mongowire.request import CommandError, Request
 
 if TYPE_CHECKING:
-    from orchestrator.devstack.mongowire.backend import Backend
+    from orchestrator.devstack.mongowire.state import State
 
 _UNSUPPORTED_FIND_OPTIONS = ("tailable", "awaitData", "min", "max", "returnKey", "showRecordId")
 
@@ -30,7 +30,7 @@ def _batch_size(req: Request, options: Document | None = None) -> int | None:
     return int(value)
 
 
-def find(backend: Backend, req: Request) -> Document:
+def find(backend: State, req: Request) -> Document:
     """``find`` with filter, sort, projection, skip, limit, batchSize and singleBatch."""
     for option in _UNSUPPORTED_FIND_OPTIONS:
         if req.get(option):
@@ -61,7 +61,7 @@ def find(backend: Backend, req: Request) -> Document:
     )
 
 
-def get_more(backend: Backend, req: Request) -> Document:
+def get_more(backend: State, req: Request) -> Document:
     """``getMore`` on a cursor opened by find, aggregate or a listing command."""
     cursor_id = req.get("getMore")
     if isinstance(cursor_id, bool) or not isinstance(cursor_id, int):
@@ -72,7 +72,7 @@ def get_more(backend: Backend, req: Request) -> Document:
     return backend.cursors.get_more(int(cursor_id), f"{req.db}.{collection}", _batch_size(req) or 0)
 
 
-def kill_cursors(backend: Backend, req: Request) -> Document:
+def kill_cursors(backend: State, req: Request) -> Document:
     """``killCursors``; unknown ids are reported, not refused."""
     req.target  # noqa: B018 - validates the collection name
     ids = req.get("cursors")
@@ -81,7 +81,7 @@ def kill_cursors(backend: Backend, req: Request) -> Document:
     return backend.cursors.kill([int(i) for i in ids])
 
 
-def aggregate(backend: Backend, req: Request) -> Document:
+def aggregate(backend: State, req: Request) -> Document:
     """``aggregate`` on a collection, answered with a cursor."""
     if req.get("explain"):
         raise CommandError(238, "aggregate explain is not supported")
@@ -106,7 +106,7 @@ def _id_first(document: Document) -> Document:
     return {"_id": document["_id"], **{k: v for k, v in document.items() if k != "_id"}}
 
 
-def count(backend: Backend, req: Request) -> Document:
+def count(backend: State, req: Request) -> Document:
     """``count`` (used by ``estimated_document_count``), honouring query, skip and limit."""
     collection = backend.collection(req.db, req.target)
     skip = max(req.integer("skip"), 0)
@@ -115,7 +115,7 @@ def count(backend: Backend, req: Request) -> Document:
     return {"n": sum(1 for _ in matched), "ok": 1.0}
 
 
-def distinct(backend: Backend, req: Request) -> Document:
+def distinct(backend: State, req: Request) -> Document:
     """``distinct`` values of one key among documents matching ``query``."""
     key = req.get("key")
     if not isinstance(key, str):

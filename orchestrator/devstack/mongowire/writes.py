@@ -15,7 +15,7 @@ from orchestrator.devstack.mongowire.protocol import Document
 from orchestrator.devstack.mongowire.request import CommandError, Request, translate
 
 if TYPE_CHECKING:
-    from orchestrator.devstack.mongowire.backend import Backend
+    from orchestrator.devstack.mongowire.state import State
 
 
 def _statements(req: Request, field: str) -> list[Document]:
@@ -49,7 +49,7 @@ def _reply(n: int, errors: list[Document], **extra: Any) -> Document:
     return reply
 
 
-def insert(backend: Backend, req: Request) -> Document:
+def insert(backend: State, req: Request) -> Document:
     """``insert`` with ``documents`` (usually sent as an OP_MSG document sequence)."""
     collection = backend.ensure_collection(req.db, req.target)
     inserted = 0
@@ -74,7 +74,7 @@ def _reject_unsupported(statement: Document) -> None:
         raise CommandError(238, "collation is not supported by the mongowire stand-in")
 
 
-def update(backend: Backend, req: Request) -> Document:
+def update(backend: State, req: Request) -> Document:
     """``update`` with operator, replacement or pipeline updates, multi and upsert."""
     statements = _statements(req, "updates")
     if any(statement.get("upsert") for statement in statements):
@@ -115,7 +115,7 @@ def update(backend: Backend, req: Request) -> Document:
     return _reply(matched, errors, **extra)
 
 
-def delete(backend: Backend, req: Request) -> Document:
+def delete(backend: State, req: Request) -> Document:
     """``delete`` statements with ``limit`` 0 (all matches) or 1 (the first)."""
     collection = backend.collection(req.db, req.target)
     deleted = 0
@@ -134,7 +134,7 @@ def delete(backend: Backend, req: Request) -> Document:
     return _reply(deleted, errors)
 
 
-def find_and_modify(backend: Backend, req: Request) -> Document:
+def find_and_modify(backend: State, req: Request) -> Document:
     """``findAndModify``: remove, or update/replace with ``new`` and ``upsert``."""
     _reject_unsupported(req.body)
     if req.get("upsert"):
