@@ -2,10 +2,12 @@
 
 Theory of operation: :meth:`Outbox.put` appends an event to an in-memory queue and returns at
 once, so producers (participants, heartbeats) never wait on Redis. One sender task
-(:meth:`Outbox.run`) batches by what is already waiting: each time it wakes it publishes
-everything queued (up to ``max_batch``, unbounded by default) in one pipelined round trip, and
-pops the batch only after the publish succeeded; what was queued meanwhile goes in the next
-round trip. No timer holds an event back. When Redis is unreachable it retries the same batch
+(:meth:`Outbox.run`) batches by what is already waiting: each time it wakes it lets the tasks
+that are ready run once, then publishes everything queued (up to ``max_batch``, unbounded by
+default) in one pipelined round trip, and pops the batch only after the publish succeeded;
+what was queued meanwhile goes in the next round trip. No timer holds an event back. A
+``started`` or heartbeat of a participant whose last event is in the same batch is not sent
+(:func:`without_superseded`). When Redis is unreachable it retries the same batch
 with capped exponential backoff and jitter; events keep their producer-generated ``event_id``,
 so a batch resent after a lost reply is deduplicated by the daemon. Events therefore leave in
 the order they were put, which keeps each participant's ``seq`` increasing on the stream.
@@ -26,11 +28,19 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator.bus.retry import Backoff
-from orchestrator.core.events import Heartbeat, ParticipantEvent
+from orchestrator.core.events import (
+    Heartbeat,
+    ParticipantEvent,
+    ParticipantFailed,
+    ParticipantFinished,
+    ParticipantStarted,
+    ParticipantStopped,
+)
 from orchestrator.logs import get_logger
 
 Publish = Callable[[Sequence[ParticipantEvent]], Awaitable[object]]
@@ -119,9 +129,12 @@ class Outbox:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 continue
+            # Let the tasks that are ready run first: what they queue now (a participant that
+            # started and at once finished) goes in this round trip. A yield, not a timer.
+            await anyio.lowlevel.checkpoint()
             batch = list(itertools.islice(self._queue, self._max_batch))
             try:
-                await self._publish(batch)
+                await self._publish(without_superseded(batch))
             except Exception as exc:  # any failure: keep the batch, back off, retry
                 delay_s = self._backoff.next()
                 failures = self._backoff.attempts
@@ -154,6 +167,20 @@ class Outbox:
             self._sent_total += len(batch)
             progress, self._progress = self._progress, anyio.Event()
             progress.set()
+
+
+_LAST_WORDS = (ParticipantFinished, ParticipantFailed, ParticipantStopped)
+
+
+def without_superseded(batch: list[ParticipantEvent]) -> list[ParticipantEvent]:
+    """The batch without the ``started`` and heartbeat events of a participant whose last
+    event is in it too: its end says it ran, and the daemon takes a participant's state
+    forward from wherever it stood (work not done, nothing lost)."""
+    ended = {(e.job_id, e.participant) for e in batch if isinstance(e, _LAST_WORDS)}
+    if not ended:
+        return batch
+    return [e for e in batch if not (isinstance(e, ParticipantStarted | Heartbeat)
+                                     and (e.job_id, e.participant) in ended)]
 
 
 E = TypeVar("E", bound=ParticipantEvent)

@@ -128,7 +128,8 @@ class ParticipantRun:
         """Run the participant to its terminal event; started once ``started`` is queued."""
         command, heartbeats = self.command, self.resources.heartbeats
         self.events.emit(ParticipantStarted)
-        self.log.info("participant started", workload=command.workload, run_id=command.run_id)
+        self.log.debug("participant started", workload=command.workload, run_id=command.run_id)
+        started = anyio.current_time()
         heartbeats.add(self, command.heartbeat_interval_s)
         try:
             task_status.started()
@@ -140,7 +141,10 @@ class ParticipantRun:
         finally:
             heartbeats.remove(self)
         self._finish(ending)
-        self.log.info(f"participant {ending.outcome}", detail=ending.detail or None)
+        # One INFO line per run, at its end (the start is at DEBUG).
+        self.log.info(f"participant {ending.outcome}", workload=command.workload,
+                      run_id=command.run_id, detail=ending.detail or None,
+                      duration_s=round(anyio.current_time() - started, 3))
 
     def _finish(self, ending: Ending) -> None:
         """Queue the participant's one terminal event."""

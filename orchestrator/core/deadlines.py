@@ -7,15 +7,38 @@ and never scans all jobs; ``decide`` re-checks that a deadline is still due.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.core.events import DeadlineKind
-from orchestrator.core.job import Job
+from orchestrator.core.job import Participant
+from orchestrator.core.spec import JobSpec
 from orchestrator.core.status import JobStatus, ParticipantState, Phase
 
 ACTIVE_STATES = frozenset({ParticipantState.ASSIGNED, ParticipantState.STARTED})
+
+
+class Timed(Protocol):
+    """What deadlines are derived from: a ``Job``, or a decision's working copy of one."""
+
+    @property
+    def spec(self) -> JobSpec: ...
+    @property
+    def status(self) -> JobStatus: ...
+    @property
+    def phase(self) -> Phase: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def cancel_requested_at(self) -> datetime | None: ...
+    @property
+    def round_started_at(self) -> datetime | None: ...
+    @property
+    def participants(self) -> Mapping[str, Participant]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +48,7 @@ class Deadline:
     participant: str | None = None
 
 
-def deadlines(job: Job) -> list[Deadline]:
+def deadlines(job: Timed) -> list[Deadline]:
     """Every deadline armed for the job now, earliest first."""
     t = job.spec.timeouts.deltas
     found: list[Deadline] = []
@@ -47,17 +70,17 @@ def deadlines(job: Job) -> list[Deadline]:
         if job.phase is Phase.RUNNING:
             arm(job.round_started_at, t.round, "round")
         elif job.phase is Phase.FINALIZING:
-            arm(job.server.finished_at, t.heartbeat, "finalize")
+            arm(job.participants["server"].finished_at, t.heartbeat, "finalize")
     found.sort(key=lambda d: (d.at, d.kind, d.participant or ""))
     return found
 
 
-def next_deadline_at(job: Job) -> datetime | None:
+def next_deadline_at(job: Timed) -> datetime | None:
     """The earliest armed deadline (what the job stores as ``deadline_at``)."""
     armed = deadlines(job)
     return armed[0].at if armed else None
 
 
-def due(job: Job, now: datetime) -> list[Deadline]:
+def due(job: Timed, now: datetime) -> list[Deadline]:
     """The deadlines that have passed at ``now``."""
     return [d for d in deadlines(job) if d.at <= now]

@@ -131,12 +131,39 @@ class _Draft:
         self.edits += 1
         self.joint_due = self.joint_due or "state" in changes
 
-    def job(self) -> Job:
-        """The job as it stands now (built on demand: deadlines need a whole job)."""
-        changes = dict(self.fields)
-        if self.participants is not self.original.participants:
-            changes["participants"] = self.participants
-        return replace(self.original, **changes) if changes else self.original
+    # --- the job as it stands now, for ``deadlines`` (a ``Timed``) -------------------------
+    @property
+    def spec(self) -> JobSpec:
+        return self.original.spec
+
+    @property
+    def status(self) -> JobStatus:
+        status: JobStatus = self.get("status")
+        return status
+
+    @property
+    def phase(self) -> Phase:
+        phase: Phase = self.get("phase")
+        return phase
+
+    @property
+    def created_at(self) -> datetime:
+        return self.original.created_at
+
+    @property
+    def started_at(self) -> datetime | None:
+        started: datetime | None = self.get("started_at")
+        return started
+
+    @property
+    def cancel_requested_at(self) -> datetime | None:
+        requested: datetime | None = self.get("cancel_requested_at")
+        return requested
+
+    @property
+    def round_started_at(self) -> datetime | None:
+        started: datetime | None = self.get("round_started_at")
+        return started
 
     def set_status(self, status: JobStatus, reason: str, error: JobError | None = None) -> None:
         current = self.get("status")
@@ -165,8 +192,7 @@ class _Draft:
     def decision(self, outcomes: list[Outcome]) -> Decision:
         job = self.original
         reason = next((o.reason for o in reversed(outcomes) if o.applied), "")
-        candidate = self.job()
-        deadline_at = next_deadline_at(candidate)
+        deadline_at = next_deadline_at(self)
         changed = [name for name, value in self.fields.items() if getattr(job, name) != value]
         if deadline_at != job.deadline_at:
             changed.append("deadline_at")
@@ -180,14 +206,16 @@ class _Draft:
                              reason=reason)
         if not changed and not self.history:
             return unchanged
-        extra: dict[str, Any] = {"deadline_at": deadline_at, "updated_at": self.now,
-                                 "version": job.version + 1}
+        fields: dict[str, Any] = {**self.fields, "deadline_at": deadline_at,
+                                  "updated_at": self.now, "version": job.version + 1}
+        if self.participants is not job.participants:
+            fields["participants"] = self.participants
         if self.history:
-            extra["history"] = [*job.history, *self.history]
+            fields["history"] = [*job.history, *self.history]
         announce = any(name in _ANNOUNCED for name in self.fields if name in changed) or any(
             p.state.is_terminal and p.state is not job.participants[pid].state
             for pid, p in self.participants.items())
-        return replace(unchanged, job=replace(candidate, **extra),
+        return replace(unchanged, job=replace(job, **fields),
                        changed=(*changed, "updated_at", "version"),
                        history=tuple(self.history), announce=announce)
 
@@ -239,10 +267,9 @@ def _cancel_running(d: _Draft, e: CancelRequested) -> str:
 
 
 def _deadline(d: _Draft, e: DeadlineExpired) -> str:
-    job = d.job()
-    if not any(x.kind == e.kind and x.participant == e.participant for x in due(job, d.now)):
+    if not any(x.kind == e.kind and x.participant == e.participant for x in due(d, d.now)):
         return f"deadline {e.kind} not due (state moved on)"
-    t = job.spec.timeouts
+    t = d.spec.timeouts
     if e.kind == "heartbeat" and e.participant is not None:
         p = d.participants[e.participant]
         d.update(p, state=PS.FAILED, error=JobError(
@@ -258,12 +285,12 @@ def _deadline(d: _Draft, e: DeadlineExpired) -> str:
         d.set_status(ERR, "cannot schedule", error)
         return "start deadline expired"
     if e.kind == "finalize":
+        wanted = d.participants["server"].final_checkpoint
         error = JobError(code=ErrorCode.CHECKPOINT_FAILED, participant="server",
-                         message=f"final checkpoint {job.server.final_checkpoint} was never "
-                                 "recorded")
+                         message=f"final checkpoint {wanted} was never recorded")
         d.set_status(ERR, "final checkpoint missing", error)
         return "finalize deadline expired"
-    limit, what = (t.round_s, f"round {job.round}") if e.kind == "round" else (t.job_s, "job")
+    limit, what = (t.round_s, f"round {d.get('round')}") if e.kind == "round" else (t.job_s, "job")
     d.set_status(ERR, f"{what} timed out", JobError(
         code=ErrorCode.TIMED_OUT, message=f"{what} exceeded its timeout of {limit:g}s"))
     return f"{e.kind} deadline expired"

@@ -215,15 +215,15 @@ class IntakeHandler:
         job = c.job
         if holder is None:
             self.stats.submissions_accepted += 1
-            if c.dispatch is not None:
+            if c.dispatch is not None:  # (its status change is the INFO line: one per job)
                 self.stats.dispatched += 1
                 note_status_changes(c.dispatch, self.stats)
                 commit.send(self.bus, c.dispatch.commands, [(job, c.dispatch.reason)])
             else:
                 commit.send(self.bus, (), [(job, "submitted")])
-            log.info("job submitted", job_id=job.id, workload=job.spec.workload,
-                     clients=len(job.spec.clients), entry_id=c.entry.id,
-                     dispatched=c.dispatch is not None)
+                log.info("job submitted; waiting for its workers", job_id=job.id,
+                         workload=job.spec.workload, clients=len(job.spec.clients),
+                         entry_id=c.entry.id)
             return None
         if same_request(holder.spec, job.spec):
             # A resend (or a redelivery after a crash): the job stands; its start commands

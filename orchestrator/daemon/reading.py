@@ -30,38 +30,50 @@ Handler = Callable[[list[Entry]], Awaitable[Commit | None]]
 async def read_batches(consumer: StreamConsumer, batches: ObjectSendStream[list[Entry]],
                        stopping: anyio.Event, *, caught_up: anyio.Event | None = None) -> None:
     """Read until ``stopping``; every batch read goes to ``batches``, which is then closed."""
-    async with batches:
+    guard = _ReadGuard(consumer.block_ms / 1000 + 1.0)
+    async with batches, anyio.create_task_group() as tg:
+        tg.start_soon(guard.watch, stopping)
         while not stopping.is_set():
-            entries = await _read(consumer, stopping)
+            entries = await guard.read(consumer, stopping)
             if entries is None:
-                return
+                break
             if (caught_up is not None and not caught_up.is_set()
                     and len(entries) < consumer.batch and not consumer.draining):
                 caught_up.set()
             if entries:
                 await batches.send(entries)
-
-
-async def _read(consumer: StreamConsumer, stopping: anyio.Event) -> list[Entry] | None:
-    """One read (maybe empty); None when it had to be cancelled by a stop (Redis away)."""
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_if_stuck, consumer, stopping, tg.cancel_scope)
-        try:
-            entries = await consumer.read()
-        except OrchestratorError as exc:  # refused by Redis (not a connection error)
-            log.exception("read failed; retrying", error=str(exc))
-            await sleep_unless(stopping, 1.0)
-            entries = []
         tg.cancel_scope.cancel()
-        return entries
-    return None  # (reached only when the stop cancelled the read)
 
 
-async def _cancel_if_stuck(consumer: StreamConsumer, stopping: anyio.Event,
-                           scope: anyio.CancelScope) -> None:
-    await stopping.wait()
-    await anyio.sleep(consumer.block_ms / 1000 + 1.0)
-    scope.cancel()
+class _ReadGuard:
+    """Cancels the read in progress once a stop is ``grace_s`` old (Redis away: nothing can
+    have been delivered), and never a read Redis may still be answering."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.scope: anyio.CancelScope | None = None
+        self.expired = False
+
+    async def watch(self, stopping: anyio.Event) -> None:
+        await stopping.wait()
+        await anyio.sleep(self.grace_s)
+        self.expired = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def read(self, consumer: StreamConsumer, stopping: anyio.Event) -> list[Entry] | None:
+        """One read (maybe empty); None when the stop had to cut it."""
+        entries: list[Entry] = []
+        with anyio.CancelScope() as self.scope:
+            if self.expired:
+                self.scope.cancel()
+            try:
+                entries = await consumer.read()
+            except OrchestratorError as exc:  # refused by Redis (not a connection error)
+                log.exception("read failed; retrying", error=str(exc))
+                await sleep_unless(stopping, 1.0)
+        self.scope = None
+        return None if self.expired and not entries else entries
 
 
 async def handle_batches(batches: ObjectReceiveStream[list[Entry]], handle: Handler,

@@ -56,8 +56,9 @@ async def test_a_read_of_many_starts_is_acknowledged_with_one_xack(
             assert (await daemon.wait_terminal(start)).type == "participant.finished"
         await wait_acknowledged(redis, keys, name)
         assert await command_calls(redis, "XACK") - xacks_before == 1
-    for start in [*waiting, *together]:
-        assert daemon.types(start.job_id) == ["participant.started", "participant.finished"]
+    for start in [*waiting, *together]:  # (a start the end caught up with is not sent)
+        assert daemon.types(start.job_id) in (["participant.started", "participant.finished"],
+                                              ["participant.finished"])
 
 
 async def test_one_heartbeat_task_beats_for_every_participant_at_its_interval(

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 
-from orchestrator.core.events import Heartbeat, ParticipantEvent, RoundMetrics
+from orchestrator.core.events import (
+    Heartbeat,
+    ParticipantEvent,
+    ParticipantFailed,
+    ParticipantFinished,
+    ParticipantStarted,
+    RoundMetrics,
+)
 from workers.outbox import Outbox, ParticipantEvents
 
 
@@ -78,3 +86,43 @@ async def test_everything_queued_goes_out_in_one_publish() -> None:
         tg.cancel_scope.cancel()
     assert bus.calls == 2
     assert bus.published == first + second
+
+
+async def test_a_start_or_beat_superseded_by_the_end_in_the_same_batch_is_not_sent() -> None:
+    """A participant that started and ended before the sender ran: only its end goes out
+    (it says it ran). Another participant's start, and a start already sent, are kept."""
+    bus = FlakyBus(failures=0)
+    outbox = Outbox(bus.publish)
+    quick = ParticipantEvents(outbox, job_id="j", participant="client-0", worker="w")
+    other = ParticipantEvents(outbox, job_id="j", participant="client-1", worker="w")
+    slow = ParticipantEvents(outbox, job_id="j", participant="server", worker="w")
+    async with anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        slow_start = slow.emit(ParticipantStarted)
+        assert await outbox.flush(5)
+        quick.emit(ParticipantStarted)
+        quick.heartbeat(None)
+        other_start = other.emit(ParticipantStarted)
+        quick_end = quick.emit(ParticipantFinished)
+        slow_end = slow.emit(ParticipantFailed, message="boom")
+        assert await outbox.flush(5)
+        tg.cancel_scope.cancel()
+    assert bus.published == [slow_start, other_start, quick_end, slow_end]
+    assert outbox.sent == 6 and outbox.pending == 0  # the superseded count as sent
+
+
+async def test_what_ready_tasks_queue_at_once_goes_in_the_same_round_trip() -> None:
+    """The sender yields once before it takes the queue: a start and an end queued by one
+    task around a single checkpoint (a workload that returns at once) leave together."""
+    bus = FlakyBus(failures=0)
+    outbox = Outbox(bus.publish)
+    events = ParticipantEvents(outbox, job_id="j", participant="server", worker="w")
+    async with anyio.create_task_group() as tg:
+        await tg.start(outbox.run)
+        events.emit(ParticipantStarted)
+        await anyio.lowlevel.checkpoint()  # the workload
+        end = events.emit(ParticipantFinished)
+        assert await outbox.flush(5)
+        tg.cancel_scope.cancel()
+    assert bus.calls == 1
+    assert bus.published == [end]
