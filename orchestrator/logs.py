@@ -7,6 +7,7 @@ import sys
 from typing import Any, Literal
 
 import structlog
+from pydantic_core import to_json
 from structlog.typing import FilteringBoundLogger
 
 
@@ -17,7 +18,7 @@ def configure_logging(level: str = "info",
     Logs go to stderr so that stdout stays clean for command output.
     """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    renderer: Any = (structlog.processors.JSONRenderer() if use_json
+    renderer: Any = (structlog.processors.JSONRenderer(serializer=_json_line) if use_json
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     structlog.configure(
         processors=[
@@ -33,6 +34,11 @@ def configure_logging(level: str = "info",
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _json_line(event: Any, **_: Any) -> str:
+    """One log line as JSON (pydantic-core's encoder; anything it does not know as ``str``)."""
+    return to_json(event, fallback=str).decode()
 
 
 def get_logger(name: str, **context: Any) -> FilteringBoundLogger:

@@ -10,8 +10,8 @@ Theory of operation. :meth:`WorkerAgent.run` is one anyio task group holding
   participant, each beating at the ``heartbeat_interval_s`` of its start command;
 * the command loop: a :class:`~orchestrator.bus.streams.StreamConsumer` on this worker's
   command stream. Each entry of a read is handled in turn — a ``participant.start`` once its
-  participant task runs and its ``started`` event is queued, a ``participant.stop`` once the
-  stop was requested, a bad entry dead-lettered — and then the handled ones are acknowledged
+  run exists and beats (it says ``started`` when it gets a slot), a ``participant.stop`` once
+  the stop was requested, a bad entry dead-lettered — and then the handled ones are acknowledged
   with one XACK for the whole read. A read's entries are handled and acknowledged shielded from
   a shutdown, so a shutdown never leaves started runs unacknowledged while Redis is up;
 * one task per participant (:class:`~workers.participant.ParticipantRun`).
@@ -209,7 +209,7 @@ class WorkerAgent:
         if isinstance(command, str):
             return command
         if isinstance(command, StartParticipant):
-            await self._start(command)
+            self._start(command)
         else:
             self._stop(command)
         return None
@@ -236,7 +236,7 @@ class WorkerAgent:
             self.outbox, job_id=job_id, participant=participant, worker=self.config.name
         )
 
-    async def _start(self, command: StartParticipant) -> None:
+    def _start(self, command: StartParticipant) -> None:
         log = self.log.bind(job_id=command.job_id, participant=command.participant)
         if command.run_id in self._seen:
             log.info("ignored a repeated start", run_id=command.run_id)
@@ -260,18 +260,17 @@ class WorkerAgent:
         assert self._participants is not None and self._resources is not None
         run = ParticipantRun(command, events, workload, self._resources, log)
         self.runs[command.run_id] = run
-        await self._participants.start(
+        run.begin()  # beating before the command is acknowledged
+        self._participants.start_soon(
             self._supervise, run, name=f"participant {command.job_id}/{command.participant}"
         )
         if self._shutdown.is_set():
             run.stop(SHUTDOWN_REASON, self.config.shutdown_grace_s)
 
-    async def _supervise(
-        self, run: ParticipantRun, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _supervise(self, run: ParticipantRun) -> None:
         command = run.command
         try:
-            await run.run(task_status=task_status)
+            await run.run()
             self._ended.add((command.job_id, command.participant))
         finally:
             self.runs.pop(command.run_id, None)

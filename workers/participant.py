@@ -1,10 +1,11 @@
 """One supervised participant run: from ``started`` to exactly one terminal event.
 
-Theory of operation. :meth:`ParticipantRun.run` is one task (in the agent's participants task
-group). It queues ``started`` and joins the worker's one heartbeat timer, then reports itself
-started (the agent acknowledges the command after that). It waits for one of the worker's
-``capacity`` slots, runs the workload with a :class:`~workers.context.RedisWorkloadContext`,
-and ends with exactly one of
+Theory of operation. The agent calls :meth:`ParticipantRun.begin` (the run joins the worker's
+one heartbeat timer, so a run that waits is kept alive) and then acknowledges the command;
+:meth:`ParticipantRun.run` is the run's task (in the agent's participants task group). It waits
+for one of the worker's ``capacity`` slots, queues ``started`` (the workload runs from now on),
+runs the workload with a :class:`~workers.context.RedisWorkloadContext`, and ends with exactly
+one of
 
 * ``finished`` — the workload returned; queued only after its checkpoint uploads drained;
 * ``failed`` — the workload raised (``workload_failed``), or an upload finally failed
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
@@ -95,6 +96,7 @@ class ParticipantRun:
         self.uploads: ParticipantUploads | None = None
         self.stop_reason: str | None = None
         self.checkpoint_error: str | None = None
+        self.began_at = 0.0
 
     @property
     def current_round(self) -> int | None:
@@ -124,27 +126,29 @@ class ParticipantRun:
 
     # --- the run ---------------------------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the participant to its terminal event; started once ``started`` is queued."""
-        command, heartbeats = self.command, self.resources.heartbeats
-        self.events.emit(ParticipantStarted)
-        self.log.debug("participant started", workload=command.workload, run_id=command.run_id)
-        started = anyio.current_time()
-        heartbeats.add(self, command.heartbeat_interval_s)
+    def begin(self) -> None:
+        """Join the heartbeat timer (the agent calls it before it acknowledges the start
+        command; :meth:`run` follows in the run's own task, and says ``started`` once the
+        workload has a slot to run in)."""
+        self.began_at = anyio.current_time()
+        self.resources.heartbeats.add(self, self.command.heartbeat_interval_s)
+
+    async def run(self) -> None:
+        """Run the participant (after :meth:`begin`) to its terminal event."""
+        command = self.command
         try:
-            task_status.started()
             try:
                 ending = await self._execute()
             except Exception as exc:  # a bug of ours: still end the participant cleanly
                 self.log.exception("participant crashed in the worker")
                 ending = Ending("failed", f"worker error: {exc!r}")
         finally:
-            heartbeats.remove(self)
+            self.resources.heartbeats.remove(self)
         self._finish(ending)
         # One INFO line per run, at its end (the start is at DEBUG).
         self.log.info(f"participant {ending.outcome}", workload=command.workload,
                       run_id=command.run_id, detail=ending.detail or None,
-                      duration_s=round(anyio.current_time() - started, 3))
+                      duration_s=round(anyio.current_time() - self.began_at, 3))
 
     def _finish(self, ending: Ending) -> None:
         """Queue the participant's one terminal event."""
@@ -172,6 +176,9 @@ class ParticipantRun:
         try:
             with self.scope:
                 async with self.resources.slots:
+                    self.events.emit(ParticipantStarted)
+                    self.log.debug("participant started", workload=self.command.workload,
+                                   run_id=self.command.run_id)
                     ending = await self._call_workload(uploads)
                     if ending.outcome == "finished":
                         await uploads.drain()

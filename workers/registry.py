@@ -6,6 +6,7 @@ The built-in workloads (:data:`workers.workloads.BUILTINS`) are registered on fi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from orchestrator.core import is_name
@@ -64,7 +65,9 @@ def _qualname(fn: WorkloadFn) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
+@functools.cache
 def _load_builtins() -> None:
+    """Register the built-ins, once (on first use: they import numpy)."""
     from workers.workloads import BUILTINS  # noqa: PLC0415 - numpy only when first needed
 
     for name, fn in BUILTINS.items():
