@@ -36,6 +36,7 @@ from orchestrator.daemon.admission import Admission
 from orchestrator.daemon.commit import Commit, committer, send
 from orchestrator.daemon.events import EventHandler
 from orchestrator.daemon.intake import IntakeHandler
+from orchestrator.daemon.liveness import Liveness
 from orchestrator.daemon.options import DaemonOptions, registry_workloads
 from orchestrator.daemon.reading import Reader, handle_batches, read_batches, upkeep
 from orchestrator.daemon.reaper import Reaper
@@ -125,7 +126,7 @@ class Daemon:
         on_submissions = IntakeHandler(store, bus, submissions, retry, stats,
                                        max_bytes=opts.max_submission_bytes,
                                        namespace=opts.namespace, workloads=self.workloads,
-                                       jobs_waiting=admit.set)
+                                       jobs_waiting=admit.set, liveness=Liveness(bus, retry))
         admission = Admission(store, bus, retry, stats, commits_in.clone(),
                               batch=opts.admission_batch)
         reaper = Reaper(store, bus, retry, stats, commits_in)

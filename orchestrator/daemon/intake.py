@@ -10,7 +10,8 @@ the entry id, so a redelivered submission never creates a second job. Every reje
 recorded in the store (``rejections``) and copied to the dead-letter stream with its kind and
 reason, then acknowledged; the daemon never stops on bad input.
 
-A batch of submissions costs one liveness read (MGET), one ``insert_many`` and one commit:
+A batch of submissions costs one ``insert_many`` and one commit (and a liveness read of the
+workers not seen alive in the last second, ``Liveness``):
 jobs whose workers are alive are inserted already dispatched (``decide`` with a
 ``JobDispatched``), and their start commands go out in the commit; the others are inserted
 NOT_STARTED and wait for admission.
@@ -30,6 +31,7 @@ from orchestrator.core import Decision, Job, JobSpec, decide, new_job, validatio
 from orchestrator.daemon.admission import plan_dispatch
 from orchestrator.daemon.apply import note_status_changes
 from orchestrator.daemon.commit import Commit
+from orchestrator.daemon.liveness import Liveness
 from orchestrator.daemon.reconcile import recovery_commands
 from orchestrator.daemon.rejections import Refusal, reject
 from orchestrator.daemon.retry import Retrier
@@ -147,6 +149,8 @@ class IntakeHandler:
     workloads: Set[str]
     #: Called when jobs were created that wait for their workers.
     jobs_waiting: Callable[[], None]
+    #: Worker liveness, read from Redis at most once a second per worker.
+    liveness: Liveness
 
     def _candidate(self, entry: Entry) -> Accepted | Refusal:
         parsed = parse_submission(entry, max_bytes=self.max_bytes, workloads=self.workloads,
@@ -198,8 +202,7 @@ class IntakeHandler:
         if not accepted:
             return []
         names = sorted({p.worker for _, job in accepted for p in job.participants.values()})
-        alive = await self.retry(lambda: self.bus.alive_workers(names), "worker liveness",
-                                 shield=False)
+        alive = await self.liveness.alive(names)
         candidates = []
         for entry, job in accepted:
             plan = plan_dispatch(job, alive)
