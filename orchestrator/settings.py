@@ -45,10 +45,16 @@ class Settings(BaseSettings):
     reclaim_idle_ms: Annotated[int, Field(ge=100, description="XAUTOCLAIM min idle")] = 30_000
     reaper_interval_s: Annotated[float, Field(gt=0, description="deadline scan period")] = 0.5
     worker_ttl_s: Annotated[float, Field(gt=0, description="worker registration TTL")] = 10.0
+    storage_retry_s: Annotated[float, Field(ge=0, le=86_400, description=(
+        "how long a worker retries an unreachable object store (uploads, downloads, "
+        "put_blob/get_blob) before the participant fails with storage_unavailable"))] = 60.0
     stream_maxlen: Annotated[int, Field(ge=1000, description="approx. stream cap")] = 1_000_000
     max_submission_bytes: Annotated[
         int, Field(ge=1024, description="largest accepted submission entry")
     ] = MAX_SPEC_BYTES
+    data_root: Annotated[str | None, Field(description=(
+        "worker only (`--data-root`): the directory participants' `data_path` is relative to; "
+        "absolute paths and paths leaving it are refused"))] = None
     consumer_name: Annotated[
         str | None, Field(description="stable consumer name of this replica (default host-pid)")
     ] = None

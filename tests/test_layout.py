@@ -53,6 +53,26 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
     assert not cycles, "import circles:\n" + "\n".join(sorted(set(cycles))[:20])
 
 
+ENUMS = {"JobStatus", "ParticipantState", "Phase", "Role", "ErrorCode"}
+
+
+def _enum_rebinding(node: ast.expr) -> bool:
+    """An enum class, one of its members, or a tuple of them."""
+    if isinstance(node, ast.Tuple):
+        return any(_enum_rebinding(e) for e in node.elts)
+    if isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in ENUMS
+
+
+def test_no_module_level_rebinding_of_enum_members() -> None:
+    hits = [f"{path.relative_to(ROOT)}:{node.lineno}"
+            for path in _modules().values()
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.Assign) and _enum_rebinding(node.value)]
+    assert not hits, hits
+
+
 def test_no_interpreter_tricks() -> None:
     hits = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
             for path in _modules().values()

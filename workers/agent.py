@@ -16,7 +16,10 @@ Theory of operation. :meth:`WorkerAgent.run` is one anyio task group holding
   a shutdown, so a shutdown never leaves started runs unacknowledged while Redis is up;
 * one task per participant (:class:`~workers.participant.ParticipantRun`).
 
-Starts are deduplicated by ``run_id``: a reconciling daemon may send one again. Nothing a
+Starts are deduplicated by ``run_id``: a reconciling daemon may send one again. A start is
+refused with a ``failed`` event (no ``started``) when the worker has the other role
+(``cannot_schedule``), does not know the workload, or its ``data_path`` is not allowed under
+the worker's data root (``invalid_spec``, see :mod:`workers.data_paths`). Nothing a
 workload does can crash the agent: its exceptions become ``failed`` events.
 
 :meth:`WorkerAgent.shutdown` (SIGTERM/SIGINT in the CLI) stops taking commands, stops every
@@ -48,6 +51,7 @@ from orchestrator.logs import get_logger
 from orchestrator.storage import ObjectStore
 from workers.commands import Recent, decode_command
 from workers.config import SHUTDOWN_REASON, AgentConfig, short
+from workers.data_paths import DataPathError, confine
 from workers.heartbeats import Heartbeats
 from workers.outbox import Outbox, ParticipantEvents
 from workers.participant import ParticipantRun, WorkerResources
@@ -257,6 +261,14 @@ class WorkerAgent:
             log.warning("refused a start", reason=str(exc))
             events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
             return
+        try:
+            data_path = confine(command.data_path, self.config.data_root)
+        except DataPathError as exc:
+            log.warning("refused a start", reason=str(exc))
+            events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
+            return
+        if data_path != command.data_path:  # the workload sees the resolved path
+            command = command.model_copy(update={"data_path": data_path})
         assert self._participants is not None and self._resources is not None
         run = ParticipantRun(command, events, workload, self._resources, log)
         self.runs[command.run_id] = run

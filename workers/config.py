@@ -37,10 +37,20 @@ class AgentConfig:
     """How long a stopped participant waits for its checkpoint uploads."""
     upload_concurrency: int = 2
     upload_buffer_bytes: int = 256 * 1024 * 1024
-    upload_max_attempts: int = 5
-    upload_deadline_s: float | None = 300.0
+    storage_retry_s: float = 60.0
+    """How long an object-store operation (checkpoint upload, ``load_checkpoint``,
+    ``put_blob``, ``get_blob``) retries through an outage, counted from its first failure;
+    past it the participant fails with ``storage_unavailable``. A spec's ``round_s`` must
+    exceed it (plus a round's normal duration) to ride out such an outage."""
+    upload_max_attempts: int | None = None
+    """An extra cap on attempts per object-store operation; None: the time budget decides."""
     upload_backoff_base_s: float = 0.2
-    upload_backoff_max_s: float = 5.0
+    """First retry delay's ceiling (doubling, full jitter), for every object-store retry."""
+    upload_backoff_max_s: float = 4.0
+    """The longest delay between two object-store retries."""
+    data_root: str | None = None
+    """The directory every participant's ``data_path`` is relative to (see
+    :func:`workers.data_paths.confine`); None: paths as given, without ``..``."""
     info: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

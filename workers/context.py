@@ -8,8 +8,15 @@ Theory of operation:
 * ``save_checkpoint`` returns the deterministic key at once and hands the bytes to the
   participant's :class:`~workers.uploads.ParticipantUploads`. ``checkpoint.saved`` is queued by
   the upload's completion callback, i.e. only once the object is durable; a final failure calls
-  ``on_checkpoint_failed`` (the participant then fails with ``checkpoint_failed``). ``parent``
-  is the key this participant saved before.
+  ``on_checkpoint_failed`` (the participant then fails with ``checkpoint_failed``, or
+  ``storage_unavailable`` when the store stayed unreachable for the whole retry budget).
+  ``parent`` is the key this participant saved before.
+* ``load_checkpoint``, ``put_blob`` and ``get_blob`` retry transient object-store failures with
+  the worker's :class:`~orchestrator.storage.retry.StorageRetryPolicy` (the uploads use the same
+  one), so a workload rides out an outage of up to the budget (60 s by default) without code
+  of its own; only awaiting coroutines sleep, so heartbeats and the outbox carry on. Past the
+  budget they raise :class:`~orchestrator.storage.retry.StorageOutageError`. A blob's key
+  carries its sha256, and ``get_blob`` verifies against it.
 * ``send`` XADDs ``{sender, id, body}`` to the recipient's mailbox stream
   (``Keys.mailbox(job_id, to)``); ``receive`` XREADs this participant's own mailbox from the
   beginning (messages sent before it started are not lost), blocking in short slices so a stop
@@ -39,11 +46,14 @@ from orchestrator.core.events import CheckpointSaved, RoundMetrics, RoundStarted
 from orchestrator.core.status import Role
 from orchestrator.errors import BusUnavailableError
 from orchestrator.storage import ObjectStore, UploadOutcome
+from orchestrator.storage.hashing import sha256_hex_async
+from orchestrator.storage.retry import StorageRetryPolicy
 from workers.outbox import ParticipantEvents
 from workers.sdk import (
     ContextBase,
     Identity,
     PeerMessage,
+    blob_sha256,
     check_recipient,
     check_round,
     encode_message_body,
@@ -63,7 +73,8 @@ RECEIVE_SLICE_MS = 1000
 _REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                  BusUnavailableError, OSError)
 
-OnCheckpointFailed = Callable[[str], None]
+OnCheckpointFailed = Callable[[str, BaseException | None], None]
+"""Called with the failure message and the upload's final error."""
 
 
 class RedisWorkloadContext(ContextBase):
@@ -81,6 +92,7 @@ class RedisWorkloadContext(ContextBase):
         log: FilteringBoundLogger,
         on_checkpoint_failed: OnCheckpointFailed,
         backoff_max_s: float = 2.0,
+        storage_retry: StorageRetryPolicy | None = None,
     ) -> None:
         super().__init__(
             Identity(
@@ -106,6 +118,7 @@ class RedisWorkloadContext(ContextBase):
         self._events = events
         self._on_checkpoint_failed = on_checkpoint_failed
         self._backoff_max_s = backoff_max_s
+        self._storage_retry = storage_retry or StorageRetryPolicy()
         self._mailbox = keys.mailbox(command.job_id, command.participant)
         self._last_id = "0-0"
         self._buffer: deque[PeerMessage] = deque()
@@ -177,18 +190,27 @@ class RedisWorkloadContext(ContextBase):
             f"attempt(s): {outcome.error}"
         )
         self._log.warning("checkpoint upload failed", key=outcome.key, error=str(outcome.error))
-        self._on_checkpoint_failed(message)
+        self._on_checkpoint_failed(message, outcome.error)
 
     async def load_checkpoint(self, key: str) -> bytes:
-        return await self._store.get_data(key)
+        return await self._with_retries("load_checkpoint", key, lambda: self._store.get_data(key))
 
     async def put_blob(self, name: str, data: bytes) -> str:
-        key = self._blob_key(name)
-        await self._store.create(key, bytes(data), overwrite=True)
+        data = bytes(data)
+        key = self._blob_key(name, await sha256_hex_async(data))
+        await self._with_retries(
+            "put_blob", key, lambda: self._store.create(key, data, overwrite=True)
+        )
         return key
 
     async def get_blob(self, key: str) -> bytes:
-        return await self._store.get_data(key)
+        sha256 = blob_sha256(key)
+        return await self._with_retries(
+            "get_blob", key, lambda: self._store.get_data(key, sha256=sha256)
+        )
+
+    async def _with_retries(self, op: str, key: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await self._storage_retry.run(call, op=op, key=key, log=self._log)
 
     # --- messages ---------------------------------------------------------------------------
 

@@ -187,7 +187,7 @@ class LocalContext(ContextBase):
         return await self._read(key, what="checkpoint")
 
     async def put_blob(self, name: str, data: bytes) -> str:
-        key = self._blob_key(name)
+        key = self._blob_key(name, sha256_hex(bytes(data)))
         self._hub.store[key] = bytes(data)
         await anyio.lowlevel.checkpoint()
         return key

@@ -9,7 +9,8 @@ one of
 
 * ``finished`` — the workload returned; queued only after its checkpoint uploads drained;
 * ``failed`` — the workload raised (``workload_failed``), or an upload finally failed
-  (``checkpoint_failed``), or the worker itself hit a bug;
+  (``checkpoint_failed``), or the object store stayed unreachable past the worker's retry
+  budget (``storage_unavailable``), or the worker itself hit a bug;
 * ``stopped`` — a stop was requested (``participant.stop``, or the worker shutting down).
 
 It leaves the heartbeat timer before it queues the terminal event, so no heartbeat follows it.
@@ -39,7 +40,9 @@ from orchestrator.core.events import (
     ParticipantStopped,
 )
 from orchestrator.core.status import ErrorCode
+from orchestrator.errors import StorageUnavailableError
 from orchestrator.storage import CheckpointUploader, ObjectStore
+from orchestrator.storage.retry import StorageRetryPolicy
 from workers.config import AgentConfig, short
 from workers.context import RedisWorkloadContext
 from workers.heartbeats import Heartbeats
@@ -96,6 +99,8 @@ class ParticipantRun:
         self.uploads: ParticipantUploads | None = None
         self.stop_reason: str | None = None
         self.checkpoint_error: str | None = None
+        self.storage_outage = False
+        """The failure is the object store's: the code is ``storage_unavailable``."""
         self.began_at = 0.0
 
     @property
@@ -117,10 +122,12 @@ class ParticipantRun:
         deadline = anyio.current_time() + grace_s
         self.workload_scope.deadline = min(self.workload_scope.deadline, deadline)
 
-    def fail_checkpoint(self, message: str) -> None:
-        """An upload finally failed: the participant fails with ``checkpoint_failed``."""
+    def fail_checkpoint(self, message: str, error: BaseException | None = None) -> None:
+        """An upload finally failed: the participant fails with ``checkpoint_failed`` (or
+        ``storage_unavailable`` when the store stayed unreachable past the retry budget)."""
         if self.checkpoint_error is None:
             self.checkpoint_error = message
+            self.storage_outage = isinstance(error, StorageUnavailableError)
         if self.workload_scope is not None:
             self.workload_scope.cancel()
 
@@ -162,7 +169,8 @@ class ParticipantRun:
                 return
         except ValidationError as exc:
             detail = f"invalid workload result: {short(str(exc))}"
-        code = (ErrorCode.CHECKPOINT_FAILED if self.checkpoint_error is not None
+        code = (ErrorCode.STORAGE_UNAVAILABLE if self.storage_outage
+                else ErrorCode.CHECKPOINT_FAILED if self.checkpoint_error is not None
                 else ErrorCode.WORKLOAD_FAILED)
         self.events.emit(ParticipantFailed, code=code, message=short(detail))
 
@@ -201,10 +209,16 @@ class ParticipantRun:
             self.resources.store,
             concurrency=cfg.upload_concurrency,
             max_buffered_bytes=cfg.upload_buffer_bytes,
-            max_attempts=cfg.upload_max_attempts,
-            deadline_s=cfg.upload_deadline_s,
-            backoff_base_s=cfg.upload_backoff_base_s,
-            backoff_max_s=cfg.upload_backoff_max_s,
+            retry=self._storage_retry(),
+            log=self.log,
+        )
+
+    def _storage_retry(self) -> StorageRetryPolicy:
+        """The one retry policy of this run's object-store calls (uploads, loads, blobs)."""
+        cfg = self.resources.config
+        return StorageRetryPolicy(
+            budget_s=cfg.storage_retry_s, base_s=cfg.upload_backoff_base_s,
+            cap_s=cfg.upload_backoff_max_s, max_attempts=cfg.upload_max_attempts,
         )
 
     async def _call_workload(self, uploads: ParticipantUploads) -> Ending:
@@ -218,6 +232,7 @@ class ParticipantRun:
             events=self.events,
             log=self.log,
             on_checkpoint_failed=self.fail_checkpoint,
+            storage_retry=self._storage_retry(),
         )
         ending: Ending | None = None
         with anyio.CancelScope() as scope:
@@ -237,6 +252,7 @@ class ParticipantRun:
                 else:
                     self.log.warning("workload failed", error=message,
                                      error_type=type(error).__name__)
+                    self.storage_outage = _is_outage(error)
                     ending = Ending("failed", message)
             else:
                 final = getattr(result, "final_checkpoint", None)
@@ -250,6 +266,18 @@ class ParticipantRun:
         if ending is None:  # cancelled: the stop grace ran out
             return Ending("stopped", self.stop_reason or "stopped")
         return ending
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the object store was unreachable."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, StorageUnavailableError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _leaf(exc: BaseException) -> BaseException:

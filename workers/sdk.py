@@ -32,6 +32,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 """The largest peer message body, measured as compact JSON."""
 
 _BLOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+_BLOB_KEY = re.compile(r"^jobs/[^/]+/blobs/[^/]+/([0-9a-f]{64})/[^/]+$")
 
 
 class WorkloadCancelled(OrchestratorError):
@@ -132,11 +133,17 @@ class WorkloadContext(Protocol):
         ...
 
     async def put_blob(self, name: str, data: bytes) -> str:
-        """Store bytes for the other participants; returns the key to send them."""
+        """Store bytes for the other participants; returns the key to send them.
+
+        On a worker, object-store outages are retried within the worker's retry budget
+        (``ORCHESTRATOR_STORAGE_RETRY_S``) for ``load_checkpoint``, ``put_blob`` and
+        ``get_blob``; past it they raise ``StorageOutageError`` and the participant fails with
+        ``storage_unavailable``.
+        """
         ...
 
     async def get_blob(self, key: str) -> bytes:
-        """Bytes stored by ``put_blob`` (any participant of the job)."""
+        """Bytes stored by ``put_blob`` (any participant of the job), sha256-verified."""
         ...
 
     async def send(self, to: str, body: Mapping[str, Any]) -> None:
@@ -324,18 +331,29 @@ class ContextBase:
         except StorageError as exc:
             raise WorkloadError(str(exc)) from exc
 
-    def _blob_key(self, name: str) -> str:
-        """The key ``put_blob(name, ...)`` stores under; WorkloadError for an unsafe name."""
+    def _blob_key(self, name: str, sha256: str) -> str:
+        """The key ``put_blob(name, data)`` stores under (``sha256`` is the data's); raises
+        WorkloadError for an unsafe name.
+
+        The key carries the bytes' sha256, so ``get_blob`` verifies them without relying on the
+        store's metadata (which rclone, for one, loses when it restarts).
+        """
         if not isinstance(name, str) or not _BLOB_NAME.match(name):
             msg = f"invalid blob name {name!r}: use letters, digits, '_', '.', '-'"
             raise WorkloadError(msg)
-        return f"jobs/{self.job_id}/blobs/{self.participant}/{name}"
+        return f"jobs/{self.job_id}/blobs/{self.participant}/{sha256}/{name}"
 
     async def checkpoint_cancel(self) -> None:
         await anyio.lowlevel.checkpoint()
         if self._stop_requested:
             msg = f"{self.participant} was asked to stop"
             raise WorkloadCancelled(msg)
+
+
+def blob_sha256(key: str) -> str | None:
+    """The sha256 a ``put_blob`` key carries (``jobs/J/blobs/P/<sha256>/<name>``), else None."""
+    match = _BLOB_KEY.match(key) if isinstance(key, str) else None
+    return match.group(1) if match else None
 
 
 def check_round(round: int, *, minimum: int) -> None:

@@ -23,7 +23,8 @@ from orchestrator.cli.output import echo_json, json_option, warn
 from orchestrator.cli.running import run_waiting
 from orchestrator.cli.watch import Mode, follow_job
 from orchestrator.core import JobSpec, validation_problems
-from orchestrator.core.spec import MAX_SPEC_BYTES
+from orchestrator.core.jsonshape import JsonShapeError
+from orchestrator.core.spec import MAX_SPEC_BYTES, load_spec_json
 
 IDEMPOTENT_JOB_IDS = uuid.UUID("9c7f0b52-51f6-4a38-8f43-2d1f0c6f7e11")
 
@@ -53,7 +54,9 @@ def validate_spec(text: str, name: str) -> JobSpec:
     if len(text.encode()) > MAX_SPEC_BYTES:
         raise BadInput(f"{name}: spec is larger than the {MAX_SPEC_BYTES} byte limit")
     try:
-        data = json.loads(text)
+        data = load_spec_json(text)
+    except JsonShapeError as exc:  # the daemon's limits: nesting, key count, duplicate keys
+        raise BadInput(f"{name}: {exc.reason}") from exc
     except json.JSONDecodeError as exc:
         raise BadInput(f"{name}: not valid JSON: {exc.msg} (line {exc.lineno}, column "
                        f"{exc.colno})") from exc

@@ -14,6 +14,9 @@ from pydantic import BaseModel, Field, TypeAdapter
 from orchestrator.core._types import FROZEN, Metrics, Name, UtcDatetime
 from orchestrator.core.status import ErrorCode
 
+#: Largest event entry accepted from the bus (checked before its JSON is parsed).
+MAX_EVENT_BYTES = 64 * 1024
+
 EventId = Annotated[str, Field(min_length=1, max_length=128)]
 Message = Annotated[str, Field(max_length=4096)]
 
@@ -108,6 +111,16 @@ class DeadlineExpired(_Event):
     participant: Name | None = None
 
 
+class JobUnschedulable(_Event):
+    """Produced by the daemon's admission: the job can never be dispatched as specified (a
+    participant names a worker that is alive but registered for the other role)."""
+
+    type: Literal["job.unschedulable"] = "job.unschedulable"
+    participant: Name
+    worker: Name
+    message: Message
+
+
 ParticipantEvent = (
     ParticipantStarted
     | Heartbeat
@@ -119,7 +132,7 @@ ParticipantEvent = (
     | ParticipantStopped
 )
 Event = Annotated[
-    JobDispatched | ParticipantEvent | CancelRequested | DeadlineExpired,
+    JobDispatched | ParticipantEvent | CancelRequested | DeadlineExpired | JobUnschedulable,
     Field(discriminator="type"),
 ]
 
@@ -138,6 +151,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "participant.stopped",
     "cancel.requested",
     "deadline.expired",
+    "job.unschedulable",
 )
 
 PARTICIPANT_EVENT_TYPES: tuple[type[_ParticipantEvent], ...] = (

@@ -50,6 +50,7 @@ from orchestrator.core.events import (
     Event,
     Heartbeat,
     JobDispatched,
+    JobUnschedulable,
     ParticipantEvent,
     ParticipantFailed,
     ParticipantFinished,
@@ -69,12 +70,9 @@ from orchestrator.core.status import (
     Role,
 )
 
-NS, IP = JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS
-OK, ERR, CXL = JobStatus.FINISHED_SUCCESSFULLY, JobStatus.FINISHED_WITH_ERROR, \
-    JobStatus.FINISHED_CANCELLED
-PS = ParticipantState
-HEALTHY_STATES = frozenset({PS.ASSIGNED, PS.STARTED, PS.FINISHED})
-DOWN_STATES = frozenset({PS.FAILED, PS.STOPPED})
+HEALTHY_STATES = frozenset(
+    {ParticipantState.ASSIGNED, ParticipantState.STARTED, ParticipantState.FINISHED})
+DOWN_STATES = frozenset({ParticipantState.FAILED, ParticipantState.STOPPED})
 _ANNOUNCED = ("status", "phase", "round", "error", "latest_checkpoint", "final_checkpoint")
 _PARTICIPANT_FIELDS = tuple(f.name for f in fields(Participant))
 
@@ -88,8 +86,8 @@ def new_job(job_id: str, spec: JobSpec, now: datetime, *, event_id: str = "submi
     }
     job = Job(id=job_id, spec=spec, participants=participants, created_at=now, updated_at=now,
               idempotency_key=spec.idempotency_key,
-              history=[HistoryEntry(from_status=None, to_status=NS, at=now, event_id=event_id,
-                                    reason="submitted")])
+              history=[HistoryEntry(from_status=None, to_status=JobStatus.NOT_STARTED, at=now,
+                                    event_id=event_id, reason="submitted")])
     return replace(job, deadline_at=next_deadline_at(job))
 
 
@@ -172,7 +170,7 @@ class _Draft:
         self.set("status", status)
         self.history.append(HistoryEntry(from_status=current, to_status=status, at=self.now,
                                          event_id=self.event_id, reason=reason))
-        if status is IP:
+        if status is JobStatus.IN_PROGRESS:
             self.set("started_at", self.now)
         if status in TERMINAL:
             self.set("phase", Phase.DONE)
@@ -240,20 +238,21 @@ def _dispatch(d: _Draft, e: JobDispatched) -> str:
     for p in job.participants.values():
         run_id = e.assignments.get(p.id)
         if run_id is None:
-            d.update(p, state=PS.SKIPPED)
+            d.update(p, state=ParticipantState.SKIPPED)
             continue
-        d.update(p, state=PS.ASSIGNED, run_id=run_id, assigned_at=d.now, last_seen=d.now)
+        d.update(p, state=ParticipantState.ASSIGNED, run_id=run_id, assigned_at=d.now,
+                 last_seen=d.now)
         d.commands.append(start_command(job, p, run_id=run_id,
                                         command_id=command_id(e.event_id, "start", p.id)))
     skipped = len(job.participants) - len(e.assignments)
     reason = "dispatched" + (f" ({skipped} unavailable clients skipped)" if skipped else "")
     d.set("phase", Phase.STARTING)
-    d.set_status(IP, reason)
+    d.set_status(JobStatus.IN_PROGRESS, reason)
     return reason
 
 
 def _cancel_queued(d: _Draft, e: CancelRequested) -> str:
-    d.set_status(CXL, e.reason)
+    d.set_status(JobStatus.FINISHED_CANCELLED, e.reason)
     return "cancelled before dispatch"
 
 
@@ -272,28 +271,34 @@ def _deadline(d: _Draft, e: DeadlineExpired) -> str:
     t = d.spec.timeouts
     if e.kind == "heartbeat" and e.participant is not None:
         p = d.participants[e.participant]
-        d.update(p, state=PS.FAILED, error=JobError(
+        d.update(p, state=ParticipantState.FAILED, error=JobError(
             code=ErrorCode.WORKER_LOST, participant=p.id,
             message=f"no heartbeat from {p.id} on worker {p.worker} for {t.heartbeat_s:g}s"))
         return "participant lost"
     if e.kind == "cancel_grace":
-        d.set_status(CXL, f"cancel grace of {t.cancel_grace_s:g}s over")
+        d.set_status(JobStatus.FINISHED_CANCELLED, f"cancel grace of {t.cancel_grace_s:g}s over")
         return "cancel grace expired"
     if e.kind == "start":
         error = JobError(code=ErrorCode.CANNOT_SCHEDULE,
                          message=f"workers not available within start timeout of {t.start_s:g}s")
-        d.set_status(ERR, "cannot schedule", error)
+        d.set_status(JobStatus.FINISHED_WITH_ERROR, "cannot schedule", error)
         return "start deadline expired"
     if e.kind == "finalize":
         wanted = d.participants["server"].final_checkpoint
         error = JobError(code=ErrorCode.CHECKPOINT_FAILED, participant="server",
                          message=f"final checkpoint {wanted} was never recorded")
-        d.set_status(ERR, "final checkpoint missing", error)
+        d.set_status(JobStatus.FINISHED_WITH_ERROR, "final checkpoint missing", error)
         return "finalize deadline expired"
     limit, what = (t.round_s, f"round {d.get('round')}") if e.kind == "round" else (t.job_s, "job")
-    d.set_status(ERR, f"{what} timed out", JobError(
+    d.set_status(JobStatus.FINISHED_WITH_ERROR, f"{what} timed out", JobError(
         code=ErrorCode.TIMED_OUT, message=f"{what} exceeded its timeout of {limit:g}s"))
     return f"{e.kind} deadline expired"
+
+
+def _unschedulable(d: _Draft, e: JobUnschedulable) -> str:
+    error = JobError(code=ErrorCode.CANNOT_SCHEDULE, participant=e.participant, message=e.message)
+    d.set_status(JobStatus.FINISHED_WITH_ERROR, "cannot schedule", error)
+    return "cannot schedule"
 
 
 def _progress(d: _Draft, e: ParticipantEvent, **changes: Any) -> Participant:
@@ -303,8 +308,8 @@ def _progress(d: _Draft, e: ParticipantEvent, **changes: Any) -> Participant:
     p = d.participants[e.participant]
     if e.seq > p.last_seq:
         changes.update(last_seq=e.seq, last_seen=d.now)
-    if p.state.rank < PS.STARTED.rank:
-        changes.setdefault("state", PS.STARTED)
+    if p.state.rank < ParticipantState.STARTED.rank:
+        changes.setdefault("state", ParticipantState.STARTED)
     d.update(p, **changes)
     return d.participants[e.participant]
 
@@ -371,16 +376,16 @@ def _end(d: _Draft, e: ParticipantEvent, state: ParticipantState, **changes: Any
 
 
 def _finished(d: _Draft, e: ParticipantFinished) -> str:
-    return _end(d, e, PS.FINISHED, final_checkpoint=e.final_checkpoint)
+    return _end(d, e, ParticipantState.FINISHED, final_checkpoint=e.final_checkpoint)
 
 
 def _failed(d: _Draft, e: ParticipantFailed) -> str:
-    return _end(d, e, PS.FAILED, error=JobError(code=e.code, message=e.message,
+    return _end(d, e, ParticipantState.FAILED, error=JobError(code=e.code, message=e.message,
                                                 participant=e.participant))
 
 
 def _stopped(d: _Draft, e: ParticipantStopped) -> str:
-    return _end(d, e, PS.STOPPED, error=JobError(
+    return _end(d, e, ParticipantState.STOPPED, error=JobError(
         code=ErrorCode.WORKER_SHUTDOWN, participant=e.participant,
         message=e.reason or f"{e.participant} stopped"))
 
@@ -421,25 +426,44 @@ _PARTICIPANT: dict[str, tuple[Handler, str]] = {
 }
 #: Where a participant event can lead an IN_PROGRESS job (through ``JOINT``).
 _PARTICIPANT_TARGETS: dict[str, tuple[JobStatus, ...]] = {
-    "checkpoint.saved": (IP, OK),
-    "participant.finished": (IP, OK, CXL),  # a finish never lowers the healthy count
-    "participant.failed": (IP, ERR, CXL),
-    "participant.stopped": (IP, ERR, CXL),
+    "checkpoint.saved": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY),
+    # (a finish never lowers the healthy count: it cannot end the job with an error)
+    "participant.finished": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY,
+                             JobStatus.FINISHED_CANCELLED),
+    "participant.failed": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_WITH_ERROR,
+                           JobStatus.FINISHED_CANCELLED),
+    "participant.stopped": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_WITH_ERROR,
+                            JobStatus.FINISHED_CANCELLED),
 }
 
 #: The event table: (status, event type) -> rule. Total: every pair has a rule.
 RULES: dict[tuple[JobStatus, str], Rule] = {
-    (NS, "job.dispatched"): _rule(_dispatch, "dispatch (refused if too few clients)", NS, IP),
-    (NS, "cancel.requested"): _rule(_cancel_queued, "cancel before dispatch", CXL),
-    (NS, "deadline.expired"): _rule(_deadline, "the start deadline", NS, ERR),
-    **{(NS, t): _rule(_refuse("not dispatched yet"), "refused", NS) for t in _PARTICIPANT},
-    (IP, "job.dispatched"): _rule(_refuse("already dispatched"), "refused", IP),
-    (IP, "cancel.requested"): _rule(_cancel_running, "stop every active participant", IP, CXL),
-    (IP, "deadline.expired"): _rule(_deadline, "a deadline", IP, ERR, CXL),
-    **{(IP, t): _rule(h, s, *_PARTICIPANT_TARGETS.get(t, (IP,)))
-       for t, (h, s) in _PARTICIPANT.items()},
+    (JobStatus.NOT_STARTED, "job.dispatched"): _rule(
+        _dispatch, "dispatch (refused if too few clients)",
+        JobStatus.NOT_STARTED, JobStatus.IN_PROGRESS),
+    (JobStatus.NOT_STARTED, "cancel.requested"): _rule(
+        _cancel_queued, "cancel before dispatch", JobStatus.FINISHED_CANCELLED),
+    (JobStatus.NOT_STARTED, "deadline.expired"): _rule(
+        _deadline, "the start deadline", JobStatus.NOT_STARTED, JobStatus.FINISHED_WITH_ERROR),
+    (JobStatus.NOT_STARTED, "job.unschedulable"): _rule(
+        _unschedulable, "a worker has the wrong role", JobStatus.FINISHED_WITH_ERROR),
+    **{(JobStatus.NOT_STARTED, t): _rule(
+        _refuse("not dispatched yet"), "refused", JobStatus.NOT_STARTED) for t in _PARTICIPANT},
+    (JobStatus.IN_PROGRESS, "job.dispatched"): _rule(
+        _refuse("already dispatched"), "refused", JobStatus.IN_PROGRESS),
+    (JobStatus.IN_PROGRESS, "job.unschedulable"): _rule(
+        _refuse("already dispatched"), "refused", JobStatus.IN_PROGRESS),
+    (JobStatus.IN_PROGRESS, "cancel.requested"): _rule(
+        _cancel_running, "stop every active participant",
+        JobStatus.IN_PROGRESS, JobStatus.FINISHED_CANCELLED),
+    (JobStatus.IN_PROGRESS, "deadline.expired"): _rule(
+        _deadline, "a deadline",
+        JobStatus.IN_PROGRESS, JobStatus.FINISHED_WITH_ERROR, JobStatus.FINISHED_CANCELLED),
+    **{(JobStatus.IN_PROGRESS, t): _rule(h, s, *_PARTICIPANT_TARGETS.get(
+        t, (JobStatus.IN_PROGRESS,))) for t, (h, s) in _PARTICIPANT.items()},
     **{(s, t): _rule(_ignore, "ignored: the status never changes", s)
-       for s in TERMINAL for t in ("job.dispatched", "cancel.requested", "deadline.expired")},
+       for s in TERMINAL
+       for t in ("job.dispatched", "cancel.requested", "deadline.expired", "job.unschedulable")},
     **{(s, t): _rule(h, f"late data still recorded: {summary}", s)
        for s in TERMINAL for t, (h, summary) in _PARTICIPANT.items()},
 }
@@ -475,18 +499,20 @@ class JointRule:
 
 
 JOINT: tuple[JointRule, ...] = (
-    JointRule("cancelled: nobody active", lambda j: j.cancelling and j.active == 0, ends=CXL,
+    JointRule("cancelled: nobody active", lambda j: j.cancelling and j.active == 0,
+              ends=JobStatus.FINISHED_CANCELLED,
               reason=lambda j: "cancelled: all participants stopped"),
     JointRule("cancelling: waiting for stops", lambda j: j.cancelling),
-    JointRule("server down", lambda j: j.server.state in DOWN_STATES, ends=ERR,
+    JointRule("server down", lambda j: j.server.state in DOWN_STATES,
+              ends=JobStatus.FINISHED_WITH_ERROR,
               reason=lambda j: f"server {j.server.state}", error=lambda j: j.server.error),
     JointRule("server finished, final checkpoint recorded",
-              lambda j: j.server.state is PS.FINISHED and j.final_recorded, ends=OK,
-              reason=lambda j: "server finished"),
+              lambda j: j.server.state is ParticipantState.FINISHED and j.final_recorded,
+              ends=JobStatus.FINISHED_SUCCESSFULLY, reason=lambda j: "server finished"),
     JointRule("server finished, final checkpoint pending",
-              lambda j: j.server.state is PS.FINISHED, phase=Phase.FINALIZING),
+              lambda j: j.server.state is ParticipantState.FINISHED, phase=Phase.FINALIZING),
     JointRule("too few healthy clients", lambda j: j.healthy_clients < j.required_clients,
-              ends=ERR, error=lambda j: j.client_error,
+              ends=JobStatus.FINISHED_WITH_ERROR, error=lambda j: j.client_error,
               reason=lambda j: f"{j.healthy_clients} healthy clients left, "
                                f"{j.required_clients} required"),
     JointRule("a round under way", lambda j: j.round >= 1, phase=Phase.RUNNING),
@@ -558,7 +584,7 @@ def decide(job: Job, events: Sequence[Event], now: datetime) -> Decision:
         d.event_id = e.event_id
         before = d.edits
         reason = rule.handler(d, e)
-        if d.joint_due and d.get("status") is IP:
+        if d.joint_due and d.get("status") is JobStatus.IN_PROGRESS:
             _settle(d)
         d.joint_due = False
         applied = d.edits > before

@@ -3,25 +3,98 @@
 from __future__ import annotations
 
 import json
+import math
+from collections import deque
 from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Any, NamedTuple, Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from orchestrator.core._types import FROZEN, JsonObject, Name
+from orchestrator.core.jsonshape import check_shape, load_object_pairs
 
 MAX_SPEC_BYTES = 256 * 1024
+#: Deepest nesting of objects and arrays in a submitted spec (or an event), checked before
+#: the JSON is parsed.
+MAX_JSON_DEPTH = 32
+#: Most object keys plus array items in one submitted spec (or event), in all.
+MAX_JSON_ITEMS = 10_000
 MAX_CLIENTS = 1000
 MAX_CONFIG_BYTES = 64 * 1024
+NOT_FINITE = "not a finite number"
+
+
+def _non_finite_at(value: Any) -> str | None:
+    """The path of the first NaN or infinity inside ``value`` (``""`` for ``value`` itself)."""
+    queue: deque[tuple[str, Any]] = deque([("", value)])
+    while queue:
+        path, node = queue.popleft()
+        if isinstance(node, float) and not math.isfinite(node):
+            return path
+        if isinstance(node, dict):
+            queue.extend((f"{path}.{k}" if path else str(k), v) for k, v in node.items())
+        elif isinstance(node, list | tuple):
+            queue.extend((f"{path}[{i}]", v) for i, v in enumerate(node))
+    return None
 
 
 def _bounded_json(value: JsonObject, *, what: str) -> JsonObject:
-    size = len(json.dumps(value, separators=(",", ":"), default=str))
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), default=str, allow_nan=False))
+    except ValueError:  # NaN or an infinity somewhere inside
+        path = _non_finite_at(value)
+        raise PydanticCustomError("finite_number", NOT_FINITE + " at {path}",
+                                  {"path": path}) from None
     if size > MAX_CONFIG_BYTES:
         msg = f"{what} is {size} bytes as JSON; the limit is {MAX_CONFIG_BYTES}"
         raise ValueError(msg)
     return value
+
+
+def _finite(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Say "not a finite number" for NaN and infinities (not a misleading bound)."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        if any(err["type"] == "finite_number" for err in exc.errors()):
+            raise PydanticCustomError("finite_number", NOT_FINITE) from None
+        raise
+
+
+_FINITE = WrapValidator(_finite)
+StartSeconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False), _FINITE]
+HeartbeatSeconds = Annotated[float, Field(gt=0, le=3_600, allow_inf_nan=False), _FINITE]
+RoundSeconds = Annotated[float, Field(gt=0, le=604_800, allow_inf_nan=False), _FINITE]
+JobSeconds = Annotated[float, Field(gt=0, le=2_592_000, allow_inf_nan=False), _FINITE]
+GraceSeconds = Annotated[float, Field(gt=0, le=3_600, allow_inf_nan=False), _FINITE]
+
+
+def _safe_data_path(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise PydanticCustomError("data_path", "must not contain NUL bytes")
+    if ".." in value.replace("\\", "/").split("/"):
+        raise PydanticCustomError("data_path", "must not contain '..' components (got {path})",
+                                  {"path": repr(value)})
+    return value
+
+
+def load_spec_json(raw: str, *, what: str = "spec") -> Any:
+    """Parse a submitted spec's JSON: its nesting and key count checked before parsing,
+    duplicate keys refused (``JsonShapeError``); invalid JSON raises ``ValueError``."""
+    check_shape(raw, what=what, max_depth=MAX_JSON_DEPTH, max_items=MAX_JSON_ITEMS)
+    return load_object_pairs(raw, what=what)
 
 
 class ParticipantSpec(BaseModel):
@@ -32,6 +105,11 @@ class ParticipantSpec(BaseModel):
     worker: Name
     data_path: Annotated[str, Field(max_length=4096)] | None = None
     config: JsonObject = Field(default_factory=dict)
+
+    @field_validator("data_path")
+    @classmethod
+    def _data_path(cls, value: str | None) -> str | None:
+        return _safe_data_path(value)
 
     @field_validator("config")
     @classmethod
@@ -54,11 +132,11 @@ class Timeouts(BaseModel):
 
     model_config = FROZEN
 
-    start_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
-    heartbeat_s: Annotated[float, Field(gt=0, le=3_600)] = 15.0
-    round_s: Annotated[float, Field(gt=0, le=604_800)] | None = 600.0
-    job_s: Annotated[float, Field(gt=0, le=2_592_000)] | None = 86_400.0
-    cancel_grace_s: Annotated[float, Field(gt=0, le=3_600)] = 30.0
+    start_s: StartSeconds = 60.0
+    heartbeat_s: HeartbeatSeconds = 15.0
+    round_s: RoundSeconds | None = 600.0
+    job_s: JobSeconds | None = 86_400.0
+    cancel_grace_s: GraceSeconds = 30.0
 
     @cached_property  # (read once per event on the daemon's hot path; the model is frozen)
     def deltas(self) -> Deltas:
@@ -119,11 +197,13 @@ class JobSpec(BaseModel):
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobSpec:
-        """Parse and validate a spec, enforcing the size limit before parsing."""
+        """Parse and validate a spec, enforcing the size, depth and key limits before parsing
+        (and refusing duplicate keys)."""
         if len(raw) > MAX_SPEC_BYTES:
             msg = f"spec is {len(raw)} bytes; the limit is {MAX_SPEC_BYTES}"
             raise ValueError(msg)
-        return cls.model_validate_json(raw)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return cls.model_validate(load_spec_json(text))
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -92,3 +92,4 @@ class ErrorCode(StrEnum):
     ORCHESTRATOR_RESTART = "orchestrator_restart"
     CHECKPOINT_FAILED = "checkpoint_failed"
     WORKER_SHUTDOWN = "worker_shutdown"
+    STORAGE_UNAVAILABLE = "storage_unavailable"  # the object store stayed down past the budget

@@ -5,7 +5,9 @@ are registered (``Bus.alive_workers``). Admission applies ``JobDispatched`` (one
 participant; clients whose worker is away are skipped when ``min_clients`` allows) through the
 store's CAS, so two replicas admitting the same job cannot both win; the winner's start
 commands go out in the commit pipeline. Jobs that wait past their start deadline are expired
-by the reaper (``cannot_schedule``). Intake dispatches new jobs itself when their workers are
+by the reaper (``cannot_schedule``); a job whose participant names a worker that is alive but
+registered for the other role fails at once (``JobUnschedulable``, also ``cannot_schedule``,
+naming the worker and its role). Intake dispatches new jobs itself when their workers are
 alive; admission handles the ones that wait. It sleeps until woken (intake created jobs that
 wait, a new worker registered) or, while jobs wait, until ``admission_poll_s`` passes.
 """
@@ -20,7 +22,7 @@ import anyio
 from anyio.abc import ObjectSendStream
 
 from orchestrator.bus import Bus
-from orchestrator.core import Job, JobDispatched, JobStatus, Role
+from orchestrator.core import Job, JobDispatched, JobStatus, JobUnschedulable, Role
 from orchestrator.daemon.apply import apply_events, observe
 from orchestrator.daemon.commit import Commit
 from orchestrator.daemon.reconcile import dispatch_event_id
@@ -35,8 +37,25 @@ log = get_logger("orchestrator.daemon.admission")
 _ROLE_OK = {Role.SERVER: {None, "server", "any"}, Role.CLIENT: {None, "client", "any"}}
 
 
-def plan_dispatch(job: Job, alive: dict[str, dict[str, Any]]) -> JobDispatched | str:
-    """The dispatch of ``job`` given the workers alive now, or why it must wait (pure)."""
+def unschedulable_event_id(job_id: str) -> str:
+    """Deterministic, like the dispatch's: a second replica's refusal is the same event."""
+    return f"unschedulable.{job_id}"
+
+
+Plan = JobDispatched | JobUnschedulable | str
+
+
+def plan_dispatch(job: Job, alive: dict[str, dict[str, Any]]) -> Plan:
+    """The dispatch of ``job`` given the workers alive now; or, when a participant names a
+    worker that is alive but registered for the other role, the refusal that fails the job
+    at once (waiting would not help); or why it must wait (pure)."""
+    for p in job.participants.values():
+        info = alive.get(p.worker)
+        if info is not None and info.get("role") not in _ROLE_OK[p.role]:
+            message = (f"worker {p.worker} is registered as a {info.get('role')} worker and "
+                       f"cannot run {p.id}, whose role is {p.role.value}")
+            return JobUnschedulable(event_id=unschedulable_event_id(job.id), job_id=job.id,
+                                    participant=p.id, worker=p.worker, message=message)
 
     def up(worker: str, role: Role) -> bool:
         info = alive.get(worker)
@@ -83,7 +102,7 @@ class Admission:
         names = sorted({p.worker for job in queued for p in job.participants.values()})
         alive = await self.retry(lambda: self.bus.alive_workers(names), "worker liveness",
                                  shield=False)
-        dispatches: list[JobDispatched] = []
+        dispatches: list[JobDispatched | JobUnschedulable] = []
         waiting = 0
         for job in queued:
             plan = plan_dispatch(job, alive)
@@ -94,6 +113,8 @@ class Admission:
                     log.info("job waits for workers", job_id=job.id, reason=plan)
                 continue
             self._waiting_logged.discard(job.id)
+            if isinstance(plan, JobUnschedulable):
+                log.warning("job cannot be scheduled", job_id=job.id, reason=plan.message)
             dispatches.append(plan)
         if dispatches:
             applied = await self.retry(lambda: apply_events(self.store, dispatches, utcnow()),

@@ -1,6 +1,8 @@
 """Event application: event shards + control stream → ``decide`` per job → one commit.
 
-One batch: parse every entry (an unparseable one is rejected alone), apply the events with
+One batch: parse every entry (an unparseable one is rejected alone: before its JSON is parsed,
+an entry larger than ``MAX_EVENT_BYTES``, nested deeper or holding more keys than the spec
+limits, or with a duplicate key is refused with that reason), apply the events with
 one load, one records upsert and one bulk CAS (``apply_events``), then one commit with the
 commands, the watcher updates and the XACK. Transient store failures are retried while the
 batch is held; nothing is acknowledged before the write. Should the batch as a whole fail for
@@ -16,7 +18,17 @@ from functools import partial
 from pydantic import ValidationError
 
 from orchestrator.bus import Bus, Entry, StreamConsumer
-from orchestrator.core import EVENT_ADAPTER, CancelRequested, DeadlineExpired, Event, JobDispatched
+from orchestrator.core import (
+    EVENT_ADAPTER,
+    CancelRequested,
+    DeadlineExpired,
+    Event,
+    JobDispatched,
+    JobUnschedulable,
+)
+from orchestrator.core.events import MAX_EVENT_BYTES
+from orchestrator.core.jsonshape import JsonShapeError, check_duplicates, check_shape
+from orchestrator.core.spec import MAX_JSON_DEPTH, MAX_JSON_ITEMS
 from orchestrator.daemon.apply import Applied, apply_events, observe
 from orchestrator.daemon.commit import Commit
 from orchestrator.daemon.intake import summarize
@@ -29,7 +41,23 @@ from orchestrator.store import JobStore
 log = get_logger("orchestrator.daemon.events")
 
 #: Event types only the daemon itself may produce; on the bus they are forgeries.
-INTERNAL_EVENTS = (JobDispatched, DeadlineExpired)
+INTERNAL_EVENTS = (JobDispatched, DeadlineExpired, JobUnschedulable)
+
+
+def event_shape_problem(raw: str) -> tuple[str, str] | None:
+    """(kind, reason) when an event's JSON is oversize, too deep, too wide or has a duplicate
+    key — found before it is parsed (pure)."""
+    size = len(raw.encode("utf-8", "replace"))
+    if size > MAX_EVENT_BYTES:
+        return "oversize", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}"
+    try:
+        check_shape(raw, what="event", max_depth=MAX_JSON_DEPTH, max_items=MAX_JSON_ITEMS)
+        check_duplicates(raw, what="event")
+    except JsonShapeError as exc:
+        return exc.kind, exc.reason
+    except ValueError:
+        return None  # not JSON at all: validation says so
+    return None
 
 
 def parse_event(entry: Entry, control: str) -> Event | Refusal:
@@ -51,6 +79,10 @@ def parse_event(entry: Entry, control: str) -> Event | Refusal:
     if raw is None:
         return Refusal(entry, "missing_event",
                        f"entry has no 'event' field (fields: {sorted(fields)})", None, str(fields))
+    problem = event_shape_problem(raw)
+    if problem is not None:
+        kind, reason = problem
+        return Refusal(entry, kind, reason, None, raw[:2048])
     try:
         event = EVENT_ADAPTER.validate_json(raw)
     except ValidationError as exc:

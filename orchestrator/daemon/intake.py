@@ -13,13 +13,18 @@ reason, then acknowledged; the daemon never stops on bad input.
 A batch of submissions costs one ``insert_many`` and one commit (and a liveness read of the
 workers not seen alive in the last second, ``Liveness``):
 jobs whose workers are alive are inserted already dispatched (``decide`` with a
-``JobDispatched``), and their start commands go out in the commit; the others are inserted
-NOT_STARTED and wait for admission.
+``JobDispatched``), and their start commands go out in the commit; a job naming a live worker
+of the other role is inserted FINISHED_WITH_ERROR (``JobUnschedulable``); the others are
+inserted NOT_STARTED and wait for admission.
+
+Before a spec's JSON is parsed, its size, nesting depth and key count are checked
+(``oversize``, ``too_deep``, ``too_many_keys``); duplicate keys are refused
+(``duplicate_key``); NaN and infinities are refused by the spec model (``not a finite
+number``, naming the field).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Set
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +32,17 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from orchestrator.bus import Bus, Entry, StreamConsumer, submission_job_id
-from orchestrator.core import Decision, Job, JobSpec, decide, new_job, validation_problems
+from orchestrator.core import (
+    Decision,
+    Job,
+    JobSpec,
+    JobStatus,
+    decide,
+    new_job,
+    validation_problems,
+)
+from orchestrator.core.jsonshape import JsonShapeError
+from orchestrator.core.spec import load_spec_json
 from orchestrator.daemon.admission import plan_dispatch
 from orchestrator.daemon.apply import note_status_changes
 from orchestrator.daemon.commit import Commit
@@ -92,10 +107,12 @@ def parse_submission(
     if size > max_bytes:
         return Refused("oversize", f"spec is {size} bytes; the limit is {max_bytes}")
     try:
-        data = json.loads(raw)
+        data = load_spec_json(raw)
+    except JsonShapeError as exc:
+        return Refused(exc.kind, exc.reason)
     except ValueError as exc:
         return Refused("not_json", f"spec is not valid JSON: {exc}")
-    except RecursionError:
+    except RecursionError:  # (the shape check makes this unreachable; kept as a backstop)
         return Refused("too_deep", "spec is nested too deeply to decode")
     if not isinstance(data, dict):
         return Refused("not_object", f"spec must be a JSON object, got {type(data).__name__}")
@@ -198,7 +215,8 @@ class IntakeHandler:
 
     async def _dispatch(self, accepted: list[tuple[Entry, Job]], now: datetime
                         ) -> list[Candidate]:
-        """Dispatch every new job whose workers are alive now (one liveness read)."""
+        """Dispatch every new job whose workers are alive now (one liveness read); fail at
+        once a job naming a live worker of the other role."""
         if not accepted:
             return []
         names = sorted({p.worker for _, job in accepted for p in job.participants.values()})
@@ -219,7 +237,8 @@ class IntakeHandler:
         if holder is None:
             self.stats.submissions_accepted += 1
             if c.dispatch is not None:  # (its status change is the INFO line: one per job)
-                self.stats.dispatched += 1
+                if job.status is JobStatus.IN_PROGRESS:  # (else refused: a worker's role)
+                    self.stats.dispatched += 1
                 note_status_changes(c.dispatch, self.stats)
                 commit.send(self.bus, c.dispatch.commands, [(job, c.dispatch.reason)])
             else:

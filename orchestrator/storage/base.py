@@ -26,7 +26,12 @@ from orchestrator.errors import (
 from orchestrator.storage.hashing import check_integrity, sha256_hex_async, sha256_update
 from orchestrator.storage.port import DEFAULT_CHUNK_SIZE, LocalPath, ObjectInfo, PresignedRequest
 from orchestrator.storage.streams import read_file_chunks
-from orchestrator.storage.validation import validate_key, validate_meta, validate_prefix
+from orchestrator.storage.validation import (
+    validate_key,
+    validate_meta,
+    validate_prefix,
+    validate_sha256,
+)
 
 
 class BaseObjectStore:
@@ -60,6 +65,7 @@ class BaseObjectStore:
         raise NotImplementedError
 
     async def _read(self, key: str) -> tuple[bytes, ObjectInfo]:
+        """Bytes and info; ``info.sha256`` may be ``""`` when the store lost it (S3)."""
         raise NotImplementedError
 
     def _iter(self, key: str, chunk_size: int, info: ObjectInfo) -> AsyncIterator[bytes]:
@@ -132,17 +138,31 @@ class BaseObjectStore:
         self._check_open()
         return await self._head(validate_key(key))
 
-    async def get(self, key: str) -> tuple[bytes, ObjectInfo]:
-        """Return verified bytes and their info."""
+    async def get(self, key: str, *, sha256: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """Return verified bytes and their info.
+
+        With ``sha256`` the bytes are checked against it instead of the recorded digest, and
+        an object whose sha256 metadata is missing (``_read`` reports it as ``""``) is readable.
+        """
         self._check_open()
         key = validate_key(key)
+        if sha256 is not None:
+            validate_sha256(sha256)
         data, info = await self._read(key)
-        check_integrity(key, info.sha256, await sha256_hex_async(data))
+        expected = sha256 if sha256 is not None else info.sha256
+        if not expected:
+            raise IntegrityError(
+                f"object {key!r} in {self.url} has no sha256 metadata (written outside this "
+                "store, or the store lost it); pass the sha256 from the manifest"
+            )
+        check_integrity(key, expected, await sha256_hex_async(data))
+        if info.sha256 != expected:
+            info = info.model_copy(update={"sha256": expected})
         return data, info
 
-    async def get_data(self, key: str) -> bytes:
-        """Return the bytes, verified against the recorded sha256."""
-        data, _ = await self.get(key)
+    async def get_data(self, key: str, *, sha256: str | None = None) -> bytes:
+        """Return the bytes, verified against the recorded sha256 (or ``sha256``)."""
+        data, _ = await self.get(key, sha256=sha256)
         return data
 
     async def exists(self, key: str) -> bool:

@@ -88,16 +88,18 @@ class ObjectStore(Protocol):
         """Store a local file's bytes, streaming."""
         ...
 
-    async def get_data(self, key: str) -> bytes:
-        """Return the bytes, verified against the recorded sha256."""
+    async def get_data(self, key: str, *, sha256: str | None = None) -> bytes:
+        """Return the bytes, verified against the recorded sha256 — or against ``sha256`` when
+        the caller knows it (the manifest, a blob key), which also reads an object whose
+        metadata the store lost."""
         ...
 
     async def get_meta(self, key: str) -> ObjectInfo:
         """Return key, size, sha256, user metadata and last-modified time."""
         ...
 
-    async def get(self, key: str) -> tuple[bytes, ObjectInfo]:
-        """Return verified bytes and their info."""
+    async def get(self, key: str, *, sha256: str | None = None) -> tuple[bytes, ObjectInfo]:
+        """Return verified bytes and their info (see :meth:`get_data` for ``sha256``)."""
         ...
 
     async def exists(self, key: str) -> bool:

@@ -54,7 +54,7 @@ class S3ObjectStore(S3Writes):
             body = response["Body"]
             async with body:  # (entering yields the raw aiohttp response; keep the wrapper)
                 data = await body.read()
-            return data, self._info(key, response)
+            return data, self._info(key, response, sha256_required=False)
 
         return await self._call("GetObject", key, fetch)
 

@@ -4,11 +4,12 @@ One aioboto3 session and one client per store, opened lazily on first use and cl
 :meth:`~orchestrator.storage.base.BaseObjectStore.close`. Every object's sha256 is in its user
 metadata (``x-amz-meta-sha256``).
 
-Calls are retried with exponential backoff and full jitter on transient failures (connection
-errors, timeouts, 5xx, SlowDown/throttling); botocore's own retries are switched off so there
-is one retry policy. botocore/aiohttp exceptions are translated at this boundary: missing key →
-ObjectNotFoundError, 403 → StorageError (permanent), connection problems/5xx →
-StorageUnavailableError.
+Each request is retried a few times (``max_attempts``) with exponential backoff and full jitter
+on transient failures (connection errors, timeouts, 5xx, SlowDown/throttling), with the same
+:class:`~orchestrator.storage.retry.StorageRetryPolicy` that the workers wrap around whole
+operations with a time budget to ride out outages; botocore's own retries are switched off.
+botocore/aiohttp exceptions are translated at this boundary: missing key → ObjectNotFoundError,
+403 → StorageError (permanent), connection problems/5xx → StorageUnavailableError.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from orchestrator.bus.retry import Backoff
 from orchestrator.errors import (
     IntegrityError,
     ObjectNotFoundError,
@@ -45,6 +45,7 @@ from orchestrator.errors import (
 )
 from orchestrator.storage.base import BaseObjectStore
 from orchestrator.storage.port import ObjectInfo
+from orchestrator.storage.retry import StorageRetryPolicy
 from orchestrator.storage.validation import RESERVED_META_KEYS, SHA256_META_KEY, validate_key
 
 if TYPE_CHECKING:
@@ -120,6 +121,13 @@ class S3Base(BaseObjectStore):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.page_size = page_size
+        try:
+            self._policy = StorageRetryPolicy(
+                budget_s=None, max_attempts=max_attempts, base_s=backoff_base_s,
+                cap_s=max(backoff_max_s, backoff_base_s),
+            )  # fmt: skip
+        except ValueError as exc:
+            raise StorageError(f"invalid S3 retry settings: {exc}") from exc
         self.head_concurrency = head_concurrency
         self._create_bucket = create_bucket
         self._session = aioboto3.Session(
@@ -178,18 +186,17 @@ class S3Base(BaseObjectStore):
                 await stack.aclose()
 
     async def _retry(self, op: str, key: str | None, call: Callable[[], Awaitable[_T]]) -> _T:
-        """Run ``call`` with retries on transient errors; translate driver exceptions."""
-        backoff = Backoff(base_s=self.backoff_base_s, cap_s=self.backoff_max_s)
-        while True:
+        """Run ``call`` with quick retries on transient errors; translate driver exceptions."""
+
+        async def translated() -> _T:
             try:
                 return await call()
             except StorageError:
                 raise
             except Exception as exc:
-                err = self._translate(exc, op, key)
-                if not err.transient or backoff.attempts + 1 >= self.max_attempts:
-                    raise err from exc
-            await backoff.sleep()
+                raise self._translate(exc, op, key) from exc
+
+        return await self._policy.run(translated, op=op, key=key)
 
     async def _call(
         self, op: str, key: str | None, call: Callable[[S3Client], Awaitable[_T]]
@@ -238,11 +245,17 @@ class S3Base(BaseObjectStore):
     def _full(self, key: str) -> str:
         return self.prefix + key
 
-    def _info(self, key: str, response: Mapping[str, Any]) -> ObjectInfo:
+    def _info(
+        self, key: str, response: Mapping[str, Any], *, sha256_required: bool = True
+    ) -> ObjectInfo:
+        """The info of a HEAD/GET response; without ``sha256_required`` a missing sha256
+        (e.g. rclone restarted: it keeps metadata in memory) is reported as ``""``."""
         meta = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
         sha256 = meta.pop(SHA256_META_KEY, None)
         for name in RESERVED_META_KEYS:
             meta.pop(name, None)
+        if sha256 is None and not sha256_required:
+            sha256 = ""
         if sha256 is None:
             raise IntegrityError(
                 f"object {key!r} in {self.url} has no sha256 metadata (written outside this store?)"

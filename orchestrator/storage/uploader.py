@@ -4,7 +4,9 @@ Theory of operation: :class:`CheckpointUploader` owns an anyio task group. ``sub
 the object's size from a byte budget (waiting while the budget is spent, so a fast trainer cannot
 pile up unbounded memory), then starts one task per upload; a capacity limiter lets at most
 ``concurrency`` of them talk to the store at once. Each upload retries transient failures with
-exponential backoff and jitter until ``max_attempts`` or ``deadline_s`` runs out. Its outcome is
+the object store's one :class:`~orchestrator.storage.retry.StorageRetryPolicy` (a time budget,
+60 s by default, with capped, fully jittered backoff; past it the error is a
+:class:`~orchestrator.storage.retry.StorageOutageError`). Its outcome is
 delivered exactly once — to the returned :class:`UploadHandle`, to the per-upload and the
 uploader-wide ``on_done`` callbacks — and only after the store confirmed the write (or gave up).
 ``drain()`` waits until nothing is pending; a participant publishes ``finished`` after it.
@@ -24,11 +26,12 @@ from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
+from structlog.typing import FilteringBoundLogger
 
-from orchestrator.bus.retry import Backoff
-from orchestrator.errors import ObjectExistsError, StorageError, TransientError
+from orchestrator.errors import IntegrityError, ObjectExistsError, StorageError
 from orchestrator.storage.hashing import sha256_hex_async
 from orchestrator.storage.port import ObjectInfo, ObjectStore
+from orchestrator.storage.retry import DEFAULT_RETRY_BUDGET_S, RetryStats, StorageRetryPolicy
 from orchestrator.storage.taskgroups import leaf_error
 
 
@@ -90,12 +93,6 @@ class _Job:
     on_done: OnDone | None
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, StorageError):
-        return exc.transient
-    return isinstance(exc, TransientError | TimeoutError)
-
-
 class CheckpointUploader:
     """Background uploads with bounded concurrency, bounded memory and retries.
 
@@ -110,25 +107,36 @@ class CheckpointUploader:
         *,
         concurrency: int = 4,
         max_buffered_bytes: int = 256 * 1024 * 1024,
-        max_attempts: int = 5,
-        deadline_s: float | None = 600.0,
+        retry: StorageRetryPolicy | None = None,
+        max_attempts: int | None = None,
+        deadline_s: float | None = DEFAULT_RETRY_BUDGET_S,
         attempt_timeout_s: float | None = None,
         backoff_base_s: float = 0.2,
-        backoff_max_s: float = 10.0,
+        backoff_max_s: float = 4.0,
         overwrite: bool = False,
         on_done: OnDone | None = None,
+        log: FilteringBoundLogger | None = None,
     ) -> None:
-        if concurrency < 1 or max_attempts < 1 or max_buffered_bytes < 1:
+        """``retry`` is the policy; without it one is built from ``deadline_s`` (the budget),
+        ``max_attempts``, ``attempt_timeout_s`` and the backoff bounds."""
+        if concurrency < 1 or (max_attempts is not None and max_attempts < 1) or (
+            max_buffered_bytes < 1
+        ):
             raise StorageError("concurrency, max_attempts and max_buffered_bytes must be >= 1")
+        if retry is None:
+            try:
+                retry = StorageRetryPolicy(
+                    budget_s=deadline_s, base_s=backoff_base_s, cap_s=backoff_max_s,
+                    max_attempts=max_attempts, attempt_timeout_s=attempt_timeout_s,
+                )  # fmt: skip
+            except ValueError as exc:
+                raise StorageError(f"invalid upload retry settings: {exc}") from exc
         self.store = store
         self.concurrency = concurrency
         self.max_buffered_bytes = max_buffered_bytes
-        self.max_attempts = max_attempts
-        self.deadline_s = deadline_s
-        self.attempt_timeout_s = attempt_timeout_s
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        self.retry = retry
         self.overwrite = overwrite
+        self._log = log
         self._on_done = on_done
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._tg: TaskGroup | None = None
@@ -257,30 +265,33 @@ class CheckpointUploader:
 
     async def _attempt_all(self, job: _Job) -> UploadOutcome:
         key = job.handle.key
-        started = anyio.current_time()
-        backoff = Backoff(base_s=self.backoff_base_s, cap_s=self.backoff_max_s)
-        while True:
-            attempt = backoff.attempts + 1
-            try:
-                info = await self._attempt_once(job)
-                return UploadOutcome(key=key, attempts=attempt, info=info)
-            except Exception as exc:
-                delay = backoff.next()
-                out_of_time = (
-                    self.deadline_s is not None
-                    and anyio.current_time() + delay - started > self.deadline_s
-                )
-                if not _is_transient(exc) or attempt >= self.max_attempts or out_of_time:
-                    return UploadOutcome(key=key, attempts=attempt, error=exc)
-            await anyio.sleep(delay)
+        stats = RetryStats()
+        try:
+            info = await self.retry.run(
+                lambda: self._attempt_once(job), op="upload", key=key, log=self._log, stats=stats
+            )
+        except Exception as exc:
+            return UploadOutcome(key=key, attempts=stats.attempts, error=exc)
+        return UploadOutcome(key=key, attempts=stats.attempts, info=info)
 
     async def _attempt_once(self, job: _Job) -> ObjectInfo:
         key = job.handle.key
-        with anyio.fail_after(self.attempt_timeout_s):
+        try:
+            return await self.store.create(key, job.data, job.meta, overwrite=self.overwrite)
+        except ObjectExistsError:
+            sha256 = await sha256_hex_async(job.data)
             try:
-                return await self.store.create(key, job.data, job.meta, overwrite=self.overwrite)
-            except ObjectExistsError:
                 existing = await self.store.get_meta(key)
-                if existing.sha256 == await sha256_hex_async(job.data):
-                    return existing  # an earlier attempt landed; its response was lost
-                raise
+            except IntegrityError:
+                # Present without its sha256 (a store that lost its metadata, e.g. rclone
+                # restarted after the write landed): rewrite it only if the bytes are ours.
+                try:
+                    await self.store.get_data(key, sha256=sha256)
+                except IntegrityError:
+                    raise ObjectExistsError(
+                        f"object {key!r} already exists with other bytes in {self.store.url}"
+                    ) from None
+                return await self.store.create(key, job.data, job.meta, overwrite=True)
+            if existing.sha256 == sha256:
+                return existing  # an earlier attempt landed; its response was lost
+            raise

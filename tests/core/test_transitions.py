@@ -21,6 +21,7 @@ from orchestrator.core import (
     Job,
     JobDispatched,
     JobStatus,
+    JobUnschedulable,
     Phase,
     mermaid,
 )
@@ -73,6 +74,10 @@ def sample_event(job: Job, event_type: str, participant: str = "server") -> Even
         return CancelRequested(event_id="c2", job_id=job.id)
     if event_type == "deadline.expired":
         return DeadlineExpired(event_id="x", job_id=job.id, kind="start")
+    if event_type == "job.unschedulable":
+        return JobUnschedulable(event_id="u", job_id=job.id, participant="server",
+                                worker=job.participants["server"].worker,
+                                message="worker is registered as a client worker")
     e = Emitter(job, participant)
     e.seq = 100
     return {
@@ -159,7 +164,7 @@ def variants(job: Job, event_type: str) -> list[Event]:
         return [DeadlineExpired(event_id="x", job_id=job.id, kind=kind,
                                 participant=p if kind == "heartbeat" else None)
                 for kind in KINDS for p in job.participants]
-    if event_type in ("job.dispatched", "cancel.requested"):
+    if event_type in ("job.dispatched", "cancel.requested", "job.unschedulable"):
         return [sample_event(job, event_type)]
     out = [sample_event(job, event_type, p) for p in job.participants]
     if event_type == "checkpoint.saved":

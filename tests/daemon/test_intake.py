@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Entry, Redis, submission_job_id
+from orchestrator.cli.common import BadInput
+from orchestrator.cli.submit import validate_spec
+from orchestrator.cli.worker import checked_data_root, worker
 from orchestrator.core import JobStatus
 from orchestrator.daemon.intake import Accepted, Refused, parse_submission
 from orchestrator.devstack.servers import ServerProcess
@@ -31,6 +37,12 @@ GOOD = job_spec("good", clients=1).to_json_dict()
 
 def spec_with(**changes: Any) -> str:
     return json.dumps({**GOOD, **changes})
+
+
+NESTED = json.loads("[" * 40 + "]" * 40)
+WIDE = {"blob": list(range(10_000))}
+DUPLICATE = spec_with(job_id="x14").replace('"timeouts": {', '"timeouts": {"round_s": 5, ', 1)
+NAN = spec_with(job_id="x18", timeouts={"round_s": float("nan")})  # json writes NaN
 
 
 # (kind expected, entry fields, a phrase the reason must contain)
@@ -55,7 +67,46 @@ BAD: list[tuple[str, dict[str, str], str]] = [
      "1-256"),
     ("invalid_spec", {"spec": spec_with(job_id="x11", timeouts={"heartbeat_s": -1})},
      "heartbeat_s"),
+    ("too_deep", {"spec": spec_with(job_id="x12", labels=NESTED)}, "the limit is 32"),
+    ("too_many_keys", {"spec": spec_with(job_id="x13", server_config=WIDE)},
+     "the limit is 10000"),
+    ("duplicate_key", {"spec": DUPLICATE}, "'round_s' twice in timeouts"),
+    ("invalid_spec", {"spec": NAN}, "timeouts.round_s: not a finite number"),
+    ("invalid_spec", {"spec": spec_with(job_id="x15", server={"worker": "srv",
+                                                             "data_path": "../secrets"})},
+     "server.data_path: must not contain '..' components"),
+    ("invalid_spec", {"spec": spec_with(job_id="x16", server={"worker": "srv",
+                                                             "data_path": "a\x00b"})},
+     "server.data_path: must not contain NUL bytes"),
 ]
+
+#: The exact reason of each new kind of refusal (limits named, fields named).
+EXACT: list[tuple[str, str, str]] = [
+    ("too_deep", spec_with(job_id="x12", labels=NESTED),
+     "spec nests objects and arrays more than 32 levels deep; the limit is 32"),
+    ("too_many_keys", spec_with(job_id="x13", server_config=WIDE),
+     "spec has 10019 object keys and array items; the limit is 10000"),
+    ("duplicate_key", DUPLICATE,
+     "spec has the key 'round_s' twice in timeouts; duplicate keys are not allowed"),
+    ("invalid_spec", NAN, "invalid job spec: timeouts.round_s: not a finite number"),
+    ("invalid_spec", NAN.replace("NaN", "Infinity"),
+     "invalid job spec: timeouts.round_s: not a finite number"),
+    ("invalid_spec", spec_with(job_id="x17", server_config={"lr": float("nan")}),
+     "invalid job spec: server_config: not a finite number at lr"),
+    ("invalid_spec", spec_with(job_id="x15", server={"worker": "srv", "data_path": "../s"}),
+     "invalid job spec: server.data_path: must not contain '..' components (got '../s')"),
+    ("invalid_spec", spec_with(job_id="x16", server={"worker": "srv", "data_path": "a\x00b"}),
+     "invalid job spec: server.data_path: must not contain NUL bytes"),
+]
+
+
+@pytest.mark.parametrize(("kind", "raw", "reason"), EXACT,
+                         ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(EXACT)])
+def test_limit_refusals_have_exact_reasons(kind: str, raw: str, reason: str) -> None:
+    result = parse_submission(Entry("s", "1-0", {"spec": raw}), max_bytes=256 * 1024,
+                              workloads=WORKLOADS, namespace="ns")
+    assert isinstance(result, Refused)
+    assert (result.kind, result.reason) == (kind, reason)
 
 
 @pytest.mark.parametrize(("kind", "fields", "phrase"), BAD,
@@ -126,3 +177,23 @@ async def test_bad_submissions_are_recorded_and_a_good_job_still_completes(
     assert stats.submissions_duplicate == 1
     pending = await redis.xpending(keys.submissions, keys.daemon_group)
     assert pending["pending"] == 0
+
+
+@pytest.mark.parametrize(("kind", "raw", "reason"), EXACT,
+                         ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(EXACT)])
+def test_the_cli_refuses_locally_with_the_same_reason(
+        kind: str, raw: str, reason: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``orchestrator submit`` validates before sending: the same limits, the same words."""
+    with pytest.raises(BadInput) as info:
+        validate_spec(raw, "spec.json")
+    said = capsys.readouterr().err + info.value.message
+    expected = reason.removeprefix("invalid job spec: ")
+    assert f"spec.json: {expected}" in said, said
+
+
+def test_the_worker_cli_refuses_a_data_root_that_is_not_a_directory(tmp_path: Path) -> None:
+    result = CliRunner().invoke(worker, ["--role", "client", "--name", "w1",
+                                         "--data-root", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert f"data root {tmp_path / 'missing'}: no such directory" in result.output
+    assert checked_data_root(str(tmp_path)) == os.path.realpath(tmp_path)

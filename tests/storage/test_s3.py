@@ -269,3 +269,23 @@ def test_options_are_validated() -> None:
         open_object_store("s3://b/p", no_such_option=1)
     with pytest.raises(StorageError, match="bucket"):
         open_object_store("s3:///p")
+
+
+async def test_an_object_that_lost_its_metadata_reads_with_a_known_sha256(
+    s3_env: dict[str, str],
+) -> None:
+    """rclone forgets user metadata when it restarts: readers that know the sha256 (from the
+    manifest, or a blob key) still read and verify the bytes; others get IntegrityError."""
+    async with s3_store(s3_env) as store:
+        s3_client(s3_env).put_object(
+            Bucket=s3_env["bucket"], Key=store.prefix + "bare/obj", Body=b"no metadata"
+        )
+        with pytest.raises(IntegrityError, match="no sha256 metadata"):
+            await store.get_data("bare/obj")
+        assert await store.get_data("bare/obj", sha256=sha(b"no metadata")) == b"no metadata"
+        _, info = await store.get("bare/obj", sha256=sha(b"no metadata"))
+        assert info.sha256 == sha(b"no metadata")
+        with pytest.raises(IntegrityError, match="corrupt"):
+            await store.get_data("bare/obj", sha256=sha(b"other bytes"))
+        with pytest.raises(StorageError, match="not a sha256"):
+            await store.get_data("bare/obj", sha256="nope")

@@ -15,6 +15,12 @@ To avoid waiting a whole timeout every round for a client that died, the server 
 the clients that answered the previous round; an absent client that answers in time is still
 counted and is waited for again from then on.
 
+Outages: fedavg has no storage code of its own. On a worker, ``put_blob``/``get_blob`` retry an
+unreachable object store for the worker's budget (``ORCHESTRATOR_STORAGE_RETRY_S``, 60 s), so
+a round in an outage just takes longer; ``round_timeout_s`` here and the spec's ``round_s``
+must exceed that budget plus a round's normal duration, or the round times out first. Past the
+budget the participant fails with ``storage_unavailable`` (the server tells its clients to stop).
+
 Data: ``data_path`` (``.npz`` with arrays ``x`` and ``y``, or ``.csv`` with the label in the
 last column) or, without one, a deterministic synthetic problem from ``config.seed``: Gaussian
 class clusters, one non-IID shard per client and a held-out test set for the server. Every
