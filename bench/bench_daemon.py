@@ -51,6 +51,7 @@ from orchestrator.core import (
     RoundMetrics,
     new_job,
 )
+from orchestrator.core.auth import run_secret, sign_event
 from orchestrator.daemon import Daemon, DaemonOptions
 from orchestrator.daemon.apply import apply_events
 from orchestrator.daemon.tuning import tune_gc
@@ -149,7 +150,11 @@ def bench_spec(job_id: str) -> JobSpec:
     })
 
 
+BENCH_KEY = b"the daemon key of the benchmark"
+
+
 async def preload_jobs(store: JobStore, jobs: int) -> list[Job]:
+    """Create and dispatch ``jobs`` jobs; returns them as dispatched (with their run ids)."""
     now = datetime.now(UTC)
     created = [new_job(f"bench-{i:05d}", bench_spec(f"bench-{i:05d}"), now)
                for i in range(jobs)]
@@ -161,11 +166,13 @@ async def preload_jobs(store: JobStore, jobs: int) -> list[Job]:
     ]
     for i in range(0, len(dispatches), 500):
         await apply_events(store, dispatches[i:i + 500], now)
-    return created
+    dispatched = await store.load_many([job.id for job in created], history=False)
+    return [dispatched[job.id] for job in created]
 
 
 def bench_events(jobs: list[Job], per_job: int) -> list[Event]:
-    """Heartbeats and round metrics, interleaved across jobs like real traffic."""
+    """Heartbeats and round metrics, interleaved across jobs like real traffic, signed as a
+    worker signs them."""
     events: list[Event] = []
     pids = ["server", "client-0", "client-1"]
     for k in range(per_job):
@@ -174,12 +181,15 @@ def bench_events(jobs: list[Job], per_job: int) -> list[Event]:
             worker = job.participants[pid].worker
             common: dict[str, Any] = {"event_id": uuid.uuid4().hex, "job_id": job.id,
                                       "participant": pid, "worker": worker, "seq": k}
+            run_id = job.participants[pid].run_id
+            assert run_id is not None
+            secret = run_secret(BENCH_KEY, job.id, pid, run_id)
             if k % 4 == 3:
-                events.append(RoundMetrics(round=k // 4 + 1,
-                                           metrics={"loss": 1 / (k + 1), "accuracy": 0.5},
-                                           **common))
+                events.append(sign_event(secret, RoundMetrics(
+                    round=k // 4 + 1, metrics={"loss": 1 / (k + 1), "accuracy": 0.5},
+                    **common)))
             else:
-                events.append(Heartbeat(round=k // 4 + 1, **common))
+                events.append(sign_event(secret, Heartbeat(round=k // 4 + 1, **common)))
     return events
 
 
@@ -189,7 +199,8 @@ async def daemon_rate(url: str, store: JobStore, jobs: int, per_job: int, batch:
     redis = connect_redis(url)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     options = DaemonOptions(namespace=ns, event_shards=4, consumer="bench", batch_size=batch,
-                            block_ms=100, allowed_workloads=frozenset({"noop"}))
+                            block_ms=100, allowed_workloads=frozenset({"noop"}),
+                            daemon_key=BENCH_KEY)
     keys = Keys(ns, 4)
     created = await preload_jobs(store, jobs)
     events = bench_events(created, per_job)

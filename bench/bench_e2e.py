@@ -121,6 +121,7 @@ class Stack:
                 "ORCHESTRATOR_MONGO_URL": mongo_url, "ORCHESTRATOR_MONGO_DB": db,
                 "ORCHESTRATOR_S3_URL": f"file://{self.dir}/objects",
                 "ORCHESTRATOR_LOG_LEVEL": self.args.log_level,
+                "ORCHESTRATOR_DAEMON_KEY": f"bench-{uuid.uuid4().hex}",
                 "BENCH_TASKIQ_REDIS_URL": self.redis.url,
                 "BENCH_TASKIQ_XREAD_COUNT": str(self.args.taskiq_xread_count)}
 

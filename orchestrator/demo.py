@@ -51,8 +51,7 @@ def demo_spec(job_id: str, *, rounds: int, clients: int, seed: int = 7) -> JobSp
             "job_id": job_id,
             "workload": "fedavg",
             "rounds": rounds,
-            "server": {"worker": SERVER_WORKER},
-            "server_config": {**shared, "test_samples": 1000},
+            "server": {"worker": SERVER_WORKER, "config": {**shared, "test_samples": 1000}},
             "clients": [
                 {"worker": client_worker(i),
                  "config": {**shared, "samples": 200, "epochs": 1, "lr": 0.05}}
@@ -121,7 +120,10 @@ class Supervisor:
     def process_file(self) -> Path:
         return self.run_dir / PROCESS_FILE
 
-    def spawn(self, name: str, role: str, args: list[str]) -> Child:
+    def spawn(self, name: str, role: str, args: list[str],
+              env: Mapping[str, str] | None = None) -> Child:
+        """Start ``orchestrator ARGS`` with ``self.env`` updated by ``env`` (e.g. the
+        process's own role credentials from the stack's ``DIR/env.ROLE``)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / f"{name}.log"
         log = log_path.open("ab")
@@ -129,7 +131,7 @@ class Supervisor:
         argv = [sys.executable, "-m", "orchestrator.cli.main", *args]
         popen = subprocess.Popen(
             argv,
-            env=dict(self.env),
+            env={**self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -141,11 +143,11 @@ class Supervisor:
         self._record()
         return child
 
-    def start_daemon(self) -> Child:
-        return self.spawn("daemon", "daemon", ["daemon"])
+    def start_daemon(self, env: Mapping[str, str] | None = None) -> Child:
+        return self.spawn("daemon", "daemon", ["daemon"], env)
 
-    def start_worker(self, name: str, role: str) -> Child:
-        return self.spawn(name, "worker", ["worker", "--role", role, "--name", name])
+    def start_worker(self, name: str, role: str, env: Mapping[str, str] | None = None) -> Child:
+        return self.spawn(name, "worker", ["worker", "--role", role, "--name", name], env)
 
     def _record(self) -> None:
         rows = [

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.core.auth import MIN_KEY_BYTES
 from orchestrator.core.spec import MAX_SPEC_BYTES
 from orchestrator.errors import ConfigError
 
@@ -68,6 +69,37 @@ class Settings(BaseSettings):
     redis_password: Annotated[
         SecretStr | None, Field(description="Redis password (never logged)")
     ] = None
+    daemon_key: Annotated[SecretStr | None, Field(description=(
+        "daemon only: the key every daemon replica shares (at least 16 bytes; never logged); "
+        "participant run secrets and mailbox keys derive from it. `orchestrator daemon` "
+        "refuses to start without it or `ORCHESTRATOR_DAEMON_KEY_FILE`"))] = None
+    daemon_key_file: Annotated[str | None, Field(description=(
+        "daemon only: a file holding the daemon key (surrounding whitespace ignored), "
+        "instead of `ORCHESTRATOR_DAEMON_KEY`"))] = None
+
+    def daemon_key_bytes(self) -> bytes | None:
+        """The daemon key (from ``daemon_key`` or ``daemon_key_file``), or None when neither
+        is set. Never log or print it. Raises ``ConfigError`` for an unreadable file, both
+        set, or a key shorter than 16 bytes."""
+        if self.daemon_key is not None and self.daemon_key_file is not None:
+            raise ConfigError("set ORCHESTRATOR_DAEMON_KEY or ORCHESTRATOR_DAEMON_KEY_FILE, "
+                              "not both")
+        if self.daemon_key is not None:
+            key = self.daemon_key.get_secret_value().strip().encode()
+            where = "ORCHESTRATOR_DAEMON_KEY"
+        elif self.daemon_key_file is not None:
+            where = f"ORCHESTRATOR_DAEMON_KEY_FILE {self.daemon_key_file}"
+            try:
+                with open(self.daemon_key_file, "rb") as handle:
+                    key = handle.read(4096).strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {where}: {exc.strerror or exc}") from exc
+        else:
+            return None
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(f"the daemon key ({where}) is {len(key)} bytes; it must be at "
+                              f"least {MIN_KEY_BYTES}")
+        return key
 
     @property
     def redis_password_plain(self) -> str | None:

@@ -16,11 +16,13 @@ Theory of operation. :meth:`WorkerAgent.run` is one anyio task group holding
   a shutdown, so a shutdown never leaves started runs unacknowledged while Redis is up;
 * one task per participant (:class:`~workers.participant.ParticipantRun`).
 
-Starts are deduplicated by ``run_id``: a reconciling daemon may send one again. A start is
-refused with a ``failed`` event (no ``started``) when the worker has the other role
-(``cannot_schedule``), does not know the workload, or its ``data_path`` is not allowed under
-the worker's data root (``invalid_spec``, see :mod:`workers.data_paths`). Nothing a
-workload does can crash the agent: its exceptions become ``failed`` events.
+Every event of a run is signed with the run secret its start command carries (a stop command
+carries it too, so a worker that no longer runs the participant can still say ``stopped``);
+the secret is never logged. Starts are deduplicated by ``run_id``: a reconciling daemon may
+send one again. A start is refused with a ``failed`` event (no ``started``) when the worker
+has the other role (``cannot_schedule``), does not know the workload, or its ``data_path`` is
+not allowed under the worker's data root (``invalid_spec``, see :mod:`workers.data_paths`).
+Nothing a workload does can crash the agent: its exceptions become ``failed`` events.
 
 :meth:`WorkerAgent.shutdown` (SIGTERM/SIGINT in the CLI) stops taking commands, stops every
 participant with reason "worker shutting down", flushes the outbox for at most
@@ -56,7 +58,7 @@ from workers.heartbeats import Heartbeats
 from workers.outbox import Outbox, ParticipantEvents
 from workers.participant import ParticipantRun, WorkerResources
 from workers.registration import deregister, keep_registered
-from workers.registry import get_workload
+from workers.registry import ConfigError, get_workload, offered_workloads, validate_config
 
 __all__ = ["SHUTDOWN_REASON", "AgentConfig", "WorkerAgent"]
 
@@ -147,6 +149,7 @@ class WorkerAgent:
             "running": len(self.runs),
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "workloads": offered_workloads(),
             **self.config.info,
         }
 
@@ -235,9 +238,11 @@ class WorkerAgent:
             else:
                 return
 
-    def _events(self, job_id: str, participant: str) -> ParticipantEvents:
+    def _events(self, job_id: str, participant: str, secret: str | None) -> ParticipantEvents:
+        """The event stamper of one run, signing with the run secret of its command."""
         return ParticipantEvents(
-            self.outbox, job_id=job_id, participant=participant, worker=self.config.name
+            self.outbox, job_id=job_id, participant=participant, worker=self.config.name,
+            secret=secret,
         )
 
     def _start(self, command: StartParticipant) -> None:
@@ -246,7 +251,7 @@ class WorkerAgent:
             log.info("ignored a repeated start", run_id=command.run_id)
             return
         self._seen.add(command.run_id)
-        events = self._events(command.job_id, command.participant)
+        events = self._events(command.job_id, command.participant, command.run_secret)
         if command.role is not self.config.role:
             message = (
                 f"worker {self.config.name} is a {self.config.role.value} worker and cannot run "
@@ -267,8 +272,14 @@ class WorkerAgent:
             log.warning("refused a start", reason=str(exc))
             events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
             return
-        if data_path != command.data_path:  # the workload sees the resolved path
-            command = command.model_copy(update={"data_path": data_path})
+        try:  # the workload sees its config validated, with its defaults filled in
+            config = validate_config(command.workload, command.role, command.config)
+        except ConfigError as exc:
+            log.warning("refused a start", reason=str(exc))
+            events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
+            return
+        if data_path != command.data_path or config != command.config:
+            command = command.model_copy(update={"data_path": data_path, "config": config})
         assert self._participants is not None and self._resources is not None
         run = ParticipantRun(command, events, workload, self._resources, log)
         self.runs[command.run_id] = run
@@ -302,7 +313,7 @@ class WorkerAgent:
         if not runs and (command.job_id, command.participant) not in self._ended:
             # Not running here (lost with an earlier worker process, or never started): say
             # so, so that a cancelling job need not wait for its grace period.
-            self._events(command.job_id, command.participant).emit(
+            self._events(command.job_id, command.participant, command.run_secret).emit(
                 ParticipantStopped, reason="not running on this worker"
             )
 

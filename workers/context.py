@@ -22,6 +22,12 @@ Theory of operation:
   beginning (messages sent before it started are not lost), blocking in short slices so a stop
   request or a lost connection is noticed quickly. Redis connection errors are retried with
   backoff; a resent message carries the same ``id`` and the receiver drops the duplicate.
+* Messages are authenticated with the job's mailbox key from the start command
+  (``orchestrator.core.auth.message_mac`` over job, recipient, sender, id and the body as
+  sent): ``send`` adds a ``mac`` field, ``receive`` drops (and logs, without the key) a
+  message whose MAC is missing or wrong. Every participant of the job holds that key, so it
+  proves a message comes from the job, not which participant wrote it. A start command without
+  a mailbox key (no daemon sent it) sends and accepts unsigned messages.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from structlog.typing import FilteringBoundLogger
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.retry import Backoff
+from orchestrator.core.auth import message_mac, verify_message
 from orchestrator.core.commands import StartParticipant
 from orchestrator.core.events import CheckpointSaved, RoundMetrics, RoundStarted
 from orchestrator.core.status import Role
@@ -120,6 +127,7 @@ class RedisWorkloadContext(ContextBase):
         self._backoff_max_s = backoff_max_s
         self._storage_retry = storage_retry or StorageRetryPolicy()
         self._mailbox = keys.mailbox(command.job_id, command.participant)
+        self._mailbox_key = command.mailbox_key
         self._last_id = "0-0"
         self._buffer: deque[PeerMessage] = deque()
         self._seen_messages: set[str] = set()
@@ -217,7 +225,11 @@ class RedisWorkloadContext(ContextBase):
     async def send(self, to: str, body: Mapping[str, Any]) -> None:
         check_recipient(self.participant, to, self.peers)
         raw = json.dumps(encode_message_body(body), separators=(",", ":"))
-        fields: dict[str, str] = {"sender": self.participant, "id": uuid.uuid4().hex, "body": raw}
+        message_id = uuid.uuid4().hex
+        fields: dict[str, str] = {"sender": self.participant, "id": message_id, "body": raw}
+        if self._mailbox_key is not None:
+            fields["mac"] = message_mac(self._mailbox_key, job_id=self.job_id, to=to,
+                                        sender=self.participant, message_id=message_id, body=raw)
         mailbox = self._keys.mailbox(self.job_id, to)
 
         async def xadd() -> None:
@@ -275,6 +287,14 @@ class RedisWorkloadContext(ContextBase):
         message_id = fields.get("id", "")
         if message_id and message_id in self._seen_messages:
             return None  # a send retried after a lost reply
+        if self._mailbox_key is not None and not verify_message(
+                self._mailbox_key, fields.get("mac"), job_id=self.job_id, to=self.participant,
+                sender=fields.get("sender", ""), message_id=message_id,
+                body=fields.get("body", "")):
+            self._log.warning("dropped a peer message without a valid MAC",
+                              claimed_sender=fields.get("sender"), message_id=message_id[:64],
+                              mac="missing" if not fields.get("mac") else "wrong")
+            return None
         if message_id:
             self._seen_messages.add(message_id)
         try:

@@ -28,7 +28,7 @@ from orchestrator.core.status import Role
 from orchestrator.errors import ObjectNotFoundError, WorkloadError
 from orchestrator.logs import get_logger
 from orchestrator.storage.port import sha256_hex
-from workers.registry import WorkloadFn, get_workload
+from workers.registry import WorkloadFn, get_workload, validate_config
 from workers.sdk import (
     SERVER_ID,
     ContextBase,
@@ -277,16 +277,20 @@ class LocalHub:
         self.rounds_started: list[int] = []
         self.checkpoint_records: list[CheckpointRecord] = []
         self.outcomes: dict[str, ParticipantOutcome] = {}
+        def checked(config: Mapping[str, Any], role: Role) -> Mapping[str, Any]:
+            """As a worker does: a named workload's config against its model (ConfigError)."""
+            return validate_config(workload, role, config) if isinstance(workload, str) else config
+
         self._contexts = {
-            SERVER_ID: LocalContext(
-                self, participant=SERVER_ID, config=server_config or {}, data_path=server_data_path
-            )
+            SERVER_ID: LocalContext(self, participant=SERVER_ID,
+                                    config=checked(server_config or {}, Role.SERVER),
+                                    data_path=server_data_path)
         }
         for index, client in enumerate(clients):
             participant = f"client-{index}"
             self._contexts[participant] = LocalContext(
-                self, participant=participant, config=client.config, data_path=client.data_path
-            )
+                self, participant=participant, config=checked(client.config, Role.CLIENT),
+                data_path=client.data_path)
 
     def __enter__(self) -> LocalHub:
         return self

@@ -33,6 +33,7 @@ from anyio.abc import TaskStatus
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator.bus.retry import Backoff
+from orchestrator.core.auth import sign_event
 from orchestrator.core.events import (
     Heartbeat,
     ParticipantEvent,
@@ -187,27 +188,35 @@ E = TypeVar("E", bound=ParticipantEvent)
 
 
 class ParticipantEvents:
-    """Stamps one participant's events (ids, ``seq``, time) and queues them in an outbox.
+    """Stamps one participant's events (ids, ``seq``, time, MAC) and queues them in an outbox.
 
     ``seq`` is the wall clock in microseconds, forced to grow by at least one per event, so it
     keeps growing across a restart of the worker process too (the daemon only counts liveness
-    on a ``seq`` above the highest it has seen).
+    on a ``seq`` above the highest it has seen). ``secret`` is the run secret of the start (or
+    stop) command: every event is signed with it (``orchestrator.core.auth``); without one
+    (a command from a daemon that sent none) events go unsigned and the daemon refuses them.
     """
 
-    def __init__(self, outbox: Outbox, *, job_id: str, participant: str, worker: str) -> None:
+    def __init__(self, outbox: Outbox, *, job_id: str, participant: str, worker: str,
+                 secret: str | None = None) -> None:
         self.outbox = outbox
         self.job_id = job_id
         self.participant = participant
         self.worker = worker
+        self._secret = secret
         self._seq = -1
+
+    def __repr__(self) -> str:  # (never shows the secret)
+        return f"ParticipantEvents({self.job_id}/{self.participant} on {self.worker})"
 
     def next_seq(self) -> int:
         self._seq = max(self._seq + 1, time.time_ns() // 1000)
         return self._seq
 
     def make(self, event_type: type[E], **fields: Any) -> E:
-        """A new event of ``event_type`` with a fresh ``event_id`` and the next ``seq``."""
-        return event_type(
+        """A new event of ``event_type`` with a fresh ``event_id``, the next ``seq`` and its
+        MAC."""
+        event = event_type(
             event_id=uuid.uuid4().hex,
             job_id=self.job_id,
             participant=self.participant,
@@ -216,6 +225,7 @@ class ParticipantEvents:
             at=datetime.now(UTC),
             **fields,
         )
+        return event if self._secret is None else sign_event(self._secret, event)
 
     def emit(self, event_type: type[E], **fields: Any) -> E:
         """Make an event and queue it for publishing."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import anyio.lowlevel
+from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator.core.status import Role
@@ -165,6 +166,29 @@ class WorkloadContext(Protocol):
 
 WorkloadFn = Callable[[WorkloadContext], Awaitable[WorkloadResult | None]]
 """The shape of a workload: ``async def name(ctx) -> WorkloadResult | None``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A workload function and its declared configuration models (None: any config)."""
+
+    fn: WorkloadFn
+    server_config: type[BaseModel] | None = None
+    client_config: type[BaseModel] | None = None
+    version: str = "1"
+
+    def config_model(self, role: Role) -> type[BaseModel] | None:
+        return self.server_config if role is Role.SERVER else self.client_config
+
+    def describe(self) -> dict[str, Any]:
+        """Version and config JSON Schemas, as a worker advertises them."""
+        return {"version": self.version,
+                "server_config": _schema(self.server_config),
+                "client_config": _schema(self.client_config)}
+
+
+def _schema(model: type[BaseModel] | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_json_schema()
 
 
 def encode_message_body(body: Mapping[str, Any]) -> dict[str, Any]:

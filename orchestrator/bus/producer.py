@@ -7,7 +7,7 @@ Field formats are listed in ``orchestrator.bus.wire``; the key of every stream i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,12 +45,18 @@ class Bus:
 
     Every method raises ``BusUnavailableError`` (transient) when Redis is unreachable after the
     client's own retries; callers retry with backoff.
+
+    ``seal`` (the daemon's ``RunAuth.seal``) is applied to every command as it is serialized:
+    the run secrets are added there and only there, so they exist in no other value the
+    daemon keeps, stores or logs.
     """
 
-    def __init__(self, redis: Redis, keys: Keys, *, maxlen: int = 1_000_000) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *, maxlen: int = 1_000_000,
+                 seal: Callable[[Command], Command] | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.maxlen = maxlen
+        self.seal = seal
 
     # --- events (workers) ----------------------------------------------------------------------
     async def publish_event(self, event: Event) -> str:
@@ -76,10 +82,12 @@ class Bus:
 
     # --- commands (daemon → workers) -------------------------------------------------------
     def queue_commands(self, batch: Batch, commands: Iterable[Command]) -> None:
-        """Add an XADD of each command to its worker's stream (field ``command``)."""
+        """Add an XADD of each command to its worker's stream (field ``command``), sealed."""
+        seal = self.seal
         for command in commands:
+            wire = command if seal is None else seal(command)
             batch.append(("XADD", self.keys.commands(command.worker), "MAXLEN", "~",
-                          self.maxlen, "*", "command", command.model_dump_json()))
+                          self.maxlen, "*", "command", wire.model_dump_json()))
 
     async def send_commands(self, commands: Sequence[Command]) -> None:
         """XADD each command to its worker's stream (field ``command``), in one round trip."""

@@ -6,6 +6,9 @@ retrying with backoff for ``--startup-timeout`` seconds (default 60; 0 = forever
 1 with a clear message. After startup, outages are ridden out: batches wait with backoff and
 are acknowledged only once written. SIGTERM/SIGINT drain (exit 0); a second signal stops at
 once (unacknowledged entries are read again by the next daemon).
+
+The daemon key (``ORCHESTRATOR_DAEMON_KEY`` or ``ORCHESTRATOR_DAEMON_KEY_FILE``, the same on
+every replica) is required: without it the command exits 2 before connecting to anything.
 """
 
 from __future__ import annotations
@@ -15,10 +18,27 @@ import sys
 import anyio
 import click
 
-from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings
+from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, BadInput, cli_settings
 from orchestrator.cli.connect import redact
+from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.settings import MEMORY_STORE, Settings
+
+NO_KEY = ("no daemon key: set ORCHESTRATOR_DAEMON_KEY (or ORCHESTRATOR_DAEMON_KEY_FILE) to "
+          "the same secret of at least 16 bytes on every daemon replica, e.g. the output of "
+          "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+          "(`orchestrator dev up` writes one into its env file)")
+
+
+def daemon_key(settings: Settings) -> bytes:
+    """The daemon key, or bad input (exit 2) naming what to set."""
+    try:
+        key = settings.daemon_key_bytes()
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from exc
+    if key is None:
+        raise BadInput(NO_KEY)
+    return key
 
 
 async def _main(settings: Settings, consumer: str | None, startup_timeout_s: float,
@@ -73,6 +93,7 @@ def daemon(consumer: str | None, log_level: str | None, startup_timeout_s: float
            batch_size: int | None) -> None:
     """Run the orchestrator daemon (intake, dispatch, events, deadlines) until SIGTERM."""
     settings = cli_settings()  # invalid settings: one line on stderr, exit 2
+    daemon_key(settings)  # none configured: one line on stderr, exit 2
     configure_logging(log_level or settings.log_level, settings.log_format)
     from orchestrator.daemon.tuning import tune_gc  # noqa: PLC0415
 

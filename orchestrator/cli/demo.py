@@ -35,6 +35,7 @@ from orchestrator.demo import (
     client_worker,
     demo_spec,
 )
+from orchestrator.devstack.acl import DAEMON
 from orchestrator.devstack.stack import DEFAULT_DIR, DevStack, ServerStartError, StackError, up
 from orchestrator.watch.follow import StreamTail
 from orchestrator.watch.model import JobDetail, format_metric, sparkline
@@ -123,16 +124,20 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
     began = time.monotonic()
     try:
         _say(f"starting the local stack (Redis, S3, MongoDB stand-in) in {directory} …")
-        result = up(directory)
+        names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
+        result = up(directory, workers=names, namespace=cli_settings().namespace)
         stack, started_stack = result.stack, result.started
         if not started_stack:
             _say("  (a stack was already running there; using it and leaving it running)")
-        os.environ.update(stack.env)  # this process is the edge: settings come from here
+        # This process is the edge: settings come from here. It submits and watches, so it
+        # uses DIR/env (the submitter's Redis user); the daemon and each worker get their own.
+        os.environ.update(stack.env)
         settings = cli_settings()
         sup = supervisor = Supervisor(directory, dict(os.environ))
-        daemon = sup.start_daemon()
-        server = sup.start_worker(SERVER_WORKER, "server")
-        workers = [sup.start_worker(client_worker(i), "client") for i in range(clients)]
+        daemon = sup.start_daemon(stack.role_env(DAEMON))
+        server = sup.start_worker(SERVER_WORKER, "server", stack.worker_env(SERVER_WORKER))
+        workers = [sup.start_worker(name, "client", stack.worker_env(name))
+                   for name in names[1:]]
         _say(f"started daemon (pid {daemon.pid}), {SERVER_WORKER} (pid {server.pid}) and "
              f"{clients} client workers (pids {', '.join(str(w.pid) for w in workers)}); "
              f"logs in {sup.run_dir}/")

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("orchestrator.cli.query:events", "a job's history and recent events"),
     "checkpoints": ("orchestrator.cli.checkpoints:checkpoints", "a job's model trail"),
     "watch": ("orchestrator.cli.watch:watch", "live view of jobs"),
+    "workloads": ("orchestrator.cli.workloads:workloads", "workloads live workers offer"),
     "dev": ("orchestrator.cli.dev:dev", "start/stop a local stack of real servers"),
     "demo": ("orchestrator.cli.demo:demo", "run the whole system on this machine"),
 }

@@ -62,6 +62,9 @@ def validate_spec(text: str, name: str) -> JobSpec:
                        f"{exc.colno})") from exc
     if not isinstance(data, dict):
         raise BadInput(f"{name}: a job spec is a JSON object, got {type(data).__name__}")
+    if data.get("server_config"):
+        warn(f"{name}: server_config is deprecated: give the server's configuration as "
+             "server.config (it is moved there)")
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from orchestrator.core._types import FROZEN, JsonObject, Name, is_name
 from orchestrator.core.spec import client_index
@@ -14,11 +14,14 @@ from orchestrator.core.status import Role
 if TYPE_CHECKING:
     from orchestrator.core.job import Job, Participant
 
+#: Commands may carry secrets: a validation error never quotes their input.
+_COMMAND_CONFIG = ConfigDict(**FROZEN, hide_input_in_errors=True)
+
 
 class StartParticipant(BaseModel):
     """Run one participant of a job. Everything the workload needs is in here: data only."""
 
-    model_config = FROZEN
+    model_config = _COMMAND_CONFIG
 
     type: Literal["participant.start"] = "participant.start"
     command_id: Name
@@ -30,7 +33,7 @@ class StartParticipant(BaseModel):
     workload: Name
     model: str | None = None
     rounds: int
-    config: JsonObject = Field(default_factory=dict)  # server_config, or the client's config
+    config: JsonObject = Field(default_factory=dict)  # the participant's own config
     data_path: str | None = None
     peers: list[Name] = Field(default_factory=list)  # every participant id of the job
     client_index: int | None = None
@@ -38,10 +41,15 @@ class StartParticipant(BaseModel):
     min_clients: int = 0
     heartbeat_interval_s: float = 5.0
     round_timeout_s: float | None = None
+    #: The run's secret (``core.auth.run_secret``): the worker signs the run's events with it.
+    #: Filled in by the daemon as it sends the command; never stored, never shown in a repr.
+    run_secret: str | None = Field(default=None, repr=False, max_length=128)
+    #: The job's mailbox key (``core.auth.mailbox_key``): signs and checks peer messages.
+    mailbox_key: str | None = Field(default=None, repr=False, max_length=128)
 
 
 class StopParticipant(BaseModel):
-    model_config = FROZEN
+    model_config = _COMMAND_CONFIG
 
     type: Literal["participant.stop"] = "participant.stop"
     command_id: Name
@@ -49,6 +57,10 @@ class StopParticipant(BaseModel):
     participant: Name
     worker: Name
     reason: Annotated[str, Field(max_length=4096)] = ""
+    #: The run to stop, when known: the daemon then adds its secret (``run_secret``), so a
+    #: worker that no longer runs it can still say ``participant.stopped``.
+    run_id: Name | None = None
+    run_secret: str | None = Field(default=None, repr=False, max_length=128)
 
 
 Command = Annotated[StartParticipant | StopParticipant, Field(discriminator="type")]
@@ -83,7 +95,7 @@ def start_command(job: Job, p: Participant, *, run_id: str, command_id: str) -> 
         workload=spec.workload,
         model=spec.model,
         rounds=spec.rounds,
-        config=spec.server_config if is_server else pspec.config,
+        config=pspec.config,
         data_path=pspec.data_path,
         peers=list(job.participants),
         client_index=None if is_server else client_index(p.id),

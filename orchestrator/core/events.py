@@ -2,7 +2,9 @@
 
 Every event carries a producer-generated ``event_id`` (dedup key, stable across resends) and
 the ``job_id`` it belongs to. Participant events also carry the participant id, the worker
-that runs it, and a per-participant ``seq`` that only grows.
+that runs it, a per-participant ``seq`` that only grows, and a ``mac`` made with the
+participant run's secret (``orchestrator.core.auth``): the daemon refuses a participant event
+without a valid one before ``decide`` sees it, and ``decide`` itself ignores the field.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from orchestrator.core.status import ErrorCode
 MAX_EVENT_BYTES = 64 * 1024
 
 EventId = Annotated[str, Field(min_length=1, max_length=128)]
+Mac = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Message = Annotated[str, Field(max_length=4096)]
 
 
@@ -33,6 +36,8 @@ class _ParticipantEvent(_Event):
     participant: Name
     worker: Name
     seq: Annotated[int, Field(ge=0)] = 0
+    #: HMAC-SHA256 of the event's canonical bytes with the run secret (``core.auth``).
+    mac: Mac | None = None
 
 
 class JobDispatched(_Event):
@@ -164,6 +169,10 @@ PARTICIPANT_EVENT_TYPES: tuple[type[_ParticipantEvent], ...] = (
     ParticipantFailed,
     ParticipantStopped,
 )
+
+
+#: The base class of every participant event (for ``isinstance`` and type bounds).
+ParticipantEventBase = _ParticipantEvent
 
 
 def is_participant_event(event: Event) -> bool:

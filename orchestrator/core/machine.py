@@ -184,7 +184,7 @@ class _Draft:
             if p.state in ACTIVE_STATES:
                 self.commands.append(StopParticipant(
                     command_id=command_id(self.event_id, "stop", p.id), job_id=self.original.id,
-                    participant=p.id, worker=p.worker, reason=reason))
+                    participant=p.id, worker=p.worker, reason=reason, run_id=p.run_id))
                 self.edits += 1
 
     def decision(self, outcomes: list[Outcome]) -> Decision:

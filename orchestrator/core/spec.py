@@ -156,6 +156,7 @@ class JobSpec(BaseModel):
     job_id: Name | None = None
     workload: Name
     model: Annotated[str, Field(max_length=256)] | None = None
+    #: Deprecated: the old name of ``server.config`` (moved there on validation).
     server_config: JsonObject = Field(default_factory=dict)
     server: ParticipantSpec
     clients: Annotated[list[ParticipantSpec], Field(max_length=MAX_CLIENTS)] = Field(
@@ -168,6 +169,22 @@ class JobSpec(BaseModel):
     labels: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=256)]] = (
         Field(default_factory=dict, max_length=32)
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_server_config(cls, data: Any) -> Any:
+        """``server_config`` is the deprecated old name of ``server.config``: moved there when
+        ``server.config`` is empty, refused beside a non-empty one (never silently ignored)."""
+        if not isinstance(data, dict) or not data.get("server_config"):
+            return data
+        server = data.get("server")
+        if not isinstance(server, dict):
+            return data
+        if server.get("config"):
+            msg = ("the server's configuration is given twice, in server.config and in "
+                   "server_config (its deprecated old name): give it once, in server.config")
+            raise ValueError(msg)
+        return {**data, "server": {**server, "config": data["server_config"]}, "server_config": {}}
 
     @field_validator("server_config")
     @classmethod

@@ -24,6 +24,7 @@ time) and the store's compare-and-set on ``version``: no leader, no locks.
 
 from __future__ import annotations
 
+import secrets
 import signal
 from collections.abc import Set
 from functools import partial
@@ -32,6 +33,7 @@ import anyio
 import anyio.abc
 
 from orchestrator.bus import Bus, Entry, Redis, StreamConsumer
+from orchestrator.core.auth import RunAuth
 from orchestrator.daemon.admission import Admission
 from orchestrator.daemon.commit import Commit, committer, send
 from orchestrator.daemon.events import EventHandler
@@ -59,7 +61,16 @@ class Daemon:
         self.keys = self.options.keys
         self.store = store
         self.redis = redis
-        self.bus = Bus(redis, self.keys, maxlen=self.options.stream_maxlen)
+        self.log = log.bind(consumer=self.options.consumer)
+        key = self.options.daemon_key
+        if key is None:
+            self.log.warning("no daemon key configured: using a random key for this process "
+                             "only; other replicas, and this one after a restart, will refuse "
+                             "the events of the runs it dispatches")
+            key = secrets.token_bytes(32)
+        #: Derives run secrets, seals the commands sent (through the bus), checks events.
+        self.auth = RunAuth(key)
+        self.bus = Bus(redis, self.keys, maxlen=self.options.stream_maxlen, seal=self.auth.seal)
         self.stats = Stats()
         self.stopping = anyio.Event()
         self.ready = anyio.Event()
@@ -68,7 +79,6 @@ class Daemon:
         self.retry = Retrier(self.stats, self.stopping, self._give_up)
         allowed = workloads if workloads is not None else self.options.allowed_workloads
         self.workloads = allowed if allowed is not None else registry_workloads()
-        self.log = log.bind(consumer=self.options.consumer)
 
     def stop(self) -> None:
         """Graceful stop: no new reads; what was read is finished and acknowledged."""
@@ -122,7 +132,8 @@ class Daemon:
         intake_in, intake_out = anyio.create_memory_object_stream[list[Entry]](1)
         admit = Wakeup()
         admit.set()  # a first pass at once: jobs may be queued from before
-        on_events = EventHandler(store, bus, events, retry, stats, worker_registered=admit.set)
+        on_events = EventHandler(store, bus, events, retry, stats, worker_registered=admit.set,
+                                 check=self.auth.check)
         on_submissions = IntakeHandler(store, bus, submissions, retry, stats,
                                        max_bytes=opts.max_submission_bytes,
                                        namespace=opts.namespace, workloads=self.workloads,

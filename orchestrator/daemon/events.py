@@ -7,12 +7,23 @@ one load, one records upsert and one bulk CAS (``apply_events``), then one commi
 commands, the watcher updates and the XACK. Transient store failures are retried while the
 batch is held; nothing is acknowledged before the write. Should the batch as a whole fail for
 any other reason, its events are applied one by one, so a poison event is rejected alone.
+
+Authentication (see ``orchestrator.core.auth``): the event streams carry participant events
+only. A daemon-only type (``job.dispatched``, ``deadline.expired``, ``job.unschedulable``) or a
+``cancel.requested`` (it comes from the control stream) found there is a forgery: rejected
+(``forbidden_event``, dead-lettered). A participant event reaches ``decide`` only when its
+MAC verifies against the run secret of the participant as stored in the job (``check``,
+applied by ``apply_events`` to each job as loaded); else its outcome is ``refused: no MAC``,
+``refused: bad MAC`` or ``refused: no run``, and it is acknowledged. Every such refusal is
+recorded in the store (``record_refused_events``: the reason, the stream entry and what the
+event claimed to be), counted (``Stats.events_refused``) and logged, before the commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 
 from pydantic import ValidationError
@@ -29,14 +40,14 @@ from orchestrator.core import (
 from orchestrator.core.events import MAX_EVENT_BYTES
 from orchestrator.core.jsonshape import JsonShapeError, check_duplicates, check_shape
 from orchestrator.core.spec import MAX_JSON_DEPTH, MAX_JSON_ITEMS
-from orchestrator.daemon.apply import Applied, apply_events, observe
+from orchestrator.daemon.apply import Applied, Check, apply_events, observe
 from orchestrator.daemon.commit import Commit
 from orchestrator.daemon.intake import summarize
 from orchestrator.daemon.rejections import Refusal, reject
 from orchestrator.daemon.retry import Retrier
 from orchestrator.daemon.stats import Stats, utcnow
 from orchestrator.logs import get_logger
-from orchestrator.store import JobStore
+from orchestrator.store import JobStore, RefusedEvent
 
 log = get_logger("orchestrator.daemon.events")
 
@@ -89,8 +100,21 @@ def parse_event(entry: Entry, control: str) -> Event | Refusal:
         return Refusal(entry, "invalid_event", f"invalid event: {summarize(exc)}", None, raw)
     if isinstance(event, INTERNAL_EVENTS):
         return Refusal(entry, "forbidden_event", f"{event.type} events are produced by the "
-                       "daemon only, not accepted from the bus", event.job_id, raw)
+                       "daemon only, not accepted from the bus", event.job_id, raw, event)
+    if isinstance(event, CancelRequested):
+        return Refusal(entry, "forbidden_event", "cancel.requested events come from the "
+                       "control stream only, not from the event streams", event.job_id, raw,
+                       event)
     return event
+
+
+def refused_row(entry: Entry, event: Event, reason: str, at: datetime) -> RefusedEvent:
+    """The record of one refused event: the reason, where it came from, what it claimed."""
+    participant = getattr(event, "participant", None)
+    worker = getattr(event, "worker", None)
+    return RefusedEvent(at=at, source=entry.stream[:256], entry_id=entry.id[:256],
+                        reason=reason[:256], event_type=event.type, event_id=event.event_id,
+                        job_id=event.job_id, participant=participant, worker=worker)
 
 
 @dataclass(slots=True)
@@ -104,6 +128,8 @@ class EventHandler:
     stats: Stats
     #: Called when a worker announces itself on the control stream (admission may proceed).
     worker_registered: Callable[[], None]
+    #: Authenticates each event against its job before ``decide`` (``RunAuth.check``).
+    check: Check | None = None
 
     async def __call__(self, entries: list[Entry]) -> Commit:
         control = self.bus.keys.control
@@ -130,32 +156,56 @@ class EventHandler:
                 else:
                     events.append(parsed)
                     carriers.append(entry)
+        now = utcnow()
+        # Forgeries of the daemon's own types: recorded as refused events too (the rejection
+        # record and the dead letter carry the full reason).
+        await self._record_refused([refused_row(r.entry, r.event, f"refused: {r.kind}", now)
+                                    for r in refusals if r.event is not None])
         await reject(refusals, store=self.store, consumer=self.consumer, retry=self.retry,
                      stats=self.stats)
         self.stats.events_seen += len(events)
         commit = Commit()
         if events:
             try:
-                applied = await self.retry(lambda: apply_events(self.store, events, utcnow()),
-                                           "apply events")
+                applied = await self.retry(
+                    lambda: apply_events(self.store, events, utcnow(), check=self.check),
+                    "apply events")
             except Exception as exc:  # a bug or a corrupt document: isolate the poison event
                 log.exception("batch failed; applying its events one by one", error=str(exc))
                 return await self._one_by_one(events, carriers, acks)
-            self._record(commit, applied)
+            await self._record(commit, applied, events, carriers)
         commit.ack(self.consumer, acks + carriers)
         return commit
 
-    def _record(self, commit: Commit, applied: Applied) -> None:
+    async def _record(self, commit: Commit, applied: Applied, events: Sequence[Event],
+                      carriers: Sequence[Entry]) -> None:
+        if applied.refused:
+            entry_of = {id(e): entry for e, entry in zip(events, carriers, strict=True)}
+            now = utcnow()
+            await self._record_refused([refused_row(entry_of[id(e)], e, reason, now)
+                                        for e, reason in applied.refused])
         observe(applied, self.stats)
         commit.add(self.bus, applied.commands, applied.decisions)
+
+    async def _record_refused(self, rows: list[RefusedEvent]) -> None:
+        """Record, count and log refused events (one store write), before the commit."""
+        if not rows:
+            return
+        await self.retry(lambda: self.store.record_refused_events(rows),
+                         "record refused events")
+        self.stats.events_refused += len(rows)
+        for row in rows:
+            log.warning("event refused", reason=row.reason, event_type=row.event_type,
+                        job_id=row.job_id, participant=row.participant, worker=row.worker,
+                        stream=row.source, entry_id=row.entry_id)
 
     async def _one_by_one(self, events: list[Event], carriers: list[Entry],
                           acks: list[Entry]) -> Commit:
         commit = Commit()
         for event, entry in zip(events, carriers, strict=True):
             try:
-                applied = await self.retry(partial(apply_events, self.store, [event], utcnow()),
-                                           "apply event")
+                applied = await self.retry(partial(apply_events, self.store, [event], utcnow(),
+                                                   check=self.check), "apply event")
             except Exception as exc:
                 await reject([Refusal(entry, "apply_failed", f"applying {event.type} failed: "
                                       f"{type(exc).__name__}: {exc}", event.job_id,
@@ -163,7 +213,7 @@ class EventHandler:
                              store=self.store, consumer=self.consumer, retry=self.retry,
                              stats=self.stats)
                 continue
-            self._record(commit, applied)
+            await self._record(commit, applied, [event], [entry])
             acks.append(entry)
         commit.ack(self.consumer, acks)
         return commit

@@ -58,6 +58,11 @@ class DaemonOptions:
     #: ``orchestrator daemon`` gives up after this long if Redis or Mongo stay unreachable at
     #: startup (0: retry forever).
     startup_timeout_s: float = 60.0
+    #: The key every replica shares; run secrets and mailbox keys derive from it
+    #: (``orchestrator.core.auth``). ``None``: a random key for this process only, with a
+    #: warning (tests, one-process trials): other replicas, and this one after a restart,
+    #: then refuse the events of the runs it dispatched. Never shown in a repr.
+    daemon_key: bytes | None = field(default=None, repr=False)
 
     @property
     def keys(self) -> Keys:
@@ -85,6 +90,9 @@ class DaemonOptions:
             "stream_maxlen": settings.stream_maxlen,
             "max_submission_bytes": settings.max_submission_bytes,
         }
+        key = settings.daemon_key_bytes()
+        if key is not None:
+            values["daemon_key"] = key
         if settings.consumer_name:
             values["consumer"] = settings.consumer_name
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -4,6 +4,8 @@
 * IN_PROGRESS jobs: participants still ASSIGNED get their ``StartParticipant`` again (same
   command id and run id as the original, so a worker that already has it ignores it);
   CANCELLING jobs get ``StopParticipant`` for every still-active participant.
+* The bus seals each command as it is sent (``RunAuth.seal``): the secrets are re-derived from
+  the daemon key and the stored run ids, so a re-sent start carries the same secret.
 * Everything else (silent participants, rounds that overran) is the deadlines' business.
 """
 
@@ -44,7 +46,7 @@ def recovery_commands(job: Job) -> list[Command]:
             if p.active:
                 commands.append(StopParticipant(
                     command_id=command_id(f"reconcile.{job.id}.v{job.version}", "stop", p.id),
-                    job_id=job.id, participant=p.id, worker=p.worker,
+                    job_id=job.id, participant=p.id, worker=p.worker, run_id=p.run_id,
                     reason="cancelled (re-sent after a daemon restart)"))
         return commands
     dispatch_id = dispatch_event_id(job.id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from orchestrator.bus import Entry, StreamConsumer
+from orchestrator.core import Event
 from orchestrator.daemon.retry import Retrier
 from orchestrator.daemon.stats import Stats, utcnow
 from orchestrator.logs import get_logger
@@ -27,6 +28,9 @@ class Refusal:
     reason: str
     job_id: str | None = None
     payload: str = ""
+    #: The parsed event, when the entry held one that is refused as a forgery (it is then
+    #: recorded among the refused events too).
+    event: Event | None = None
 
 
 async def reject(refusals: Sequence[Refusal], *, store: JobStore, consumer: StreamConsumer,

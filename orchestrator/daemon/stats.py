@@ -23,6 +23,8 @@ class Stats:
     submissions_accepted: int = 0
     submissions_duplicate: int = 0
     rejections: int = 0
+    #: Events refused as not authentic (no or bad MAC, no run, a daemon-only type on the bus).
+    events_refused: int = 0
     dispatched: int = 0
     deadlines_fired: int = 0
     commands_sent: int = 0

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from orchestrator.errors import OrchestratorError
 
@@ -230,12 +230,13 @@ def rclone_binary() -> Path:
 # --- readiness probes ------------------------------------------------------------------------
 
 
-def _redis_ready(port: int, password: str | None) -> bool:
+def _redis_ready(port: int, password: str | None, username: str | None = None) -> bool:
     import redis  # noqa: PLC0415 - only needed once a server is starting
     from redis.backoff import NoBackoff  # noqa: PLC0415
     from redis.retry import Retry  # noqa: PLC0415
 
-    client = redis.Redis(host=HOST, port=port, password=password, socket_timeout=1.0,
+    client = redis.Redis(host=HOST, port=port, username=username, password=password,
+                         socket_timeout=1.0,
                          socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
     try:
         return bool(client.ping())
@@ -306,6 +307,43 @@ def wait_until_ready(
         time.sleep(_POLL_INTERVAL_S)
 
 
+# --- private files ---------------------------------------------------------------------------
+
+PRIVATE_UMASK = 0o077
+"""The umask of every server started here: its data and logs are the owner's only."""
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed and make it 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path, mode: str = "w") -> IO[Any]:
+    """Open ``path`` for writing (``"w"``, ``"wb"``, ``"a"``, ``"ab"``), created 0600 and made
+    0600 if it existed, before anything is written to it."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
+def tighten(root: Path) -> None:
+    """Make every directory under ``root`` (itself included) 0700 and every file 0600
+    (for data written before these modes were enforced)."""
+    if not root.exists():
+        return
+    os.chmod(root, 0o700)
+    for current, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(Path(current, name), 0o700)
+        for name in files:
+            file = Path(current, name)
+            if not file.is_symlink():
+                os.chmod(file, 0o600)
+
+
 # --- starting ----------------------------------------------------------------------------------
 
 
@@ -319,10 +357,10 @@ def _spawn(
     marker: str,
     env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     log_path = data_dir / f"{name}.log"
     log: IO[bytes]
-    with log_path.open("ab") as log:
+    with private_file(log_path, "ab") as log:
         popen = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -330,6 +368,7 @@ def _spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            umask=PRIVATE_UMASK,  # whatever the server creates: dirs 0700, files 0600
         )
     _CHILDREN[popen.pid] = popen
     return ServerProcess(
@@ -374,8 +413,16 @@ def start_redis(
     *,
     appendonly: bool = False,
     password: str | None = None,
+    aclfile: Path | None = None,
+    username: str | None = None,
 ) -> ServerProcess:
-    """Start Valkey/Redis; with ``appendonly`` data survives a restart (even after SIGKILL)."""
+    """Start Valkey/Redis; with ``appendonly`` data survives a restart (even after SIGKILL).
+
+    With ``aclfile`` the server takes its users from that file (see
+    :mod:`orchestrator.devstack.acl`) and the readiness probe authenticates as ``username`` /
+    ``password``; the returned ``url`` then carries no credentials. Without it, ``password``
+    (if any) is ``requirepass`` (on the command line: for tests only) and is part of ``url``.
+    """
     binary = redis_server_binary()
 
     def launch(chosen: int) -> ServerProcess:
@@ -394,13 +441,15 @@ def start_redis(
         else:
             argv += ["--appendonly", "no"]
         auth = ""
-        if password:
+        if aclfile is not None:
+            argv += ["--aclfile", str(aclfile)]
+        elif password:
             argv += ["--requirepass", password]
             auth = f":{password}@"
         url = f"redis://{auth}{HOST}:{chosen}/0"
         return _spawn("redis", argv, data_dir, port=chosen, url=url, marker=binary.name)
 
-    return _start(port, launch, lambda p: _redis_ready(p, password))
+    return _start(port, launch, lambda p: _redis_ready(p, password, username))
 
 
 def start_s3(
@@ -419,8 +468,7 @@ def start_s3(
     # CSV field (rclone reads list-valued flags from the environment as CSV).
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
     env["RCLONE_AUTH_KEY"] = f'"{access_key},{secret_key}"'
-    buckets = data_dir / "buckets"
-    buckets.mkdir(parents=True, exist_ok=True)
+    buckets = private_dir(data_dir / "buckets")
 
     def launch(chosen: int) -> S3ServerProcess:
         argv = [

@@ -2,13 +2,15 @@
 
 from orchestrator.store.memory import MemoryJobStore
 from orchestrator.store.mongo import MongoJobStore, connect_mongo
-from orchestrator.store.port import JobStore, JobWrite, Rejection
+from orchestrator.store.port import REFUSED_EVENTS_CAP, JobStore, JobWrite, RefusedEvent, Rejection
 
 __all__ = [
+    "REFUSED_EVENTS_CAP",
     "JobStore",
     "JobWrite",
     "MemoryJobStore",
     "MongoJobStore",
+    "RefusedEvent",
     "Rejection",
     "connect_mongo",
 ]

@@ -9,17 +9,26 @@ job ever stored.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from orchestrator.core import ACTIVE, CheckpointRecord, Job, JobStatus, MetricRecord
-from orchestrator.store.port import JobStore, JobWrite, Rejection, checkpoint_doc, metric_doc
+from orchestrator.store.port import (
+    REFUSED_EVENTS_CAP,
+    JobStore,
+    JobWrite,
+    RefusedEvent,
+    Rejection,
+    checkpoint_doc,
+    metric_doc,
+)
 
 
 class MemoryJobStore(JobStore):
-    def __init__(self) -> None:
+    def __init__(self, *, refused_cap: int = REFUSED_EVENTS_CAP) -> None:
         self.jobs: dict[str, Job] = {}
         self.by_key: dict[str, str] = {}
         #: status -> job ids in insertion order (the order jobs were created in)
@@ -29,6 +38,7 @@ class MemoryJobStore(JobStore):
         self.metric_rows: dict[str, dict[str, Any]] = {}
         self.checkpoint_rows: dict[str, dict[str, Any]] = {}
         self.rejection_rows: list[Rejection] = []
+        self.refused_rows: deque[RefusedEvent] = deque(maxlen=refused_cap)
         self.round_trips = 0
 
     async def ensure_indexes(self) -> None:
@@ -135,4 +145,13 @@ class MemoryJobStore(JobStore):
 
     async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
         rows = reversed(self.rejection_rows)
+        return [r for r in rows if job_id is None or r.job_id == job_id][:limit]
+
+    async def record_refused_events(self, rows: Sequence[RefusedEvent]) -> None:
+        self.round_trips += 1
+        self.refused_rows.extend(rows)
+
+    async def refused_events(self, limit: int = 100, job_id: str | None = None
+                             ) -> list[RefusedEvent]:
+        rows = reversed(self.refused_rows)
         return [r for r in rows if job_id is None or r.job_id == job_id][:limit]

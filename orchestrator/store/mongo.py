@@ -1,7 +1,9 @@
 """MongoDB job store over PyMongo's async API (any Motor-compatible database object works).
 
 Collections: ``jobs`` (one document per job, CAS on ``version``), ``metrics`` (one row per
-job/participant/round), ``checkpoints`` (the manifest / model trail), ``rejections``.
+job/participant/round), ``checkpoints`` (the manifest / model trail), ``rejections``,
+``refused_events`` (kept to the newest ``refused_cap`` rows: trimmed after each insert, which
+works on every MongoDB and the stand-in, unlike a capped collection).
 Driver exceptions are translated into ``orchestrator.errors`` and never leak.
 """
 
@@ -25,7 +27,15 @@ from orchestrator.core import (
     document_value,
 )
 from orchestrator.errors import StoreError, StoreUnavailableError
-from orchestrator.store.port import JobStore, JobWrite, Rejection, checkpoint_doc, metric_doc
+from orchestrator.store.port import (
+    REFUSED_EVENTS_CAP,
+    JobStore,
+    JobWrite,
+    RefusedEvent,
+    Rejection,
+    checkpoint_doc,
+    metric_doc,
+)
 
 DUPLICATE_KEY = 11000
 WRITE_TOKEN = "_w"  # unique per write: tells our CAS apart from a rival's at the same version
@@ -69,8 +79,11 @@ def _from_doc(doc: dict[str, Any]) -> Job:
 class MongoJobStore(JobStore):
     """Job store on a Motor-compatible database (pymongo AsyncDatabase, motor, mongomock)."""
 
-    def __init__(self, db: Any, *, client: Any = None) -> None:
+    def __init__(self, db: Any, *, client: Any = None,
+                 refused_cap: int = REFUSED_EVENTS_CAP) -> None:
         self.db = db
+        self.refused_cap = refused_cap
+        self.refused_rows = db["refused_events"]
         self._client = client
         self.jobs = db["jobs"]
         self.metric_rows = db["metrics"]
@@ -98,6 +111,10 @@ class MongoJobStore(JobStore):
             )
             await self.rejection_rows.create_index([("at", DESCENDING)], name="at")
             await self.rejection_rows.create_index(
+                [("job_id", ASCENDING), ("at", DESCENDING)], name="job_at"
+            )
+            await self.refused_rows.create_index([("at", DESCENDING)], name="at")
+            await self.refused_rows.create_index(
                 [("job_id", ASCENDING), ("at", DESCENDING)], name="job_at"
             )
 
@@ -243,6 +260,29 @@ class MongoJobStore(JobStore):
         async with _translated("rejections"):
             cursor = self.rejection_rows.find(query, {"_id": 0}).sort([("at", DESCENDING)])
             return [Rejection.model_validate(d) async for d in cursor.limit(limit)]
+
+    async def record_refused_events(self, rows: Sequence[RefusedEvent]) -> None:
+        if not rows:
+            return
+        self.round_trips += 2
+        async with _translated("record refused events"):
+            await self.refused_rows.insert_many([r.model_dump() for r in rows])
+            total = await self.refused_rows.estimated_document_count()
+            excess = total - self.refused_cap
+            if excess > 0:  # keep the newest: drop the oldest rows over the cap
+                self.round_trips += 2
+                cursor = self.refused_rows.find({}, {"_id": 1}).sort(
+                    [("at", ASCENDING), ("_id", ASCENDING)]).limit(excess)
+                old = [d["_id"] async for d in cursor]
+                await self.refused_rows.delete_many({"_id": {"$in": old}})
+
+    async def refused_events(self, limit: int = 100, job_id: str | None = None
+                             ) -> list[RefusedEvent]:
+        query = {} if job_id is None else {"job_id": job_id}
+        async with _translated("refused events"):
+            cursor = self.refused_rows.find(query, {"_id": 0}).sort(
+                [("at", DESCENDING), ("_id", DESCENDING)])
+            return [RefusedEvent.model_validate(d) async for d in cursor.limit(limit)]
 
 
 def _checkpoint_upsert(doc: dict[str, Any]) -> UpdateOne:

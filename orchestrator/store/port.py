@@ -13,7 +13,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,30 @@ class Rejection(BaseModel):
     reason: str
     job_id: str | None = None
     payload_excerpt: str = Field(default="", max_length=2048)
+
+
+Short = Annotated[str, Field(max_length=256)]
+
+#: How many refused events a store keeps (the oldest go first).
+REFUSED_EVENTS_CAP = 10_000
+
+
+class RefusedEvent(BaseModel):
+    """An event the daemon refused as not authentic (no or a bad MAC, no run to check it
+    against, or a daemon-only type on the bus), with what it claimed to be. Bounded: every
+    field is short and a store keeps the newest ``REFUSED_EVENTS_CAP`` rows."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: UtcDatetime
+    source: Short  # the stream it came from
+    entry_id: Short | None = None
+    reason: Short
+    event_type: Short | None = None
+    event_id: Short | None = None
+    job_id: Short | None = None
+    participant: Short | None = None
+    worker: Short | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +138,15 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
         """Recorded rejections, newest first; only those naming ``job_id`` when given."""
+
+    @abc.abstractmethod
+    async def record_refused_events(self, rows: Sequence[RefusedEvent]) -> None:
+        """Record refused events; only the newest ``REFUSED_EVENTS_CAP`` are kept."""
+
+    @abc.abstractmethod
+    async def refused_events(self, limit: int = 100, job_id: str | None = None
+                             ) -> list[RefusedEvent]:
+        """Recorded refused events, newest first; only those claiming ``job_id`` when given."""
 
     # --- conveniences over the verbs ---------------------------------------------------------
     async def create(self, job: Job) -> tuple[Job, bool]:

@@ -49,15 +49,24 @@ def system(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
             assert not pid_alive(child.pid)
 
 
+SERVER_KEYS = {"seed", "features", "classes", "test_samples", "round_timeout_s"}
+CLIENT_KEYS = {"seed", "features", "classes", "samples", "epochs", "lr", "round_timeout_s"}
+
+
+def only(config: dict[str, Any], keys: set[str], workload: str) -> dict[str, Any]:
+    """fedavg's server and clients take different options; the others the same ones."""
+    return {k: v for k, v in config.items() if k in keys} if workload == "fedavg" else config
+
+
 def write_spec(tmp_path: Path, job_id: str, workload: str, *, rounds: int,
                config: dict[str, Any]) -> Path:
     spec = {
         "job_id": job_id,
         "workload": workload,
         "rounds": rounds,
-        "server": {"worker": SERVER},
-        "server_config": config,
-        "clients": [{"worker": name, "config": config} for name in CLIENTS],
+        "server": {"worker": SERVER, "config": only(config, SERVER_KEYS, workload)},
+        "clients": [{"worker": name, "config": only(config, CLIENT_KEYS, workload)}
+                    for name in CLIENTS],
         "timeouts": {"start_s": 30, "heartbeat_s": 10, "round_s": 30, "job_s": 120},
     }
     path = tmp_path / f"{job_id}.json"

@@ -115,7 +115,7 @@ def test_non_finite_config_values_are_named_by_their_path() -> None:
     with pytest.raises(ValidationError) as info:
         JobSpec.from_json(raw)
     assert validation_problems(info.value) == [
-        "server_config: not a finite number at lr",
+        "server.config: not a finite number at lr",  # (server_config is moved there)
         "clients[0].config: not a finite number at a[1].b",
     ]
 

@@ -4,7 +4,11 @@ A ``SimWorker`` is what a real worker looks like on the bus: it registers with a
 command stream through a consumer group, and publishes participant events (started, rounds,
 metrics, heartbeats, finished / failed / stopped) with growing ``seq``. ``mode`` picks its
 behaviour: ``ok``, ``fail`` (fails after starting), ``silent`` (starts, then never speaks
-again: a lost worker), ``hang`` (heartbeats until stopped).
+again: a lost worker), ``hang`` (heartbeats until stopped). Like a real worker it signs every
+event with the run secret of its start (or stop) command.
+
+``fast_options`` gives every daemon the same ``TEST_DAEMON_KEY`` (replicas share the key);
+``run_secret_for`` derives a run's secret for tests that write events themselves.
 """
 
 from __future__ import annotations
@@ -37,11 +41,24 @@ from orchestrator.core import (
     StartParticipant,
     StopParticipant,
 )
+from orchestrator.core.auth import run_secret, sign_event
 from orchestrator.daemon import Daemon, DaemonOptions
 from orchestrator.store import JobStore
 
 Mode = Literal["ok", "fail", "silent", "hang"]
 WORKLOADS = frozenset({"noop", "sleep", "fail", "fedavg"})
+TEST_DAEMON_KEY = b"the daemon key of the daemon tests"
+
+
+def run_secret_for(job_id: str, participant: str, run_id: str,
+                   key: bytes = TEST_DAEMON_KEY) -> str:
+    """The secret the test daemons give this run."""
+    return run_secret(key, job_id, participant, run_id)
+
+
+def signed(event: Any, secret: str | None) -> Any:
+    """``event`` with its MAC (unchanged without a secret)."""
+    return event if secret is None else sign_event(secret, event)
 
 
 def fast_options(namespace: str, **overrides: Any) -> DaemonOptions:
@@ -57,6 +74,7 @@ def fast_options(namespace: str, **overrides: Any) -> DaemonOptions:
         "admission_idle_s": 0.5,
         "catch_up_wait_s": 2.0,
         "allowed_workloads": WORKLOADS,
+        "daemon_key": TEST_DAEMON_KEY,
     }
     values.update(overrides)
     return DaemonOptions(**values)
@@ -91,6 +109,8 @@ class SimWorker:
     ttl_s: float = 2.0
     sent: list[Event] = field(default_factory=list)
     started_runs: set[str] = field(default_factory=set)
+    #: The start commands received, by run id (with their secrets).
+    starts: dict[str, StartParticipant] = field(default_factory=dict)
     stops: list[StopParticipant] = field(default_factory=list)
     _scopes: dict[tuple[str, str], anyio.CancelScope] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
@@ -115,6 +135,7 @@ class SimWorker:
                     if isinstance(command, StartParticipant):
                         if command.run_id not in self.started_runs:
                             self.started_runs.add(command.run_id)
+                            self.starts[command.run_id] = command
                             tg.start_soon(self._participant, command)
                     else:
                         self.stops.append(command)
@@ -132,8 +153,9 @@ class SimWorker:
 
     async def _emit(self, kind: type[Any], cmd: StartParticipant | StopParticipant,
                     **fields: Any) -> None:
-        event = kind(event_id=uuid.uuid4().hex, job_id=cmd.job_id, participant=cmd.participant,
-                     worker=self.name, seq=next(self._seq), **fields)
+        event = signed(kind(event_id=uuid.uuid4().hex, job_id=cmd.job_id,
+                            participant=cmd.participant, worker=self.name,
+                            seq=next(self._seq), **fields), cmd.run_secret)
         self.sent.append(event)
         await self.bus.publish_event(event)
 

@@ -92,7 +92,7 @@ EXACT: list[tuple[str, str, str]] = [
     ("invalid_spec", NAN.replace("NaN", "Infinity"),
      "invalid job spec: timeouts.round_s: not a finite number"),
     ("invalid_spec", spec_with(job_id="x17", server_config={"lr": float("nan")}),
-     "invalid job spec: server_config: not a finite number at lr"),
+     "invalid job spec: server.config: not a finite number at lr"),
     ("invalid_spec", spec_with(job_id="x15", server={"worker": "srv", "data_path": "../s"}),
      "invalid job spec: server.data_path: must not contain '..' components (got '../s')"),
     ("invalid_spec", spec_with(job_id="x16", server={"worker": "srv", "data_path": "a\x00b"}),

@@ -28,7 +28,9 @@ from tests.daemon.harness import (
     fast_options,
     job_spec,
     rows,
+    run_secret_for,
     running,
+    signed,
     wait_finished,
     wait_for_job,
     workers_for,
@@ -51,8 +53,9 @@ async def start_commands(redis: Redis, keys: Keys, workers: list[str]) -> dict[s
 
 
 def ev(kind: type[Any], cmd: StartParticipant, seq: int, **fields: Any) -> Event:
-    event: Event = kind(event_id=uuid.uuid4().hex, job_id=cmd.job_id,
-                        participant=cmd.participant, worker=cmd.worker, seq=seq, **fields)
+    event: Event = signed(kind(event_id=uuid.uuid4().hex, job_id=cmd.job_id,
+                               participant=cmd.participant, worker=cmd.worker, seq=seq,
+                               **fields), cmd.run_secret)
     return event
 
 
@@ -112,8 +115,9 @@ async def test_cancel_applied_first_wins_over_a_late_success(redis: Redis, keys:
         job = await wait_finished(store, "cxl")
         server_cmd = next(iter(workers[0].started_runs))
         assert server_cmd
-        late = ParticipantFinished(event_id="late-success", job_id="cxl", participant="server",
-                                   worker="srv", seq=10_000)
+        late = signed(ParticipantFinished(event_id="late-success", job_id="cxl",
+                                          participant="server", worker="srv", seq=10_000),
+                      run_secret_for("cxl", "server", server_cmd))
         await bus.publish_event(late)
         await anyio.sleep(0.3)
         after = await store.get("cxl")

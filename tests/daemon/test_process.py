@@ -20,10 +20,11 @@ import pytest
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Redis
-from orchestrator.core import JobStatus
+from orchestrator.core import Heartbeat, JobStatus
 from orchestrator.devstack.servers import ServerProcess
 from orchestrator.store import connect_mongo
 from tests.daemon.harness import (
+    TEST_DAEMON_KEY,
     assert_history_sane,
     daemon_pending,
     dead_letters,
@@ -87,6 +88,7 @@ def daemon_proc(tmp_path: Path, redis_server: ServerProcess, mongo_server: Serve
         "ORCHESTRATOR_REAPER_INTERVAL_S": "0.2",
         "ORCHESTRATOR_RECLAIM_IDLE_MS": "1000",
         "ORCHESTRATOR_LOG_FORMAT": "json",
+        "ORCHESTRATOR_DAEMON_KEY": TEST_DAEMON_KEY.decode(),
     })
     proc = DaemonProcess(env, tmp_path, consumer=unique("proc"))
     yield proc
@@ -154,9 +156,26 @@ def test_invalid_settings_exit_2_with_the_reason() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_without_a_daemon_key_the_daemon_exits_2_saying_what_to_set(tmp_path: Path) -> None:
+    result = run_cli("daemon", env=subprocess_env({}))
+    assert result.returncode == 2
+    assert "no daemon key: set ORCHESTRATOR_DAEMON_KEY" in result.stderr
+    short = subprocess_env({}, ORCHESTRATOR_DAEMON_KEY="too-short")
+    result = run_cli("daemon", env=short)
+    assert result.returncode == 2
+    assert "at least 16" in result.stderr
+    assert "too-short" not in result.stderr, "the key is never printed"
+    missing = subprocess_env({}, ORCHESTRATOR_DAEMON_KEY_FILE=str(tmp_path / "nope"))
+    result = run_cli("daemon", env=missing)
+    assert result.returncode == 2
+    assert "cannot read ORCHESTRATOR_DAEMON_KEY_FILE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_unreachable_servers_exit_1_after_the_startup_timeout() -> None:
     env = subprocess_env({}, ORCHESTRATOR_REDIS_URL="redis://127.0.0.1:9/0",
-                         ORCHESTRATOR_MONGO_URL="mongodb://127.0.0.1:9/")
+                         ORCHESTRATOR_MONGO_URL="mongodb://127.0.0.1:9/",
+                         ORCHESTRATOR_DAEMON_KEY=TEST_DAEMON_KEY.decode())
     t0 = time.monotonic()
     result = run_cli("daemon", "--startup-timeout", "1", env=env, timeout_s=30)
     assert result.returncode == 1
@@ -175,7 +194,8 @@ async def test_a_daemon_on_the_memory_store_runs_jobs_and_reports_its_round_trip
     env = subprocess_env({"ORCHESTRATOR_REDIS_URL": redis_server.url,
                           "ORCHESTRATOR_MONGO_URL": "memory://",
                           "ORCHESTRATOR_NAMESPACE": namespace, "ORCHESTRATOR_BLOCK_MS": "100",
-                          "ORCHESTRATOR_EVENT_SHARDS": "2", "ORCHESTRATOR_LOG_FORMAT": "json"})
+                          "ORCHESTRATOR_EVENT_SHARDS": "2", "ORCHESTRATOR_LOG_FORMAT": "json",
+                          "ORCHESTRATOR_DAEMON_KEY": TEST_DAEMON_KEY.decode()})
     proc = DaemonProcess(env, tmp_path, consumer="memory")
     keys = Keys(namespace, event_shards=2)
     workers = workers_for(redis, keys, clients=0)
@@ -204,3 +224,49 @@ async def test_a_daemon_on_the_memory_store_runs_jobs_and_reports_its_round_trip
                if '"daemon stopped"' in line]
     assert stopped and stopped[-1]["submissions_accepted"] == 5
     assert stopped[-1]["store_round_trips"] > 0
+
+
+async def test_no_secret_reaches_the_store_or_the_daemons_log(
+        daemon_proc: DaemonProcess, redis: Redis, mongo_server: ServerProcess,
+        namespace: str) -> None:
+    """The run secrets, mailbox keys and the daemon key are in the start commands only: not in
+    any document of any collection, nor in the daemon's (debug) log, forged events and all."""
+    store = connect_mongo(mongo_server.url, f"db-{namespace}")
+    keys = Keys(namespace, event_shards=2)
+    bus = Bus(redis, keys)
+    workers = workers_for(redis, keys, clients=2)
+    daemon_proc.env["ORCHESTRATOR_LOG_LEVEL"] = "debug"
+    try:
+        async with running(*(w.run for w in workers)):
+            daemon_proc.start()
+            await daemon_proc.wait_ready()
+            await bus.submit(job_spec("secretive", clients=2).model_dump_json())
+            job = await wait_finished(store, "secretive")
+            await redis.xadd(keys.events_for("secretive"), {"event": Heartbeat(
+                event_id="forged", job_id="secretive", participant="server",
+                worker="srv", mac="0" * 64).model_dump_json()})
+            with anyio.fail_after(10):
+                while not await store.refused_events(job_id="secretive"):
+                    await anyio.sleep(0.05)
+            assert daemon_proc.proc is not None
+            daemon_proc.proc.send_signal(signal.SIGTERM)
+            assert daemon_proc.proc.wait(20) == 0
+        starts = [s for w in workers for s in w.starts.values()]
+        secrets = {TEST_DAEMON_KEY.decode()}
+        for start in starts:
+            assert start.run_secret and start.mailbox_key
+            secrets |= {start.run_secret, start.mailbox_key}
+        assert len(secrets) == 1 + 3 + 1  # the key, three run secrets, one mailbox key
+        dumped = []
+        for name in await store.db.list_collection_names():
+            dumped += [repr(doc) async for doc in store.db[name].find({})]
+        everything = "\n".join(dumped)
+        assert "secretive" in everything and len(dumped) > 3
+        log = daemon_proc.log_path.read_text()
+        assert "event refused" in log
+        for secret in secrets:
+            assert secret not in everything, "a secret was stored"
+            assert secret not in log, "a secret was logged"
+        assert job.status is JobStatus.FINISHED_SUCCESSFULLY
+    finally:
+        await store.close()

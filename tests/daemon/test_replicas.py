@@ -22,7 +22,9 @@ from tests.daemon.harness import (
     dead_letters,
     fast_options,
     job_spec,
+    run_secret_for,
     running,
+    signed,
     wait_finished,
     workers_for,
 )
@@ -131,8 +133,9 @@ async def test_full_batches_survive_a_stop_and_are_applied_once(redis: Redis,
     await apply_events(store, [JobDispatched(event_id=f"d-{j.id}", job_id=j.id,
                                              assignments={p: "run" for p in j.participants})
                                for j in jobs], now)
-    beats = [Heartbeat(event_id=f"{j.id}-{pid}-{seq}", job_id=j.id, participant=pid,
-                       worker=j.participants[pid].worker, seq=seq)
+    beats = [signed(Heartbeat(event_id=f"{j.id}-{pid}-{seq}", job_id=j.id, participant=pid,
+                              worker=j.participants[pid].worker, seq=seq),
+                    run_secret_for(j.id, pid, "run"))
              for seq in range(1, 101) for j in jobs for pid in j.participants]
     await Bus(redis, keys).publish_events(beats)
     # Every batch full, so the daemon has not caught up when it is stopped: the reaper is

@@ -159,14 +159,16 @@ def test_dev_up_gives_working_env_and_down_stops_every_pid(dev_dir: Path) -> Non
     env_file = dev_dir / "env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     env = stack.read_env_file(env_file)
-    assert tuple(env) == stack.STACK_ENV_KEYS
+    # The daemon key is only in the daemon's own file.
+    assert tuple(env) == tuple(k for k in stack.STACK_ENV_KEYS if k != stack.DAEMON_KEY)
+    assert stack.DAEMON_KEY in stack.read_env_file(dev_dir / "env.daemon")
     assert env[stack.AWS_SECRET_ACCESS_KEY] not in up.stdout + up.stderr
     assert f"source {env_file.resolve()}" in up.stdout
 
-    # Unmodified clients, configured only from DIR/env.
+    # Unmodified clients, configured only from DIR/env (Redis: the submitter's user).
     with redis.Redis.from_url(env[stack.REDIS_URL]) as r:
-        r.xadd("s", {"a": "1"})
-        assert r.xlen("s") == 1
+        r.xadd("orchestrator:submissions", {"a": "1"})
+        assert r.xlen("orchestrator:submissions") == 1
     mongo: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(env[stack.MONGO_URL])
     with mongo:
         mongo.orchestrator.jobs.insert_one({"_id": "j1"})
@@ -193,7 +195,9 @@ def test_dev_up_gives_working_env_and_down_stops_every_pid(dev_dir: Path) -> Non
     shown = json.loads(again.stdout)
     assert stack.AWS_SECRET_ACCESS_KEY not in shown
     assert env[stack.AWS_SECRET_ACCESS_KEY] not in again.stdout
-    assert shown[stack.REDIS_URL] == env[stack.REDIS_URL]
+    password = redis.connection.parse_url(env[stack.REDIS_URL])["password"]
+    assert password not in again.stdout + again.stderr + up.stdout + up.stderr
+    assert shown[stack.REDIS_URL] == env[stack.REDIS_URL].replace(password, "***")
     assert _recorded_pids(dev_dir) == pids  # nothing new was started
 
     down = run_cli("dev", "down", "--dir", dev_dir)
@@ -209,16 +213,16 @@ def test_dev_up_gives_working_env_and_down_stops_every_pid(dev_dir: Path) -> Non
 def test_up_replaces_a_half_dead_stack_and_keeps_redis_data(dev_dir: Path) -> None:
     first = stack.up(dev_dir)
     assert first.started
-    with redis.Redis.from_url(first.stack.env[stack.REDIS_URL]) as r:
-        r.set("kept", "yes")
+    with redis.Redis.from_url(first.stack.role_env("daemon")[stack.REDIS_URL]) as r:
+        r.set("orchestrator:kept", "yes")
     time.sleep(1.2)  # appendfsync everysec
     first.stack.servers["redis"].kill()
 
     second = stack.up(dev_dir)
     assert second.started
     assert not any(s.alive() for s in first.stack.servers.values())
-    with redis.Redis.from_url(second.stack.env[stack.REDIS_URL]) as r:
-        assert r.get("kept") == b"yes"
+    with redis.Redis.from_url(second.stack.role_env("daemon")[stack.REDIS_URL]) as r:
+        assert r.get("orchestrator:kept") == b"yes"
     assert stack.down(dev_dir) == ["redis", "s3", "mongo"]
 
 

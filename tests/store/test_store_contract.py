@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
+from typing import cast
 
 import anyio
 import pytest
@@ -28,6 +29,7 @@ from orchestrator.store import (
     JobWrite,
     MemoryJobStore,
     MongoJobStore,
+    RefusedEvent,
     Rejection,
     connect_mongo,
 )
@@ -332,3 +334,28 @@ def test_statuses_listed_in_order() -> None:
         "FINISHED_WITH_ERROR",
         "FINISHED_CANCELLED",
     ]
+
+
+def refused_row(i: int, job_id: str = "a") -> RefusedEvent:
+    return RefusedEvent(at=T0 + timedelta(seconds=i), source="ns:events:{0}", entry_id=f"{i}-0",
+                        reason="refused: bad MAC", event_type="participant.finished",
+                        event_id=f"e{i}", job_id=job_id, participant="server", worker="srv")
+
+
+async def test_refused_events_are_recorded_newest_first_by_job(store: JobStore) -> None:
+    await store.record_refused_events([])
+    await store.record_refused_events([refused_row(0), refused_row(1, "b")])
+    await store.record_refused_events([refused_row(2)])
+    assert [r.entry_id for r in await store.refused_events()] == ["2-0", "1-0", "0-0"]
+    assert [r.entry_id for r in await store.refused_events(job_id="a")] == ["2-0", "0-0"]
+    assert [r.entry_id for r in await store.refused_events(limit=1)] == ["2-0"]
+    assert await store.refused_events(job_id="ghost") == []
+    assert (await store.refused_events())[0] == refused_row(2)
+
+
+async def test_refused_events_are_bounded_keeping_the_newest(store: JobStore) -> None:
+    small: JobStore = (MemoryJobStore(refused_cap=3) if isinstance(store, MemoryJobStore)
+                       else MongoJobStore(cast("MongoJobStore", store).db, refused_cap=3))
+    await small.record_refused_events([refused_row(i) for i in range(4)])
+    await small.record_refused_events([refused_row(4)])
+    assert [r.entry_id for r in await small.refused_events()] == ["4-0", "3-0", "2-0"]

@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import anyio
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.core.status import Role
 from orchestrator.errors import WorkloadError
-from workers.sdk import WorkloadContext, WorkloadResult, config_float
+from workers.sdk import WorkloadContext, WorkloadResult
 
 DEFAULT_STEP_S = 0.05
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class SleepConfig(BaseModel):
+    model_config = _STRICT
+
+    seconds: float = Field(1.0, ge=0, description="total time to sleep, spread over the rounds")
+    step_s: float = Field(DEFAULT_STEP_S, ge=0.001,
+                          description="longest single sleep between cancellation checks")
+
+
+class FailConfig(BaseModel):
+    model_config = _STRICT
+
+    message: str | None = Field(None, description="the error (default: '<participant> failed "
+                                "on purpose')")
+    at_round: int = Field(1, ge=1, strict=True, description="the round to fail in (beyond the "
+                          "job's rounds: the last)")
+    participant: str | list[str] | None = Field(None, description="only these participants "
+                                                "fail (default: all)")
+    seconds: float = Field(0.0, ge=0, description="sleep like ``sleep`` before failing")
+    step_s: float = Field(DEFAULT_STEP_S, ge=0.001,
+                          description="longest single sleep between cancellation checks")
 
 
 async def noop(ctx: WorkloadContext) -> WorkloadResult:
-    """Return at once. Saves no checkpoint."""
+    """Return at once. Saves no checkpoint; takes any config and ignores it (a stand-in)."""
     await ctx.checkpoint_cancel()
     return WorkloadResult()
 
@@ -28,8 +49,8 @@ async def sleep(ctx: WorkloadContext) -> WorkloadResult:
     participant reports ``{"round": r, "elapsed_s": ...}`` after it, which keeps heartbeats and
     progress moving in benchmarks.
     """
-    seconds = config_float(ctx.config, "seconds", 1.0, minimum=0.0)
-    elapsed_s = await _sleep_rounds(ctx, seconds, fail_at=None, message="")
+    cfg = SleepConfig.model_validate(ctx.config)
+    elapsed_s = await _sleep_rounds(ctx, cfg.seconds, cfg.step_s, fail_at=None, message="")
     return WorkloadResult(summary={"elapsed_s": elapsed_s})
 
 
@@ -40,33 +61,19 @@ async def fail(ctx: WorkloadContext) -> WorkloadResult:
     others behave like ``sleep`` with ``config.seconds`` (default 0, i.e. like ``noop``).
     ``at_round`` beyond the job's rounds fails in the last round: ``fail`` always fails.
     """
-    message = str(ctx.config.get("message", f"{ctx.participant} failed on purpose"))
-    seconds = config_float(ctx.config, "seconds", 0.0, minimum=0.0)
-    at_round = ctx.config.get("at_round", 1)
-    if isinstance(at_round, bool) or not isinstance(at_round, int) or at_round < 1:
-        msg = f"config 'at_round' must be an integer >= 1, not {at_round!r}"
-        raise WorkloadError(msg)
-    fail_at = min(at_round, ctx.rounds) if _selected(ctx.participant, ctx.config) else None
-    elapsed_s = await _sleep_rounds(ctx, seconds, fail_at=fail_at, message=message)
+    cfg = FailConfig.model_validate(ctx.config)
+    message = cfg.message or f"{ctx.participant} failed on purpose"
+    chosen = cfg.participant
+    selected = (chosen is None or ctx.participant == chosen
+                or (isinstance(chosen, list) and ctx.participant in chosen))
+    fail_at = min(cfg.at_round, ctx.rounds) if selected else None
+    elapsed_s = await _sleep_rounds(ctx, cfg.seconds, cfg.step_s, fail_at=fail_at,
+                                    message=message)
     return WorkloadResult(summary={"elapsed_s": elapsed_s})
 
 
-def _selected(participant: str, config: Mapping[str, Any]) -> bool:
-    chosen = config.get("participant")
-    if chosen is None:
-        return True
-    if isinstance(chosen, str):
-        return participant == chosen
-    if isinstance(chosen, list):
-        return participant in chosen
-    msg = f"config 'participant' must be a participant id or a list of them, not {chosen!r}"
-    raise WorkloadError(msg)
-
-
-async def _sleep_rounds(
-    ctx: WorkloadContext, seconds: float, *, fail_at: int | None, message: str
-) -> float:
-    step_s = config_float(ctx.config, "step_s", DEFAULT_STEP_S, minimum=0.001)
+async def _sleep_rounds(ctx: WorkloadContext, seconds: float, step_s: float, *,
+                        fail_at: int | None, message: str) -> float:
     rounds = max(ctx.rounds, 1)
     per_round_s = seconds / rounds
     started = anyio.current_time()

@@ -9,22 +9,19 @@ from typing import Any
 import numpy as np
 
 from orchestrator.errors import WorkloadError
-from workers.sdk import SERVER_ID, WorkloadContext, WorkloadResult, config_float, config_int
-from workers.workloads.fedavg.data import DEFAULT_SAMPLES, Dataset, local_data
+from workers.sdk import SERVER_ID, WorkloadContext, WorkloadResult
+from workers.workloads.fedavg.config import FedAvgClientConfig
+from workers.workloads.fedavg.data import Dataset, local_data
 from workers.workloads.fedavg.model import evaluate, model_from_npz, model_to_npz, train_local
-from workers.workloads.fedavg.server import DEFAULT_ROUND_TIMEOUT_S
 
 
 async def train(ctx: WorkloadContext) -> WorkloadResult:
-    epochs = config_int(ctx.config, "epochs", 2, minimum=1)
-    lr = config_float(ctx.config, "lr", 0.5, minimum=0)
-    batch_size = config_int(ctx.config, "batch_size", 32, minimum=1)
-    seed = config_int(ctx.config, "seed", 0)
-    round_timeout_s = config_float(ctx.config, "round_timeout_s", DEFAULT_ROUND_TIMEOUT_S)
-    idle_timeout_s = config_float(ctx.config, "idle_timeout_s", 2 * round_timeout_s, minimum=0)
-    data = await local_data(
-        ctx, samples=config_int(ctx.config, "samples", DEFAULT_SAMPLES, minimum=1)
-    )
+    cfg = FedAvgClientConfig.model_validate(ctx.config)
+    epochs, lr, batch_size, seed = cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed
+    idle_timeout_s = (cfg.idle_timeout_s if cfg.idle_timeout_s is not None
+                      else 2 * cfg.round_timeout_s)
+    data = await local_data(ctx, samples=cfg.samples, seed=cfg.seed, features=cfg.features,
+                            classes=cfg.classes)
     last_round = 0
     while True:
         await ctx.checkpoint_cancel()

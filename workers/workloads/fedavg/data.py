@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from orchestrator.errors import WorkloadError
-from workers.sdk import WorkloadContext, config_int
+from workers.sdk import WorkloadContext
 from workers.workloads.fedavg.model import FloatArray, IntArray
 from workers.workloads.fedavg.npz import load_npz
 
@@ -135,19 +135,20 @@ def _validated_dataset(x: NDArray[Any], y: NDArray[Any], *, source: str) -> Data
     return Dataset(x.astype(np.float64), y.astype(np.int64))
 
 
-async def local_data(ctx: WorkloadContext, *, samples: int) -> Dataset:
+async def local_data(ctx: WorkloadContext, *, samples: int, seed: int, features: int,
+                     classes: int) -> Dataset:
     """The participant's ``data_path`` if it has one, else its synthetic shard (or, for the
-    server, the held-out set) from ``config.seed``/``features``/``classes``."""
+    server, the held-out set) of the problem ``seed``/``features``/``classes``."""
     if ctx.data_path:
         return await anyio.to_thread.run_sync(load_dataset, ctx.data_path)
     try:
         return make_synthetic(
-            config_int(ctx.config, "seed", 0),
+            seed,
             client_index=ctx.client_index,
             client_count=ctx.client_count,
             samples=samples,
-            features=config_int(ctx.config, "features", DEFAULT_FEATURES),
-            classes=config_int(ctx.config, "classes", DEFAULT_CLASSES),
+            features=features,
+            classes=classes,
         )
     except ValueError as exc:
         raise WorkloadError(str(exc)) from exc

@@ -13,10 +13,9 @@ from workers.sdk import (
     PeerMessage,
     WorkloadContext,
     WorkloadResult,
-    config_float,
-    config_int,
 )
-from workers.workloads.fedavg.data import DEFAULT_TEST_SAMPLES, Dataset, local_data
+from workers.workloads.fedavg.config import FedAvgServerConfig
+from workers.workloads.fedavg.data import DEFAULT_CLASSES, Dataset, local_data
 from workers.workloads.fedavg.model import (
     SoftmaxModel,
     aggregate,
@@ -26,19 +25,15 @@ from workers.workloads.fedavg.model import (
     model_to_npz,
 )
 
-DEFAULT_ROUND_TIMEOUT_S = 300.0
-
 
 async def serve(ctx: WorkloadContext) -> WorkloadResult:
-    round_timeout_s = config_float(
-        ctx.config, "round_timeout_s", DEFAULT_ROUND_TIMEOUT_S, minimum=0
-    )
-    test = await local_data(
-        ctx, samples=config_int(ctx.config, "test_samples", DEFAULT_TEST_SAMPLES, minimum=1)
-    )
-    classes = config_int(ctx.config, "classes", int(test.y.max()) + 1, minimum=2)
+    cfg = FedAvgServerConfig.model_validate(ctx.config)
+    round_timeout_s = cfg.round_timeout_s
+    test = await local_data(ctx, samples=cfg.test_samples, seed=cfg.seed,
+                            features=cfg.features, classes=cfg.classes or DEFAULT_CLASSES)
+    classes = cfg.classes or int(test.y.max()) + 1
     model = init_model(test.x.shape[1], classes)
-    if initial := ctx.config.get("initial_checkpoint"):
+    if initial := cfg.initial_checkpoint:
         model = model_from_npz(await ctx.load_checkpoint(str(initial)))
     if model.features != test.x.shape[1] or int(test.y.max()) >= model.classes:
         msg = (
