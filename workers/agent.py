@@ -45,7 +45,7 @@ from structlog.typing import FilteringBoundLogger
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.retry import Backoff
 from orchestrator.bus.streams import Bus, Entry, StreamConsumer
-from orchestrator.core.commands import StartParticipant, StopParticipant
+from orchestrator.core.commands import MembershipChanged, StartParticipant, StopParticipant
 from orchestrator.core.events import ParticipantFailed, ParticipantStopped
 from orchestrator.core.status import ErrorCode
 from orchestrator.errors import BusError, UnknownWorkloadError
@@ -217,9 +217,20 @@ class WorkerAgent:
             return command
         if isinstance(command, StartParticipant):
             self._start(command)
+        elif isinstance(command, MembershipChanged):
+            self._membership(command)
         else:
             self._stop(command)
         return None
+
+    def _membership(self, command: MembershipChanged) -> None:
+        """Clients of a job this worker serves are gone: its server run learns it."""
+        for run in self.runs.values():
+            if (run.command.job_id == command.job_id
+                    and run.command.participant == command.participant):
+                self.log.info("clients gone", job_id=command.job_id, gone=command.gone,
+                              reason=command.reason)
+                run.note_gone(command.gone, command.reason)
 
     async def _retry_bus(self, what: str, op: Callable[[], Awaitable[None]]) -> None:
         """Run ``op`` until Redis takes it (commands are idempotent here), or until it failed

@@ -9,13 +9,13 @@ from typing import Generic, TypeVar
 from pydantic import ValidationError
 
 from orchestrator.bus.streams import Entry
-from orchestrator.core.commands import COMMAND_ADAPTER, StartParticipant, StopParticipant
+from orchestrator.core.commands import COMMAND_ADAPTER, Command
 from workers.config import short
 
 K = TypeVar("K", bound=Hashable)
 
 
-def decode_command(entry: Entry, worker: str) -> StartParticipant | StopParticipant | str:
+def decode_command(entry: Entry, worker: str) -> Command | str:
     """The command an entry of ``worker``'s command stream holds, or why it holds none."""
     raw = entry.fields.get("command")
     if raw is None:

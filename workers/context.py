@@ -240,6 +240,9 @@ class RedisWorkloadContext(ContextBase):
 
         await self._retry_redis("send a message", xadd)
 
+    def _deliver(self, message: PeerMessage) -> None:
+        self._buffer.append(message)  # (a waiting receive sees it at its next slice, <= 1 s)
+
     async def receive(self, *, timeout_s: float | None = None) -> PeerMessage:
         await self.checkpoint_cancel()
         deadline = None if timeout_s is None else anyio.current_time() + timeout_s

@@ -211,6 +211,10 @@ class LocalContext(ContextBase):
         self._hub.deliver(to, message)
         await anyio.lowlevel.checkpoint()
 
+    def _deliver(self, message: PeerMessage) -> None:
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._inbox_in.send_nowait(message)
+
     async def receive(self, *, timeout_s: float | None = None) -> PeerMessage:
         try:
             with anyio.fail_after(timeout_s):

@@ -102,6 +102,8 @@ class ParticipantRun:
         self.storage_outage = False
         """The failure is the object store's: the code is ``storage_unavailable``."""
         self.began_at = 0.0
+        self.gone: set[str] = set()  # clients of the job gone, as the daemon told
+        self.gone_reason = ""
 
     @property
     def current_round(self) -> int | None:
@@ -121,6 +123,14 @@ class ParticipantRun:
         self.context.request_stop()
         deadline = anyio.current_time() + grace_s
         self.workload_scope.deadline = min(self.workload_scope.deadline, deadline)
+
+    def note_gone(self, gone: list[str], reason: str) -> None:
+        """Clients of the job are gone: the workload sees them in ``ctx.gone_peers`` (and a
+        ``membership`` message in its inbox), now or as soon as it runs."""
+        self.gone.update(gone)
+        self.gone_reason = reason
+        if self.context is not None:
+            self.context.note_gone(gone, reason)
 
     def fail_checkpoint(self, message: str, error: BaseException | None = None) -> None:
         """An upload finally failed: the participant fails with ``checkpoint_failed`` (or
@@ -235,6 +245,8 @@ class ParticipantRun:
             storage_retry=self._storage_retry(),
         )
         ending: Ending | None = None
+        if self.gone:  # heard before the workload ran (e.g. clients skipped at dispatch)
+            context.note_gone(sorted(self.gone), self.gone_reason)
         with anyio.CancelScope() as scope:
             self.workload_scope, self.context = scope, context
             if self.stop_reason is not None:

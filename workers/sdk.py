@@ -29,6 +29,9 @@ from orchestrator.storage.checkpoints import checkpoint_key
 SERVER_ID = "server"
 """The participant id of a job's server."""
 
+ORCHESTRATOR = "orchestrator"
+"""The sender of the messages the orchestrator itself puts in a participant's inbox."""
+
 MAX_MESSAGE_BYTES = 64 * 1024
 """The largest peer message body, measured as compact JSON."""
 
@@ -96,6 +99,13 @@ class WorkloadContext(Protocol):
     @property
     def peers(self) -> Sequence[str]:
         """Every participant id of the job, this one included: ``server``, ``client-0`` …"""
+        ...
+
+    @property
+    def gone_peers(self) -> frozenset[str]:
+        """Clients of the job that are gone for good (lost, failed, stopped, or skipped at
+        dispatch), as the orchestrator told this participant. Each change also arrives as a
+        message from ``ORCHESTRATOR`` with body ``{"type": "membership", "gone": [...]}``."""
         ...
 
     @property
@@ -288,6 +298,7 @@ class ContextBase:
         self._identity = identity
         self._log = log
         self._stop_requested = False
+        self._gone: frozenset[str] = frozenset()
 
     @property
     def job_id(self) -> str:
@@ -324,6 +335,23 @@ class ContextBase:
     @property
     def peers(self) -> Sequence[str]:
         return self._identity.peers
+
+    @property
+    def gone_peers(self) -> frozenset[str]:
+        return self._gone
+
+    def note_gone(self, gone: Sequence[str], reason: str) -> None:
+        """Record clients gone and queue the ``membership`` message (see ``gone_peers``)."""
+        new = frozenset(gone) - self._gone
+        if not new:
+            return
+        self._gone |= new
+        self._deliver(PeerMessage(sender=ORCHESTRATOR, body={
+            "type": "membership", "gone": sorted(new), "reason": reason}))
+
+    def _deliver(self, message: PeerMessage) -> None:
+        """Put a message in this participant's inbox (each context has its own)."""
+        raise NotImplementedError
 
     @property
     def client_index(self) -> int | None:

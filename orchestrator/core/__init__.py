@@ -7,6 +7,7 @@ from orchestrator.core._types import is_name, validation_problems
 from orchestrator.core.commands import (
     COMMAND_ADAPTER,
     Command,
+    MembershipChanged,
     StartParticipant,
     StopParticipant,
     command_id,
@@ -79,6 +80,7 @@ __all__ = [
     "JobStatus",
     "JobUnschedulable",
     "JointRule",
+    "MembershipChanged",
     "MetricRecord",
     "Outcome",
     "Participant",

@@ -63,7 +63,24 @@ class StopParticipant(BaseModel):
     run_secret: str | None = Field(default=None, repr=False, max_length=128)
 
 
-Command = Annotated[StartParticipant | StopParticipant, Field(discriminator="type")]
+class MembershipChanged(BaseModel):
+    """Tell a running server that clients of its job are gone (lost, failed, stopped, or
+    skipped at dispatch), so its workload goes on without them at once."""
+
+    model_config = _COMMAND_CONFIG
+
+    type: Literal["participant.membership"] = "participant.membership"
+    command_id: Name
+    job_id: Name
+    participant: Name  # the server
+    worker: Name
+    run_id: Name | None = None
+    gone: list[Name]  # the clients gone with this change
+    reason: Annotated[str, Field(max_length=4096)] = ""
+
+
+Command = Annotated[StartParticipant | StopParticipant | MembershipChanged,
+                    Field(discriminator="type")]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
 

@@ -39,7 +39,13 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from orchestrator.core.commands import Command, StopParticipant, command_id, start_command
+from orchestrator.core.commands import (
+    Command,
+    MembershipChanged,
+    StopParticipant,
+    command_id,
+    start_command,
+)
 from orchestrator.core.deadlines import ACTIVE_STATES, due, next_deadline_at
 from orchestrator.core.events import (
     EVENT_TYPES,
@@ -73,6 +79,8 @@ from orchestrator.core.status import (
 HEALTHY_STATES = frozenset(
     {ParticipantState.ASSIGNED, ParticipantState.STARTED, ParticipantState.FINISHED})
 DOWN_STATES = frozenset({ParticipantState.FAILED, ParticipantState.STOPPED})
+#: A client in one of these is gone for the rest of the job (the server is told).
+GONE_STATES = frozenset({*DOWN_STATES, ParticipantState.SKIPPED})
 _ANNOUNCED = ("status", "phase", "round", "error", "latest_checkpoint", "final_checkpoint")
 _PARTICIPANT_FIELDS = tuple(f.name for f in fields(Participant))
 
@@ -108,6 +116,7 @@ class _Draft:
         self.checkpoints: list[CheckpointRecord] = []
         self.edits = 0  # grows with every change and record: tells whether an event applied
         self.joint_due = False  # a participant's state, the phase or the round changed
+        self.gone: list[str] = []  # clients gone with the event being applied
 
     def get(self, name: str) -> Any:
         return self.fields[name] if name in self.fields else getattr(self.original, name)
@@ -128,6 +137,22 @@ class _Draft:
         self.participants[p.id] = replace(p, **changes)
         self.edits += 1
         self.joint_due = self.joint_due or "state" in changes
+        if p.role is Role.CLIENT and changes.get("state") in GONE_STATES:
+            self.gone.append(p.id)
+
+    def tell_server(self) -> None:
+        """A running server hears of the clients gone with this event (``MembershipChanged``),
+        so that its workload goes on without them at once."""
+        gone, self.gone = self.gone, []
+        server = self.participants["server"]
+        if (not gone or self.get("status") is not JobStatus.IN_PROGRESS
+                or self.get("phase") is Phase.CANCELLING or server.state not in ACTIVE_STATES):
+            return
+        self.commands.append(MembershipChanged(
+            command_id=command_id(self.event_id, "membership", "server"),
+            job_id=self.original.id, participant="server", worker=server.worker,
+            run_id=server.run_id, gone=sorted(gone),
+            reason=", ".join(f"{pid} {self.participants[pid].state}" for pid in sorted(gone))))
 
     # --- the job as it stands now, for ``deadlines`` (a ``Timed``) -------------------------
     @property
@@ -587,6 +612,7 @@ def decide(job: Job, events: Sequence[Event], now: datetime) -> Decision:
         if d.joint_due and d.get("status") is JobStatus.IN_PROGRESS:
             _settle(d)
         d.joint_due = False
+        d.tell_server()
         applied = d.edits > before
         if not applied and not reason.startswith(("refused", "ignored")):
             reason = f"no change: {reason}"

@@ -32,6 +32,7 @@ from orchestrator.core import (
     Job,
     JobSpec,
     JobStatus,
+    MembershipChanged,
     ParticipantFailed,
     ParticipantFinished,
     ParticipantStarted,
@@ -112,6 +113,7 @@ class SimWorker:
     #: The start commands received, by run id (with their secrets).
     starts: dict[str, StartParticipant] = field(default_factory=dict)
     stops: list[StopParticipant] = field(default_factory=list)
+    memberships: list[MembershipChanged] = field(default_factory=list)
     _scopes: dict[tuple[str, str], anyio.CancelScope] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -137,6 +139,8 @@ class SimWorker:
                             self.started_runs.add(command.run_id)
                             self.starts[command.run_id] = command
                             tg.start_soon(self._participant, command)
+                    elif isinstance(command, MembershipChanged):
+                        self.memberships.append(command)  # (a simulated server ignores it)
                     else:
                         self.stops.append(command)
                         scope = self._scopes.pop((command.job_id, command.participant), None)

@@ -13,7 +13,10 @@ round it sends ``{"type": "done"}`` to every client.
 
 To avoid waiting a whole timeout every round for a client that died, the server only waits for
 the clients that answered the previous round; an absent client that answers in time is still
-counted and is waited for again from then on.
+counted and is waited for again from then on. A client the orchestrator reports gone
+(``ctx.gone_peers``: lost, failed, stopped, skipped at dispatch) is not waited for at all: the
+round goes on with the others at once, or fails at once when fewer than ``min_clients`` are
+left.
 
 Outages: fedavg has no storage code of its own. On a worker, ``put_blob``/``get_blob`` retry an
 unreachable object store for the worker's budget (``ORCHESTRATOR_STORAGE_RETRY_S``, 60 s), so

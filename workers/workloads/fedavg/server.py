@@ -10,6 +10,7 @@ import anyio
 
 from orchestrator.errors import WorkloadError
 from workers.sdk import (
+    ORCHESTRATOR,
     PeerMessage,
     WorkloadContext,
     WorkloadResult,
@@ -71,14 +72,17 @@ async def _run_rounds(
         await ctx.round_started(round_)
         key = await ctx.put_blob(f"global-r{round_}.npz", model_to_npz(model))
         for client in clients:
-            await ctx.send(client, {"type": "train", "round": round_, "model": key})
+            if client not in ctx.gone_peers:
+                await ctx.send(client, {"type": "train", "round": round_, "model": key})
         updates = await _collect_updates(ctx, round_, clients, expected, round_timeout_s)
         if len(updates) < ctx.min_clients:
             missing = [client for client in clients if client not in updates]
+            gone = sorted(ctx.gone_peers & set(missing))
             msg = (
                 f"round {round_}: only {len(updates)} of {len(clients)} clients sent an "
-                f"update within {round_timeout_s:g}s (min_clients={ctx.min_clients}); "
-                f"missing: {', '.join(missing)}"
+                f"update (min_clients={ctx.min_clients}); missing: {', '.join(missing)}"
+                + (f" (gone: {', '.join(gone)})" if gone else
+                   f" (none within {round_timeout_s:g}s)")
             )
             raise WorkloadError(msg)
         if updates:
@@ -101,10 +105,17 @@ async def _collect_updates(
     expected: set[str],
     timeout_s: float,
 ) -> dict[str, tuple[SoftmaxModel, int]]:
-    """Updates for ``round_`` until every ``expected`` client answered or the time is up."""
+    """Updates for ``round_`` until every ``expected`` client that is not gone answered, or
+    the time is up, or too few clients are left to make ``min_clients`` (then at once)."""
     updates: dict[str, tuple[SoftmaxModel, int]] = {}
     deadline = anyio.current_time() + timeout_s
-    while not expected <= updates.keys() and len(updates) < len(clients):
+    while True:
+        gone = ctx.gone_peers
+        live = [c for c in clients if c not in gone or c in updates]
+        if (expected - gone) <= updates.keys() or len(updates) >= len(live):
+            break
+        if len(live) < ctx.min_clients:
+            break  # not enough clients left: no point in waiting
         remaining_s = deadline - anyio.current_time()
         if remaining_s <= 0:
             break
@@ -113,6 +124,9 @@ async def _collect_updates(
         except TimeoutError:
             break
         await ctx.checkpoint_cancel()
+        if message.sender == ORCHESTRATOR:  # clients gone: ctx.gone_peers says which
+            ctx.log.info("clients gone", gone=message.body.get("gone"), round=round_)
+            continue
         update = await _accept_update(ctx, message, round_, clients, updates)
         if update is not None:
             updates[message.sender] = update
