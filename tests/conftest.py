@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import TEST_BUCKET, subprocess_env, unique
@@ -32,6 +33,11 @@ from orchestrator.devstack.servers import (
     start_redis,
     start_s3,
 )
+
+if TYPE_CHECKING:
+    pass
+
+_FAULT_TABLE = pytest.StashKey["FaultTable"]()
 
 
 @pytest.fixture(scope="session")
@@ -121,3 +127,32 @@ async def redis(redis_server: ServerProcess) -> AsyncIterator[Redis]:
 def keys(namespace: str) -> Keys:
     """Key names under the test's own namespace, with two event shards."""
     return Keys(namespace, event_shards=2)
+
+
+# --- the fault suite's table (tests/faults.py) -------------------------------------------------
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fault-table", action="store_true",
+                     help="print one line per fault scenario and the invariants it checks")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.faults import FaultTable  # noqa: PLC0415
+
+    config.stash[_FAULT_TABLE] = FaultTable()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    if item.config.getoption("--fault-table"):
+        item.config.stash[_FAULT_TABLE].add(item, outcome.get_result())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    table = config.stash[_FAULT_TABLE]
+    if config.getoption("--fault-table") and table.rows:
+        terminalreporter.section("fault suite")
+        for line in table.lines():
+            terminalreporter.write_line(line)

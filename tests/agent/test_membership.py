@@ -7,6 +7,7 @@ job; one client's agent is cancelled outright mid-job (no goodbye: a lost worker
 from __future__ import annotations
 
 import anyio
+import pytest
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Redis
@@ -58,6 +59,7 @@ async def _client_agent(redis: Redis, keys: Keys, store: ObjectStore, name: str,
         await anyio.sleep_forever()
 
 
+@pytest.mark.fault("a client worker dies, min_clients holds", invariants=(1,))
 async def test_a_lost_client_is_left_behind_at_once_when_min_clients_still_holds(
         redis: Redis, keys: Keys, memory_store: ObjectStore) -> None:
     took_s, job = await _run(redis, keys, memory_store, "member-ok", min_clients=2)
@@ -67,6 +69,7 @@ async def test_a_lost_client_is_left_behind_at_once_when_min_clients_still_holds
     assert took_s < ROUND_TIMEOUT_S / 3, f"the server waited {took_s:.1f}s for the lost client"
 
 
+@pytest.mark.fault("a client worker dies, min_clients broken", invariants=(1,))
 async def test_a_lost_client_fails_the_job_promptly_when_min_clients_no_longer_holds(
         redis: Redis, keys: Keys, memory_store: ObjectStore) -> None:
     took_s, job = await _run(redis, keys, memory_store, "member-short", min_clients=3)

@@ -108,6 +108,7 @@ def _fedavg_starts(
 
 
 @pytest.mark.slow
+@pytest.mark.fault("S3 stopped and restarted mid-fedavg", invariants=(1, 6))
 async def test_fedavg_rides_out_an_s3_outage(
     redis: Redis, keys: Keys, daemon: FakeDaemon, own_s3: OwnS3, store: S3ObjectStore
 ) -> None:
@@ -168,6 +169,7 @@ async def test_fedavg_rides_out_an_s3_outage(
 
 
 @pytest.mark.slow
+@pytest.mark.fault("S3 down past the retry budget", invariants=(1,))
 async def test_past_the_budget_the_participant_fails_with_storage_unavailable(
     redis: Redis, keys: Keys, daemon: FakeDaemon, own_s3: OwnS3, store: S3ObjectStore
 ) -> None:

@@ -40,6 +40,7 @@ def assert_complete(daemon: FakeDaemon, job_id: str, rounds: int) -> None:
     assert seqs == sorted(seqs)
 
 
+@pytest.mark.fault("Redis connections dropped mid-job", invariants=(3,))
 async def test_dropped_connections_lose_no_event(
     redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon,
     redis_server: ServerProcess,
@@ -73,6 +74,7 @@ def own_redis(tmp_path: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
+@pytest.mark.fault("Redis killed and restarted mid-job", invariants=(3, 7))
 async def test_redis_restart_mid_job_loses_no_event(
     own_redis: ServerProcess, keys: Keys, memory_store: ObjectStore, tmp_path: Path
 ) -> None:

@@ -97,6 +97,7 @@ async def test_sigterm_stops_the_participant_and_exits_0(
     assert "Traceback" not in worker.log()
 
 
+@pytest.mark.fault("a worker SIGKILLed mid-job", invariants=(1, 7))
 async def test_sigkill_mid_job_stops_heartbeats_and_registration(
     redis: Redis, keys: Keys, daemon: FakeDaemon, spawn_worker: SpawnWorker
 ) -> None:

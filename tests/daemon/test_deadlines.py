@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import anyio
+import pytest
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Redis
@@ -29,6 +30,7 @@ from tests.daemon.harness import (
 )
 
 
+@pytest.mark.fault("a participant goes silent", invariants=(1,))
 async def test_silent_participant_fails_the_job_within_its_heartbeat_timeout(
         redis: Redis, keys: Keys) -> None:
     store = MemoryJobStore()
@@ -59,6 +61,7 @@ async def test_silent_participant_fails_the_job_within_its_heartbeat_timeout(
     assert_history_sane(job)
 
 
+@pytest.mark.fault("workers never come", invariants=(1,))
 async def test_job_whose_workers_never_come_cannot_be_scheduled(redis: Redis,
                                                                 keys: Keys) -> None:
     store = MemoryJobStore()
@@ -134,6 +137,7 @@ class FlakyStore(MemoryJobStore):
         return await super().cas_many(writes)
 
 
+@pytest.mark.fault("the store fails mid-batch", invariants=(1, 3, 5))
 async def test_store_outage_during_a_batch_means_no_ack_and_no_loss(redis: Redis,
                                                                     keys: Keys) -> None:
     store = FlakyStore(failures=4)

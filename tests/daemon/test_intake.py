@@ -136,6 +136,8 @@ async def mongo_store(mongo_server: ServerProcess) -> AsyncIterator[MongoJobStor
     await store.close()
 
 
+@pytest.mark.fault("20 kinds of bad submission, duplicates, key conflicts",
+                   invariants=(4, 5, 8))
 async def test_bad_submissions_are_recorded_and_a_good_job_still_completes(
         redis: Redis, keys: Keys, mongo_store: MongoJobStore) -> None:
     bus = Bus(redis, keys)

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import anyio
+import pytest
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Redis
@@ -59,6 +60,7 @@ def ev(kind: type[Any], cmd: StartParticipant, seq: int, **fields: Any) -> Event
     return event
 
 
+@pytest.mark.fault("duplicated, late and reordered events", invariants=(2, 3))
 async def test_duplicated_late_and_reordered_events_give_the_same_result(
         redis: Redis, keys: Keys) -> None:
     store = MemoryJobStore()
@@ -146,6 +148,7 @@ async def test_success_applied_first_stays_despite_a_later_cancel(redis: Redis,
     assert after.history == job.history
 
 
+@pytest.mark.fault("cancel racing a success", invariants=(1, 2))
 async def test_cancel_and_success_in_flight_together_end_in_exactly_one_state(
         redis: Redis, keys: Keys) -> None:
     store = MemoryJobStore()

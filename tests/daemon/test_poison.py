@@ -45,6 +45,7 @@ async def _submit_in_one_pipeline(redis: Redis, keys: Keys, specs: list[str]) ->
         await pipe.execute()
 
 
+@pytest.mark.fault("a nested-JSON submission among good ones", invariants=(5, 8))
 async def test_a_deeply_nested_submission_is_rejected_alone(redis: Redis, keys: Keys) -> None:
     store = MemoryJobStore()
     nested_spec = '{"workload": "noop", "labels": ' + NESTED + "}"
@@ -70,6 +71,7 @@ async def test_a_deeply_nested_submission_is_rejected_alone(redis: Redis, keys: 
     assert await daemon_pending(redis, [keys.submissions, *keys.all_event_streams()]) == 0
 
 
+@pytest.mark.fault("an entry that raises while handled", invariants=(5, 8))
 async def test_an_entry_that_raises_while_handled_is_rejected_alone(
         redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a validation error: an unexpected exception while one submission is turned into a
@@ -95,6 +97,7 @@ async def test_an_entry_that_raises_while_handled_is_rejected_alone(
     assert await daemon_pending(redis, [keys.submissions]) == 0
 
 
+@pytest.mark.fault("limit-breaking submissions among good ones", invariants=(5, 8))
 async def test_limit_breaking_submissions_between_valid_ones_are_rejected_alone(
         redis: Redis, keys: Keys) -> None:
     """One pipeline, so one read: valid, too deep, valid, duplicate key, NaN, too many keys,

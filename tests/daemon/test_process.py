@@ -95,6 +95,7 @@ def daemon_proc(tmp_path: Path, redis_server: ServerProcess, mongo_server: Serve
     proc.stop()
 
 
+@pytest.mark.fault("daemon SIGKILLed twice mid-batch, then SIGTERM", invariants=(1, 2, 3, 5, 7, 8))
 async def test_sigkill_mid_batch_loses_and_duplicates_nothing(
         daemon_proc: DaemonProcess, redis: Redis, keys: Keys, mongo_server: ServerProcess,
         namespace: str) -> None:

@@ -40,6 +40,7 @@ async def mongo_store(mongo_server: ServerProcess) -> AsyncIterator[MongoJobStor
     await store.close()
 
 
+@pytest.mark.fault("two daemon replicas on one stream", invariants=(1, 3, 5))
 async def test_two_replicas_apply_each_event_once(redis: Redis, keys: Keys,
                                                   mongo_store: MongoJobStore) -> None:
     workers = workers_for(redis, keys, clients=2, step_s=0.005)
@@ -69,6 +70,7 @@ async def test_two_replicas_apply_each_event_once(redis: Redis, keys: Keys,
     assert pending == 0
 
 
+@pytest.mark.fault("bad events dead-lettered, daemon carries on", invariants=(5, 8))
 async def test_bad_events_are_dead_lettered_and_the_daemon_carries_on(redis: Redis,
                                                                       keys: Keys) -> None:
     store = MemoryJobStore()
@@ -100,6 +102,7 @@ async def test_bad_events_are_dead_lettered_and_the_daemon_carries_on(redis: Red
     assert pending == 0
 
 
+@pytest.mark.fault("a replica dies holding an entry: reclaimed", invariants=(1, 5))
 async def test_entries_of_a_dead_replica_are_reclaimed_and_applied(redis: Redis,
                                                                   keys: Keys) -> None:
     from orchestrator.bus.streams import StreamConsumer  # noqa: PLC0415
@@ -121,6 +124,7 @@ async def test_entries_of_a_dead_replica_are_reclaimed_and_applied(redis: Redis,
     assert pending == 0
 
 
+@pytest.mark.fault("graceful stop mid-backlog, restart", invariants=(3, 5))
 async def test_full_batches_survive_a_stop_and_are_applied_once(redis: Redis,
                                                                 keys: Keys) -> None:
     """Stopping the daemon part-way through a backlog of full batches leaves nothing lost or

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import anyio
+import pytest
 
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.streams import Bus, Redis
@@ -109,6 +110,7 @@ def forgeries(job_id: str, cmds: dict[str, StartParticipant]) -> list[tuple[Even
     ]
 
 
+@pytest.mark.fault("forged events of every kind", invariants=(1, 2, 3, 8))
 async def test_forged_events_of_every_kind_change_nothing_and_are_each_recorded(
         redis: Redis, keys: Keys) -> None:
     store = MemoryJobStore()
@@ -202,6 +204,7 @@ async def test_reconciliation_resends_starts_with_the_same_secrets(redis: Redis,
     assert again.keys() == first.keys()
 
 
+@pytest.mark.fault("a daemon with another key", invariants=(3, 8))
 async def test_a_daemon_with_another_key_refuses_the_events_of_runs_it_did_not_seal(
         redis: Redis, keys: Keys) -> None:
     """Replicas must share the key: the events of a run sealed under one key are refused by a
