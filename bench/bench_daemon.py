@@ -39,9 +39,9 @@ from typing import Any
 
 import anyio
 
+from orchestrator.bus import Bus, Redis, connect_redis, update_payload
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.packing import execute_batch
-from orchestrator.bus.streams import Bus, Redis, connect_redis, update_payload
 from orchestrator.core import (
     Event,
     Heartbeat,

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import TEST_BUCKET, subprocess_env, unique
 
+from orchestrator.bus import Redis, connect_redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis, connect_redis
 from orchestrator.devstack import stack
 from orchestrator.devstack.servers import (
     S3ServerProcess,

@@ -8,7 +8,7 @@ Theory of operation. :meth:`WorkerAgent.run` is one anyio task group holding
   this worker is alive;
 * the heartbeat timer (:class:`~workers.heartbeats.Heartbeats`): one task for every
   participant, each beating at the ``heartbeat_interval_s`` of its start command;
-* the command loop: a :class:`~orchestrator.bus.streams.StreamConsumer` on this worker's
+* the command loop: a :class:`~orchestrator.bus.consumer.StreamConsumer` on this worker's
   command stream. Each entry of a read is handled in turn — a ``participant.start`` once its
   run exists and beats (it says ``started`` when it gets a slot), a ``participant.stop`` once
   the stop was requested, a bad entry dead-lettered — and then the handled ones are acknowledged
@@ -42,9 +42,9 @@ from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
+from orchestrator.bus import Bus, Entry, StreamConsumer
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.retry import Backoff
-from orchestrator.bus.streams import Bus, Entry, StreamConsumer
 from orchestrator.core.commands import MembershipChanged, StartParticipant, StopParticipant
 from orchestrator.core.events import ParticipantFailed, ParticipantStopped
 from orchestrator.core.status import ErrorCode

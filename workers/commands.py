@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
-from orchestrator.bus.streams import Entry
+from orchestrator.bus import Entry
 from orchestrator.core.commands import COMMAND_ADAPTER, Command
 from workers.config import short
 

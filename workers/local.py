@@ -14,35 +14,35 @@ the daemon would.
 from __future__ import annotations
 
 import contextlib
-import math
 import uuid
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
 from orchestrator.core.status import Role
-from orchestrator.errors import ObjectNotFoundError, WorkloadError
-from orchestrator.logs import get_logger
-from orchestrator.storage.port import sha256_hex
-from workers.registry import WorkloadFn, get_workload, validate_config
-from workers.sdk import (
-    SERVER_ID,
-    ContextBase,
-    Identity,
-    PeerMessage,
-    WorkloadCancelled,
-    WorkloadResult,
-    check_recipient,
-    check_round,
-    encode_message_body,
-    validate_metrics,
+from workers.local_context import LocalContext
+from workers.local_results import (
+    CheckpointRecord,
+    LocalJobResult,
+    OutcomeState,
+    ParticipantOutcome,
 )
+from workers.registry import WorkloadFn, get_workload, validate_config
+from workers.sdk import SERVER_ID, PeerMessage, WorkloadCancelled
 
-OutcomeState = Literal["finished", "failed", "stopped", "killed"]
+__all__ = [
+    "CheckpointRecord",
+    "LocalClient",
+    "LocalContext",
+    "LocalHub",
+    "LocalJobResult",
+    "OutcomeState",
+    "ParticipantOutcome",
+    "run_local_job",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,190 +52,6 @@ class LocalClient:
     config: Mapping[str, Any] = field(default_factory=dict)
     data_path: str | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class CheckpointRecord:
-    """One saved checkpoint (the manifest entry the real system keeps in Mongo)."""
-
-    key: str
-    participant: str
-    round: int
-    final: bool
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantOutcome:
-    """How one participant ended: its result, or the error it raised."""
-
-    participant: str
-    state: OutcomeState
-    result: WorkloadResult | None = None
-    error: Exception | None = None
-
-
-@dataclass(slots=True)
-class LocalJobResult:
-    """Everything a local run recorded."""
-
-    job_id: str
-    outcomes: dict[str, ParticipantOutcome]
-    metrics: dict[str, dict[int, dict[str, float]]]
-    """participant → round → metrics"""
-    rounds_started: list[int]
-    checkpoint_records: list[CheckpointRecord]
-    store: MutableMapping[str, bytes]
-
-    @property
-    def server(self) -> ParticipantOutcome:
-        return self.outcomes[SERVER_ID]
-
-    @property
-    def succeeded(self) -> bool:
-        return self.server.state == "finished"
-
-    @property
-    def checkpoints(self) -> dict[str, bytes]:
-        """Checkpoint key → bytes, in the order they were saved."""
-        return {record.key: self.store[record.key] for record in self.checkpoint_records}
-
-    @property
-    def final_checkpoint(self) -> str | None:
-        result = self.server.result
-        return result.final_checkpoint if result is not None else None
-
-    @property
-    def final_checkpoint_bytes(self) -> bytes | None:
-        key = self.final_checkpoint
-        return self.store[key] if key is not None else None
-
-
-class LocalContext(ContextBase):
-    """The in-memory :class:`~workers.sdk.WorkloadContext` of one participant."""
-
-    def __init__(
-        self,
-        hub: LocalHub,
-        *,
-        participant: str,
-        config: Mapping[str, Any],
-        data_path: str | None,
-    ) -> None:
-        is_server = participant == SERVER_ID
-        super().__init__(
-            Identity(
-                job_id=hub.job_id,
-                participant=participant,
-                role=Role.SERVER if is_server else Role.CLIENT,
-                run_id=uuid.uuid4().hex,
-                config=MappingProxyType(dict(config)),
-                data_path=data_path,
-                model=hub.model,
-                rounds=hub.rounds,
-                peers=tuple(hub.participants),
-                client_index=None if is_server else int(participant.removeprefix("client-")),
-                client_count=len(hub.participants) - 1,
-                min_clients=hub.min_clients,
-            ),
-            get_logger("workers.local", job_id=hub.job_id, participant=participant),
-        )
-        self._hub = hub
-        self._inbox_in, self._inbox = anyio.create_memory_object_stream[PeerMessage](math.inf)
-        self._scope: anyio.CancelScope | None = None
-
-    # --- reporting --------------------------------------------------------------------------
-
-    async def report_metrics(self, round: int, metrics: Mapping[str, float]) -> None:
-        check_round(round, minimum=0)
-        clean = validate_metrics(metrics)
-        await anyio.lowlevel.checkpoint()
-        self._hub.metrics.setdefault(self.participant, {}).setdefault(round, {}).update(clean)
-        await self._hub.maybe_kill(self, round)
-
-    async def round_started(self, round: int) -> None:
-        check_round(round, minimum=1)
-        if self.role is Role.SERVER:
-            self._hub.rounds_started.append(round)
-            await self._hub.maybe_kill(self, round)
-        await anyio.lowlevel.checkpoint()
-
-    # --- objects ----------------------------------------------------------------------------
-
-    async def save_checkpoint(
-        self, round: int, data: bytes, *, final: bool = False, ext: str = "npz"
-    ) -> str:
-        key = self._checkpoint_key(round, data, ext)
-        if self._hub.store.get(key, data) != data:  # as on S3, where the upload would fail
-            msg = f"checkpoint {key} already holds other bytes; checkpoints are never overwritten"
-            raise WorkloadError(msg)
-        self._hub.store[key] = bytes(data)
-        self._hub.checkpoint_records.append(
-            CheckpointRecord(
-                key=key,
-                participant=self.participant,
-                round=round,
-                final=final,
-                size=len(data),
-                sha256=sha256_hex(data),
-            )
-        )
-        await anyio.lowlevel.checkpoint()
-        return key
-
-    async def load_checkpoint(self, key: str) -> bytes:
-        return await self._read(key, what="checkpoint")
-
-    async def put_blob(self, name: str, data: bytes) -> str:
-        key = self._blob_key(name, sha256_hex(bytes(data)))
-        self._hub.store[key] = bytes(data)
-        await anyio.lowlevel.checkpoint()
-        return key
-
-    async def get_blob(self, key: str) -> bytes:
-        return await self._read(key, what="blob")
-
-    async def _read(self, key: str, *, what: str) -> bytes:
-        await anyio.lowlevel.checkpoint()
-        try:
-            return self._hub.store[key]
-        except KeyError:
-            msg = f"no {what} under key {key!r}"
-            raise ObjectNotFoundError(msg) from None
-
-    # --- messages ---------------------------------------------------------------------------
-
-    async def send(self, to: str, body: Mapping[str, Any]) -> None:
-        check_recipient(self.participant, to, self._hub.participants)
-        message = PeerMessage(sender=self.participant, body=encode_message_body(body))
-        self._hub.deliver(to, message)
-        await anyio.lowlevel.checkpoint()
-
-    def _deliver(self, message: PeerMessage) -> None:
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._inbox_in.send_nowait(message)
-
-    async def receive(self, *, timeout_s: float | None = None) -> PeerMessage:
-        try:
-            with anyio.fail_after(timeout_s):
-                message = await self._inbox.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            await self.checkpoint_cancel()
-            raise
-        round_ = message.body.get("round")
-        if isinstance(round_, int):
-            await self._hub.maybe_kill(self, round_)
-        return message
-
-    # --- cancellation -----------------------------------------------------------------------
-
-    def _request_stop(self) -> None:
-        self._stop_requested = True
-        self._inbox_in.close()  # wakes a pending receive, which then raises WorkloadCancelled
-
-    def _close(self) -> None:
-        self._inbox_in.close()
-        self._inbox.close()
 
 
 class LocalHub:

@@ -13,7 +13,7 @@ import anyio
 from anyio.abc import TaskStatus
 from structlog.typing import FilteringBoundLogger
 
-from orchestrator.bus.streams import Bus
+from orchestrator.bus import Bus
 from orchestrator.errors import BusError
 
 OUTAGE_RETRY_S = 0.5

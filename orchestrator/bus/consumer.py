@@ -150,19 +150,7 @@ class StreamConsumer:
             self._backoff.reset()
             return entries
 
-    async def read_ready(self) -> list[Entry]:
-        """What is there now: one XREADGROUP without BLOCK and without retries, for reading
-        ahead while a batch is in hand. ``[]`` when nothing is there, when Redis is away right
-        now, or when it refuses (NOGROUP, OOM, READONLY, ...): the next ``read`` meets the same
-        trouble and deals with it (waits and retries, recreates the group, or reports)."""
-        try:
-            return await self._read_once(block=False)
-        except ResponseError:
-            return []
-        except TRANSIENT_REDIS_ERRORS:
-            return []
-
-    async def _read_once(self, *, block: bool = True) -> list[Entry]:
+    async def _read_once(self) -> list[Entry]:
         history = {s: cursor for s, cursor in self._history.items() if cursor is not None}
         if history:
             entries = entries_of_reply(await self._xreadgroup(history, None), deliveries=2)
@@ -175,7 +163,7 @@ class StreamConsumer:
                     self._history[stream] = None
             if entries:
                 return entries
-        reply = await self._xreadgroup(self._new_only, self.block_ms if block else None)
+        reply = await self._xreadgroup(self._new_only, self.block_ms)
         return entries_of_reply(reply)
 
     async def _xreadgroup(self, streams: Mapping[str, str], block: int | None) -> Any:
@@ -205,17 +193,6 @@ class StreamConsumer:
         batch: Batch = []
         self.queue_ack(batch, entries)
         async with translated("XACK"):
-            await execute_batch(self.redis, batch)
-
-    async def touch(self, entries: Sequence[Entry]) -> None:
-        """Reset the idle time of entries still being processed (XCLAIM JUSTID to ourselves).
-
-        Keeps ``reclaim`` (ours or another replica's) from taking over a batch that is merely
-        slow, e.g. held while the database is unreachable. JUSTID leaves delivery counts alone.
-        """
-        batch: Batch = [("XCLAIM", stream, self.group, self.consumer, 0, *ids, "JUSTID")
-                        for stream, ids in _ids_by_stream(entries).items()]
-        async with translated("XCLAIM"):
             await execute_batch(self.redis, batch)
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:

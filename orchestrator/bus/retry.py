@@ -9,6 +9,14 @@ from dataclasses import dataclass, field
 import anyio
 
 
+def backoff_delay(attempt: int, *, base_s: float, cap_s: float, full_jitter: bool = False
+                  ) -> float:
+    """The wait before retry number ``attempt`` (0 = the first): ``base_s·2^attempt`` capped at
+    ``cap_s``, jittered over its upper half (or over all of it with ``full_jitter``)."""
+    ceiling = min(cap_s, base_s * (2 ** min(attempt, 30)))
+    return random.uniform(0.0 if full_jitter else ceiling / 2, ceiling)  # jitter, not crypto
+
+
 @dataclass(slots=True)
 class Backoff:
     """``next()`` returns the delay before the next attempt: base·2ⁿ, capped, jittered.
@@ -22,9 +30,9 @@ class Backoff:
     attempts: int = field(default=0, init=False)
 
     def next(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempts, 30)))
+        delay = backoff_delay(self.attempts, base_s=self.base_s, cap_s=self.cap_s)
         self.attempts += 1
-        return random.uniform(ceiling / 2, ceiling)  # jitter, not crypto
+        return delay
 
     def reset(self) -> None:
         self.attempts = 0

@@ -19,8 +19,8 @@ from orchestrator.settings import Settings
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from orchestrator.bus import Bus
     from orchestrator.bus.keys import Keys
-    from orchestrator.bus.streams import Bus
     from orchestrator.store.mongo import MongoJobStore
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ def keys_for(settings: Settings) -> Keys:
 
 def bus_for(redis: Redis, settings: Settings) -> Bus:
     """The producer side of the bus (submissions, cancels) on ``redis``, as ``settings`` say."""
-    from orchestrator.bus.streams import Bus  # noqa: PLC0415
+    from orchestrator.bus import Bus  # noqa: PLC0415
 
     return Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
 

@@ -43,7 +43,7 @@ from orchestrator.watch.model import JobDetail, format_metric, sparkline
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from orchestrator.bus.streams import Bus
+    from orchestrator.bus import Bus
     from orchestrator.settings import Settings
 
 WORKER_REGISTRATION_TIMEOUT_S = 60.0

@@ -62,7 +62,7 @@ def checked_data_root(root: str | None) -> str | None:
 async def serve(settings: Settings, *, role: Role, name: str, capacity: int,
                 data_root: str | None = None) -> None:
     """Run one worker agent with the connections ``settings`` name, until a signal."""
-    from orchestrator.bus.streams import connect_redis  # noqa: PLC0415 - keep --help fast
+    from orchestrator.bus import connect_redis  # noqa: PLC0415 - keep --help fast
     from orchestrator.storage import open_object_store  # noqa: PLC0415
     from workers.agent import AgentConfig, WorkerAgent  # noqa: PLC0415
 

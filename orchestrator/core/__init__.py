@@ -14,6 +14,7 @@ from orchestrator.core.commands import (
     start_command,
 )
 from orchestrator.core.deadlines import Deadline, deadlines, due, next_deadline_at
+from orchestrator.core.diagram import mermaid
 from orchestrator.core.events import (
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -40,7 +41,7 @@ from orchestrator.core.job import (
     Participant,
     document_value,
 )
-from orchestrator.core.machine import JOINT, RULES, JointRule, Rule, decide, mermaid, new_job
+from orchestrator.core.machine import JOINT, RULES, JointRule, Rule, decide, new_job
 from orchestrator.core.records import CheckpointRecord, Decision, MetricRecord, Outcome
 from orchestrator.core.spec import JobSpec, ParticipantSpec, Timeouts
 from orchestrator.core.status import (

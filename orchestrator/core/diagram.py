@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from orchestrator.core.events import EVENT_TYPES
-from orchestrator.core.machine import JOINT, RULES, mermaid
-from orchestrator.core.status import JobStatus
+from orchestrator.core.machine import JOINT, RULES
+from orchestrator.core.status import TERMINAL, JobStatus
 
 START, END = "<!-- state-diagram:start -->", "<!-- state-diagram:end -->"
 
@@ -30,6 +30,26 @@ After any event that changed a participant's state, the phase or the round of an
 IN_PROGRESS job, the **joint-state table** is read top to bottom and its first rule that
 holds says what the participants' states mean for the job.
 """
+
+
+def edges() -> list[tuple[JobStatus, JobStatus, str]]:
+    """Distinct (from, to, event type) edges that change the status, for the diagram."""
+    out = {(status, target, event_type) for (status, event_type), rule in RULES.items()
+           for target in rule.targets if target is not status}
+    order = {s: i for i, s in enumerate(JobStatus)}
+    return sorted(out, key=lambda e: (order[e[0]], order[e[1]], e[2]))
+
+
+def mermaid() -> str:
+    """The state diagram generated from the event table (the README embeds it)."""
+    lines = ["stateDiagram-v2", "    [*] --> NOT_STARTED: submitted"]
+    grouped: dict[tuple[JobStatus, JobStatus], list[str]] = {}
+    for src, dst, event_type in edges():
+        grouped.setdefault((src, dst), []).append(event_type)
+    for (src, dst), types in grouped.items():
+        lines.append(f"    {src.value} --> {dst.value}: {', '.join(types)}")
+    lines.extend(f"    {s.value} --> [*]" for s in JobStatus if s in TERMINAL)
+    return "\n".join(lines)
 
 
 def block() -> str:

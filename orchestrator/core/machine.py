@@ -29,24 +29,24 @@ events land in the same place.
 
 Deadlines (start, heartbeat, round, job, cancel grace, finalize) are derived from the job's
 own state by ``deadlines``, in one place; the job keeps the earliest as ``deadline_at`` for
-the reaper's indexed query.
+the reaper's indexed query. Handlers change the job only through the decision's working copy
+(``orchestrator.core.draft.Draft``); the README's diagram and docs/state-machine.md are drawn
+from the two tables by ``orchestrator.core.diagram``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from orchestrator.core.commands import (
-    Command,
-    MembershipChanged,
-    StopParticipant,
     command_id,
     start_command,
 )
 from orchestrator.core.deadlines import ACTIVE_STATES, due, next_deadline_at
+from orchestrator.core.draft import DOWN_STATES, HEALTHY_STATES, Draft
 from orchestrator.core.events import (
     EVENT_TYPES,
     PARTICIPANT_EVENT_TYPES,
@@ -76,14 +76,6 @@ from orchestrator.core.status import (
     Role,
 )
 
-HEALTHY_STATES = frozenset(
-    {ParticipantState.ASSIGNED, ParticipantState.STARTED, ParticipantState.FINISHED})
-DOWN_STATES = frozenset({ParticipantState.FAILED, ParticipantState.STOPPED})
-#: A client in one of these is gone for the rest of the job (the server is told).
-GONE_STATES = frozenset({*DOWN_STATES, ParticipantState.SKIPPED})
-_ANNOUNCED = ("status", "phase", "round", "error", "latest_checkpoint", "final_checkpoint")
-_PARTICIPANT_FIELDS = tuple(f.name for f in fields(Participant))
-
 
 def new_job(job_id: str, spec: JobSpec, now: datetime, *, event_id: str = "submit") -> Job:
     """A fresh NOT_STARTED job with one participant per spec entry, its start deadline set."""
@@ -99,158 +91,14 @@ def new_job(job_id: str, spec: JobSpec, now: datetime, *, event_id: str = "submi
     return replace(job, deadline_at=next_deadline_at(job))
 
 
-# --- the working copy of one decision ----------------------------------------------------------
-
-class _Draft:
-    """The job as the batch's events change it; frozen into a ``Decision`` at the end."""
-
-    def __init__(self, job: Job, now: datetime) -> None:
-        self.original = job
-        self.now = now
-        self.event_id = ""
-        self.fields: dict[str, Any] = {}
-        self.participants = job.participants  # copied on the first participant change
-        self.history: list[HistoryEntry] = []
-        self.commands: list[Command] = []
-        self.metrics: list[MetricRecord] = []
-        self.checkpoints: list[CheckpointRecord] = []
-        self.edits = 0  # grows with every change and record: tells whether an event applied
-        self.joint_due = False  # a participant's state, the phase or the round changed
-        self.gone: list[str] = []  # clients gone with the event being applied
-
-    def get(self, name: str) -> Any:
-        return self.fields[name] if name in self.fields else getattr(self.original, name)
-
-    def set(self, name: str, value: Any) -> None:
-        if self.get(name) != value:
-            self.fields[name] = value
-            self.edits += 1
-            self.joint_due = self.joint_due or name in ("phase", "round")
-
-    def update(self, p: Participant, **changes: Any) -> None:
-        """Change a participant's fields (only those whose value differs count)."""
-        changes = {k: v for k, v in changes.items() if getattr(p, k) != v}
-        if not changes:
-            return
-        if self.participants is self.original.participants:
-            self.participants = dict(self.participants)
-        self.participants[p.id] = replace(p, **changes)
-        self.edits += 1
-        self.joint_due = self.joint_due or "state" in changes
-        if p.role is Role.CLIENT and changes.get("state") in GONE_STATES:
-            self.gone.append(p.id)
-
-    def tell_server(self) -> None:
-        """A running server hears of the clients gone with this event (``MembershipChanged``),
-        so that its workload goes on without them at once."""
-        gone, self.gone = self.gone, []
-        server = self.participants["server"]
-        if (not gone or self.get("status") is not JobStatus.IN_PROGRESS
-                or self.get("phase") is Phase.CANCELLING or server.state not in ACTIVE_STATES):
-            return
-        self.commands.append(MembershipChanged(
-            command_id=command_id(self.event_id, "membership", "server"),
-            job_id=self.original.id, participant="server", worker=server.worker,
-            run_id=server.run_id, gone=sorted(gone),
-            reason=", ".join(f"{pid} {self.participants[pid].state}" for pid in sorted(gone))))
-
-    # --- the job as it stands now, for ``deadlines`` (a ``Timed``) -------------------------
-    @property
-    def spec(self) -> JobSpec:
-        return self.original.spec
-
-    @property
-    def status(self) -> JobStatus:
-        status: JobStatus = self.get("status")
-        return status
-
-    @property
-    def phase(self) -> Phase:
-        phase: Phase = self.get("phase")
-        return phase
-
-    @property
-    def created_at(self) -> datetime:
-        return self.original.created_at
-
-    @property
-    def started_at(self) -> datetime | None:
-        started: datetime | None = self.get("started_at")
-        return started
-
-    @property
-    def cancel_requested_at(self) -> datetime | None:
-        requested: datetime | None = self.get("cancel_requested_at")
-        return requested
-
-    @property
-    def round_started_at(self) -> datetime | None:
-        started: datetime | None = self.get("round_started_at")
-        return started
-
-    def set_status(self, status: JobStatus, reason: str, error: JobError | None = None) -> None:
-        current = self.get("status")
-        if status is current:
-            return
-        self.set("status", status)
-        self.history.append(HistoryEntry(from_status=current, to_status=status, at=self.now,
-                                         event_id=self.event_id, reason=reason))
-        if status is JobStatus.IN_PROGRESS:
-            self.set("started_at", self.now)
-        if status in TERMINAL:
-            self.set("phase", Phase.DONE)
-            self.set("finished_at", self.now)
-            if error is not None:
-                self.set("error", error)
-            self.stop_active(reason)
-
-    def stop_active(self, reason: str) -> None:
-        for p in self.participants.values():
-            if p.state in ACTIVE_STATES:
-                self.commands.append(StopParticipant(
-                    command_id=command_id(self.event_id, "stop", p.id), job_id=self.original.id,
-                    participant=p.id, worker=p.worker, reason=reason, run_id=p.run_id))
-                self.edits += 1
-
-    def decision(self, outcomes: list[Outcome]) -> Decision:
-        job = self.original
-        reason = next((o.reason for o in reversed(outcomes) if o.applied), "")
-        deadline_at = next_deadline_at(self)
-        changed = [name for name, value in self.fields.items() if getattr(job, name) != value]
-        if deadline_at != job.deadline_at:
-            changed.append("deadline_at")
-        for pid, p in self.participants.items():
-            before = job.participants[pid]
-            if p is not before:
-                changed.extend(f"participants.{pid}.{name}" for name in _PARTICIPANT_FIELDS
-                               if getattr(p, name) != getattr(before, name))
-        unchanged = Decision(job, commands=tuple(self.commands), metrics=tuple(self.metrics),
-                             checkpoints=tuple(self.checkpoints), outcomes=tuple(outcomes),
-                             reason=reason)
-        if not changed and not self.history:
-            return unchanged
-        fields: dict[str, Any] = {**self.fields, "deadline_at": deadline_at,
-                                  "updated_at": self.now, "version": job.version + 1}
-        if self.participants is not job.participants:
-            fields["participants"] = self.participants
-        if self.history:
-            fields["history"] = [*job.history, *self.history]
-        announce = any(name in _ANNOUNCED for name in self.fields if name in changed) or any(
-            p.state.is_terminal and p.state is not job.participants[pid].state
-            for pid, p in self.participants.items())
-        return replace(unchanged, job=replace(job, **fields),
-                       changed=(*changed, "updated_at", "version"),
-                       history=tuple(self.history), announce=announce)
-
-
 # --- the event table's handlers -----------------------------------------------------------------
 #
 # Each takes the draft and the event and returns the reason (refusals start with "refused").
 
-Handler = Callable[[_Draft, Any], str]
+Handler = Callable[[Draft, Any], str]
 
 
-def _dispatch(d: _Draft, e: JobDispatched) -> str:
+def _dispatch(d: Draft, e: JobDispatched) -> str:
     job = d.original
     unknown = sorted(set(e.assignments) - set(job.participants))
     if unknown:
@@ -276,12 +124,12 @@ def _dispatch(d: _Draft, e: JobDispatched) -> str:
     return reason
 
 
-def _cancel_queued(d: _Draft, e: CancelRequested) -> str:
+def _cancel_queued(d: Draft, e: CancelRequested) -> str:
     d.set_status(JobStatus.FINISHED_CANCELLED, e.reason)
     return "cancelled before dispatch"
 
 
-def _cancel_running(d: _Draft, e: CancelRequested) -> str:
+def _cancel_running(d: Draft, e: CancelRequested) -> str:
     if d.get("phase") is Phase.CANCELLING:
         return "cancel already in progress"
     d.set("phase", Phase.CANCELLING)
@@ -290,7 +138,7 @@ def _cancel_running(d: _Draft, e: CancelRequested) -> str:
     return "cancelling: stop commands sent"
 
 
-def _deadline(d: _Draft, e: DeadlineExpired) -> str:
+def _deadline(d: Draft, e: DeadlineExpired) -> str:
     if not any(x.kind == e.kind and x.participant == e.participant for x in due(d, d.now)):
         return f"deadline {e.kind} not due (state moved on)"
     t = d.spec.timeouts
@@ -320,13 +168,13 @@ def _deadline(d: _Draft, e: DeadlineExpired) -> str:
     return f"{e.kind} deadline expired"
 
 
-def _unschedulable(d: _Draft, e: JobUnschedulable) -> str:
+def _unschedulable(d: Draft, e: JobUnschedulable) -> str:
     error = JobError(code=ErrorCode.CANNOT_SCHEDULE, participant=e.participant, message=e.message)
     d.set_status(JobStatus.FINISHED_WITH_ERROR, "cannot schedule", error)
     return "cannot schedule"
 
 
-def _progress(d: _Draft, e: ParticipantEvent, **changes: Any) -> Participant:
+def _progress(d: Draft, e: ParticipantEvent, **changes: Any) -> Participant:
     """Liveness, forward only: a ``seq`` above the highest seen refreshes ``last_seen``;
     any participant event of a running job means it has started (unless the event itself
     moves it further: a finish, failure or stop as its first word)."""
@@ -339,18 +187,18 @@ def _progress(d: _Draft, e: ParticipantEvent, **changes: Any) -> Participant:
     return d.participants[e.participant]
 
 
-def _started(d: _Draft, e: ParticipantEvent) -> str:
+def _started(d: Draft, e: ParticipantEvent) -> str:
     _progress(d, e)
     return e.type
 
 
-def _heartbeat(d: _Draft, e: Heartbeat) -> str:
+def _heartbeat(d: Draft, e: Heartbeat) -> str:
     p = d.participants[e.participant]
     _progress(d, e, **({"round": e.round} if e.round is not None and e.round > p.round else {}))
     return e.type
 
 
-def _round_started(d: _Draft, e: RoundStarted) -> str:
+def _round_started(d: Draft, e: RoundStarted) -> str:
     p = d.participants[e.participant]
     _progress(d, e, **({"round": e.round} if e.round > p.round else {}))
     if p.role is Role.SERVER and e.round > d.get("round") and d.get("status") not in TERMINAL:
@@ -360,7 +208,7 @@ def _round_started(d: _Draft, e: RoundStarted) -> str:
     return e.type
 
 
-def _metrics(d: _Draft, e: RoundMetrics) -> str:
+def _metrics(d: Draft, e: RoundMetrics) -> str:
     p = d.participants[e.participant]
     metrics = dict(e.metrics)
     d.metrics.append(MetricRecord(d.original.id, p.id, p.role, e.round, metrics, d.now,
@@ -373,7 +221,7 @@ def _metrics(d: _Draft, e: RoundMetrics) -> str:
     return f"metrics for round {e.round}"
 
 
-def _checkpoint(d: _Draft, e: CheckpointSaved) -> str:
+def _checkpoint(d: Draft, e: CheckpointSaved) -> str:
     p = _progress(d, e)
     d.checkpoints.append(CheckpointRecord(d.original.id, p.id, e.round, e.key, e.size,
                                           e.sha256, e.parent, e.final, d.now, e.event_id))
@@ -389,7 +237,7 @@ def _checkpoint(d: _Draft, e: CheckpointSaved) -> str:
     return f"checkpoint {e.key} recorded"
 
 
-def _end(d: _Draft, e: ParticipantEvent, state: ParticipantState, **changes: Any) -> str:
+def _end(d: Draft, e: ParticipantEvent, state: ParticipantState, **changes: Any) -> str:
     """A participant's last word: forward only, so a late or repeated one changes nothing."""
     p = d.participants[e.participant]
     if state.rank > p.state.rank:
@@ -400,28 +248,28 @@ def _end(d: _Draft, e: ParticipantEvent, state: ParticipantState, **changes: Any
     return e.type
 
 
-def _finished(d: _Draft, e: ParticipantFinished) -> str:
+def _finished(d: Draft, e: ParticipantFinished) -> str:
     return _end(d, e, ParticipantState.FINISHED, final_checkpoint=e.final_checkpoint)
 
 
-def _failed(d: _Draft, e: ParticipantFailed) -> str:
+def _failed(d: Draft, e: ParticipantFailed) -> str:
     return _end(d, e, ParticipantState.FAILED, error=JobError(code=e.code, message=e.message,
                                                 participant=e.participant))
 
 
-def _stopped(d: _Draft, e: ParticipantStopped) -> str:
+def _stopped(d: Draft, e: ParticipantStopped) -> str:
     return _end(d, e, ParticipantState.STOPPED, error=JobError(
         code=ErrorCode.WORKER_SHUTDOWN, participant=e.participant,
         message=e.reason or f"{e.participant} stopped"))
 
 
 def _refuse(why: str) -> Handler:
-    def refuse(d: _Draft, e: Event) -> str:
+    def refuse(d: Draft, e: Event) -> str:
         return f"refused: {e.type} while job is {d.get('status')}: {why}"
     return refuse
 
 
-def _ignore(d: _Draft, e: Event) -> str:
+def _ignore(d: Draft, e: Event) -> str:
     return f"ignored: job is {d.get('status')}"
 
 
@@ -545,7 +393,7 @@ JOINT: tuple[JointRule, ...] = (
 )
 
 
-def _joint(d: _Draft) -> Joint:
+def _joint(d: Draft) -> Joint:
     parts = d.participants.values()
     server = d.participants["server"]
     wanted = server.final_checkpoint
@@ -569,7 +417,7 @@ def first_rule(state: Joint) -> JointRule:
     return next(rule for rule in JOINT if rule.when(state))
 
 
-def _settle(d: _Draft) -> None:
+def _settle(d: Draft) -> None:
     state = _joint(d)
     rule = first_rule(state)
     if rule.ends is not None:
@@ -592,7 +440,7 @@ def _sender_problem(job: Job, e: ParticipantEvent) -> str | None:
 def decide(job: Job, events: Sequence[Event], now: datetime) -> Decision:
     """Apply one batch's events for one job, in order. Pure; never raises for bad input:
     each refused event gets its reason in ``outcomes``."""
-    d = _Draft(job, now)
+    d = Draft(job, now)
     outcomes: list[Outcome] = []
     for e in events:
         if e.job_id != job.id:
@@ -618,26 +466,6 @@ def decide(job: Job, events: Sequence[Event], now: datetime) -> Decision:
             reason = f"no change: {reason}"
         outcomes.append(Outcome(e.event_id, job.id, applied, reason))
     return d.decision(outcomes)
-
-
-def edges() -> list[tuple[JobStatus, JobStatus, str]]:
-    """Distinct (from, to, event type) edges that change the status, for the diagram."""
-    out = {(status, target, event_type) for (status, event_type), rule in RULES.items()
-           for target in rule.targets if target is not status}
-    order = {s: i for i, s in enumerate(JobStatus)}
-    return sorted(out, key=lambda e: (order[e[0]], order[e[1]], e[2]))
-
-
-def mermaid() -> str:
-    """The state diagram generated from the event table (the README embeds it)."""
-    lines = ["stateDiagram-v2", "    [*] --> NOT_STARTED: submitted"]
-    grouped: dict[tuple[JobStatus, JobStatus], list[str]] = {}
-    for src, dst, event_type in edges():
-        grouped.setdefault((src, dst), []).append(event_type)
-    for (src, dst), types in grouped.items():
-        lines.append(f"    {src.value} --> {dst.value}: {', '.join(types)}")
-    lines.extend(f"    {s.value} --> [*]" for s in JobStatus if s in TERMINAL)
-    return "\n".join(lines)
 
 
 assert all((s, t) in RULES for s in JobStatus for t in EVENT_TYPES), "the table is not total"

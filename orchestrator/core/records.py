@@ -70,11 +70,6 @@ class Decision:
     reason: str = ""
 
     @property
-    def is_change(self) -> bool:
-        """True when the job itself changed (something to compare-and-set)."""
-        return bool(self.changed)
-
-    @property
     def applied(self) -> bool:
         """True when anything is to be written: the job, metrics or manifest rows."""
         return bool(self.changed) or bool(self.metrics) or bool(self.checkpoints)

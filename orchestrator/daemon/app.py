@@ -115,7 +115,7 @@ class Daemon:
             await retry(submissions.ensure_groups, "Redis (create submission group)",
                         shield=False)
             restart = Commit()
-            restart.send(self.bus, await reconcile(self.store, retry))
+            restart.queue(self.bus, await reconcile(self.store, retry))
             await send(self.redis, retry, self.stats, restart)
             await self._pipeline(events, submissions, task_status)
         if self.ready.is_set():

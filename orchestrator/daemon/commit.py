@@ -35,9 +35,9 @@ class Commit:
     def add(self, bus: Bus, commands: Sequence[Command] = (),
             decisions: Iterable[Decision] = ()) -> None:
         """Queue commands and the update of every decision a watcher should hear of."""
-        self.send(bus, commands, [(d.job, d.reason) for d in decisions if d.announce])
+        self.queue(bus, commands, [(d.job, d.reason) for d in decisions if d.announce])
 
-    def send(self, bus: Bus, commands: Sequence[Command],
+    def queue(self, bus: Bus, commands: Sequence[Command],
              updates: Sequence[tuple[Job, str]] = ()) -> None:
         """Queue commands for workers and (job, reason) updates for watchers."""
         bus.queue_commands(self.batch, commands)

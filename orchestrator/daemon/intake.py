@@ -240,9 +240,9 @@ class IntakeHandler:
                 if job.status is JobStatus.IN_PROGRESS:  # (else refused: a worker's role)
                     self.stats.dispatched += 1
                 note_status_changes(c.dispatch, self.stats)
-                commit.send(self.bus, c.dispatch.commands, [(job, c.dispatch.reason)])
+                commit.queue(self.bus, c.dispatch.commands, [(job, c.dispatch.reason)])
             else:
-                commit.send(self.bus, (), [(job, "submitted")])
+                commit.queue(self.bus, (), [(job, "submitted")])
                 log.info("job submitted; waiting for its workers", job_id=job.id,
                          workload=job.spec.workload, clients=len(job.spec.clients),
                          entry_id=c.entry.id)
@@ -253,7 +253,7 @@ class IntakeHandler:
             self.stats.submissions_duplicate += 1
             log.info("duplicate submission of an existing job", job_id=holder.id,
                      entry_id=c.entry.id)
-            commit.send(self.bus, recovery_commands(holder))
+            commit.queue(self.bus, recovery_commands(holder))
             return None
         if holder.id == job.id:
             return Refusal(c.entry, "duplicate_job", f"job {job.id} already exists with a "

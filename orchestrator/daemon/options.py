@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.bus.keys import Keys
@@ -73,9 +73,6 @@ class DaemonOptions:
         if self.reclaim_interval_s is not None:
             return self.reclaim_interval_s
         return min(10.0, max(0.05, self.reclaim_idle_ms / 2000))
-
-    def with_(self, **changes: Any) -> DaemonOptions:
-        return replace(self, **changes)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> DaemonOptions:

@@ -29,7 +29,6 @@ cancellation (a stop request) interrupts the wait at once.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -37,6 +36,7 @@ from typing import TypeVar
 import anyio
 from structlog.typing import FilteringBoundLogger
 
+from orchestrator.bus.retry import backoff_delay
 from orchestrator.errors import StorageError, StorageUnavailableError, TransientError
 
 T = TypeVar("T")
@@ -107,8 +107,8 @@ class StorageRetryPolicy:
 
     def delay(self, failures: int) -> float:
         """The sleep after the ``failures``-th failure (1 = the first): full jitter, capped."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(max(failures - 1, 0), 30))
-        return random.uniform(0.0, ceiling)  # jitter, not crypto
+        return backoff_delay(max(failures - 1, 0), base_s=self.base_s, cap_s=self.cap_s,
+                             full_jitter=True)
 
     async def run(
         self,

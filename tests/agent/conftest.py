@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from helpers import unique
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.storage import MemoryObjectStore, ObjectStore, open_object_store
 from tests.agent.support import FakeDaemon, RegisterWorkload, new_id
 from workers.registry import WorkloadFn, unregister, workload

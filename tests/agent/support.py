@@ -10,8 +10,8 @@ from typing import Any
 import anyio
 from pydantic import TypeAdapter
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core.commands import StartParticipant, StopParticipant
 from orchestrator.core.events import EVENT_ADAPTER, ParticipantEvent
 from orchestrator.core.status import Role

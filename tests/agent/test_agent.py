@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core.status import ErrorCode, Role
 from orchestrator.storage import ObjectStore
 from tests.agent.support import FakeDaemon, RegisterWorkload, new_id, running_agent

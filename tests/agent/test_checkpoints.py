@@ -9,8 +9,8 @@ import anyio
 import pytest
 from helpers import s3_client, unique
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core.status import ErrorCode, Role
 from orchestrator.errors import StorageError, StorageUnavailableError
 from orchestrator.storage import MemoryObjectStore, ObjectInfo, ObjectStore

@@ -4,8 +4,8 @@ workload with its defaults filled in."""
 
 from __future__ import annotations
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core.status import ErrorCode, Role
 from orchestrator.storage import ObjectStore
 from tests.agent.support import FakeDaemon, running_agent

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core.status import ErrorCode
 from orchestrator.storage import ObjectStore
 from tests.agent.support import FakeDaemon, RegisterWorkload, running_agent, start_command

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.storage import CheckpointUploader, ObjectStore
 from tests.agent.support import (
     FakeDaemon,

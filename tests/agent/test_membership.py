@@ -9,8 +9,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import ErrorCode, JobSpec, JobStatus, ParticipantState, Role
 from orchestrator.storage import ObjectStore
 from orchestrator.store import MemoryJobStore

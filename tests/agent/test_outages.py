@@ -26,8 +26,8 @@ import anyio.to_thread
 import pytest
 from helpers import s3_client, unique
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core.status import ErrorCode, Role
 from orchestrator.devstack import stack
 from orchestrator.devstack.servers import S3ServerProcess, start_s3

@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from orchestrator.bus import Redis, connect_redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis, connect_redis
 from orchestrator.devstack.servers import ServerProcess, start_redis
 from orchestrator.storage import ObjectStore
 from tests.agent.support import FakeDaemon, running_agent

@@ -9,8 +9,8 @@ import uuid
 import anyio
 import pytest
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core.auth import RunAuth, mailbox_key, message_mac, verify
 from orchestrator.core.commands import StopParticipant
 from orchestrator.storage import ObjectStore

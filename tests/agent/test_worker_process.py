@@ -12,8 +12,8 @@ import anyio
 import pytest
 from helpers import subprocess_env
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core.status import Role
 from orchestrator.devstack.servers import ServerProcess
 from tests.agent.support import FakeDaemon, new_id

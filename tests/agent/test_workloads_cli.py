@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.cli.workloads import offered
 from orchestrator.core.status import Role
 from orchestrator.storage import ObjectStore

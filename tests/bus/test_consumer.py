@@ -15,7 +15,6 @@ import redis.asyncio as aioredis
 from orchestrator.bus import Entry, Keys, Redis, StreamConsumer, connect_redis, trim_floor
 from orchestrator.bus.wire import text
 from orchestrator.devstack.servers import ServerProcess, start_redis
-from orchestrator.errors import BusError
 from tests.bus.support import GROUP, add, consumer, dead, pending_ids, rows
 
 
@@ -229,50 +228,6 @@ async def test_reads_the_raw_reply_of_either_protocol(redis_server: ServerProces
             (a, {"event": "é1", "x": "y"}, 2), (b, {"event": "2"}, 2), (gone, {}, 2)]
     finally:
         await client.aclose()
-
-
-async def test_read_ready_returns_what_is_there_and_leaves_trouble_to_read(
-        redis: Redis, keys: Keys) -> None:
-    c = consumer(redis, keys)
-    await c.ensure_groups()
-    assert await c.read_ready() == []  # nothing there: no wait
-    ids = await add(redis, keys.events(0), 3)
-    assert [e.id for e in await c.read_ready()] == ids
-    # A refusal (here WRONGTYPE: the stream replaced by a string) is not raised by the
-    # read-ahead: the next ``read`` meets it and reports it.
-    await redis.delete(keys.events(1))
-    await redis.set(keys.events(1), "not a stream")
-    assert await c.read_ready() == []
-    with pytest.raises(BusError, match="WRONGTYPE"):
-        await c.read()
-    await redis.delete(keys.events(1))
-    # A lost group (NOGROUP) likewise: ``read`` recreates it (from the stream's start).
-    await redis.xgroup_destroy(keys.events(0), GROUP)
-    assert await c.read_ready() == []
-    assert [e.id for e in await c.read()] == ids
-    # Redis away: nothing, at once (the client's own retries aside).
-    away = StreamConsumer(connect_redis("redis://127.0.0.1:1/0"), [keys.events(0)], GROUP, "c")
-    with anyio.fail_after(30):
-        assert await away.read_ready() == []
-
-
-async def test_touched_entries_are_not_reclaimed_and_keep_their_delivery_count(
-        redis: Redis, keys: Keys) -> None:
-    slow = consumer(redis, keys, "slow")
-    await slow.ensure_groups()
-    await add(redis, keys.events(0), 2)
-    await add(redis, keys.events(1), 1)
-    held = await slow.read()
-    rescuer = consumer(redis, keys, "rescuer", reclaim_idle_ms=150)
-    await anyio.sleep(0.1)
-    await slow.touch(held)  # still working on them: idle time back to 0
-    await anyio.sleep(0.1)
-    assert await rescuer.reclaim() == [], "idle 0.1 s since the touch, not 0.2"
-    await anyio.sleep(0.1)
-    claimed = await rescuer.reclaim()
-    assert sorted(e.id for e in claimed) == sorted(e.id for e in held)
-    assert {e.deliveries for e in claimed} == {2}, "JUSTID counted no delivery"
-    await slow.touch([])  # nothing to touch: no round trip, no error
 
 
 async def test_a_group_lost_during_reclaim_is_recreated(redis: Redis, keys: Keys) -> None:

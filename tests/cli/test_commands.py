@@ -15,7 +15,7 @@ import httpx
 import pytest
 from helpers import run_cli, s3_client, unique
 
-from orchestrator.bus.streams import Bus, Redis
+from orchestrator.bus import Bus, Redis
 from orchestrator.core import CancelRequested, CheckpointRecord, Heartbeat, JobSpec
 from orchestrator.store import MongoJobStore
 from orchestrator.store.port import checkpoint_id

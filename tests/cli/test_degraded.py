@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import unique
 
-from orchestrator.bus.streams import Bus, connect_redis
+from orchestrator.bus import Bus, connect_redis
 from orchestrator.devstack.servers import ServerProcess, start_mongo, start_redis
 from orchestrator.store import connect_mongo
 from tests.cli.conftest import CliWorld

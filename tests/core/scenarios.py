@@ -27,6 +27,7 @@ from orchestrator.core import (
     machine,
 )
 from orchestrator.core import new_job as core_new_job
+from orchestrator.core.draft import Draft
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SHA = "0" * 64
@@ -155,4 +156,4 @@ def joint_rules_hit() -> Iterator[list[str]]:
 def joint_of(job: Job) -> machine.Joint:
     """The joint state ``decide`` would read from ``job`` (through the machine's own summary,
     so the test and the code cannot disagree on what it means)."""
-    return machine._joint(machine._Draft(job, job.updated_at))
+    return machine._joint(Draft(job, job.updated_at))

@@ -25,8 +25,8 @@ from orchestrator.core import (
     Phase,
     mermaid,
 )
+from orchestrator.core.diagram import edges
 from orchestrator.core.events import DeadlineKind
-from orchestrator.core.machine import edges
 from tests.core.scenarios import (
     T0,
     Emitter,

@@ -23,8 +23,8 @@ from typing import Any, Literal, cast
 import anyio
 import anyio.abc
 
+from orchestrator.bus import Bus, Redis, StreamConsumer
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis, StreamConsumer
 from orchestrator.core import (
     COMMAND_ADAPTER,
     Event,

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import ErrorCode, Job, JobDispatched, JobStatus, ParticipantState, new_job
 from orchestrator.daemon import Daemon
 from orchestrator.daemon.apply import apply_events

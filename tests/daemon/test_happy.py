@@ -6,8 +6,8 @@ import json
 
 import anyio
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import JobStatus, ParticipantState
 from orchestrator.store import MemoryJobStore
 from tests.daemon.harness import (

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from orchestrator.bus import Bus, Entry, Redis, submission_job_id
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Entry, Redis, submission_job_id
 from orchestrator.cli.common import BadInput
 from orchestrator.cli.submit import validate_spec
 from orchestrator.cli.worker import checked_data_root, worker

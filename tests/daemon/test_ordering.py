@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import (
     COMMAND_ADAPTER,
     Event,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Redis
 from orchestrator.core import Job, JobStatus, RoundMetrics, new_job
 from orchestrator.daemon import intake
 from orchestrator.store import MemoryJobStore

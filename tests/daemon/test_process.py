@@ -18,8 +18,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import Heartbeat, JobStatus
 from orchestrator.devstack.servers import ServerProcess
 from orchestrator.store import connect_mongo

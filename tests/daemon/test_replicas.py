@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import Heartbeat, JobDispatched, JobStatus, new_job
 from orchestrator.daemon.apply import apply_events
 from orchestrator.devstack.servers import ServerProcess
@@ -105,7 +105,7 @@ async def test_bad_events_are_dead_lettered_and_the_daemon_carries_on(redis: Red
 @pytest.mark.fault("a replica dies holding an entry: reclaimed", invariants=(1, 5))
 async def test_entries_of_a_dead_replica_are_reclaimed_and_applied(redis: Redis,
                                                                   keys: Keys) -> None:
-    from orchestrator.bus.streams import StreamConsumer  # noqa: PLC0415
+    from orchestrator.bus import StreamConsumer  # noqa: PLC0415
 
     store = MemoryJobStore()
     bus = Bus(redis, keys)

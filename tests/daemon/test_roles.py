@@ -7,9 +7,8 @@ from datetime import timedelta
 
 import anyio
 
-from orchestrator.bus import Entry
+from orchestrator.bus import Bus, Entry, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import ErrorCode, JobDispatched, JobStatus, JobUnschedulable, new_job
 from orchestrator.daemon.admission import plan_dispatch
 from orchestrator.daemon.events import parse_event

@@ -15,8 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
+from orchestrator.bus import Bus, Redis
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, Redis
 from orchestrator.core import (
     COMMAND_ADAPTER,
     CancelRequested,
@@ -110,14 +110,19 @@ def forgeries(job_id: str, cmds: dict[str, StartParticipant]) -> list[tuple[Even
     ]
 
 
+
+async def register_workers(bus: Bus) -> None:
+    """The job's workers alive (registered; nobody reads their commands)."""
+    for pid, name in NAMES.items():
+        await bus.register_worker(name, "server" if pid == "server" else "client", ttl_s=30,
+                                  info={})
+
 @pytest.mark.fault("forged events of every kind", invariants=(1, 2, 3, 8))
 async def test_forged_events_of_every_kind_change_nothing_and_are_each_recorded(
         redis: Redis, keys: Keys) -> None:
     store = MemoryJobStore()
     bus = Bus(redis, keys)
-    for pid, name in NAMES.items():
-        await bus.register_worker(name, "server" if pid == "server" else "client", ttl_s=30,
-                                  info={})
+    await register_workers(bus)
     async with daemon_running(store, redis, fast_options(keys.namespace)) as daemon:
         await bus.submit(job_spec("trust", clients=1, rounds=1).model_dump_json())
         cmds = await wait_starts(redis, keys, 2)
@@ -181,9 +186,7 @@ async def test_reconciliation_resends_starts_with_the_same_secrets(redis: Redis,
                                                                    keys: Keys) -> None:
     store = MemoryJobStore()
     bus = Bus(redis, keys)
-    for pid, name in NAMES.items():
-        await bus.register_worker(name, "server" if pid == "server" else "client", ttl_s=30,
-                                  info={})
+    await register_workers(bus)
     async with daemon_running(store, redis, fast_options(keys.namespace)):
         await bus.submit(job_spec("again", clients=1).model_dump_json())
         first = await wait_starts(redis, keys, 2)
@@ -211,9 +214,7 @@ async def test_a_daemon_with_another_key_refuses_the_events_of_runs_it_did_not_s
     daemon holding another (here: a restart without the configured key)."""
     store = MemoryJobStore()
     bus = Bus(redis, keys)
-    for pid, name in NAMES.items():
-        await bus.register_worker(name, "server" if pid == "server" else "client", ttl_s=30,
-                                  info={})
+    await register_workers(bus)
     async with daemon_running(store, redis, fast_options(keys.namespace)):
         await bus.submit(job_spec("rekeyed", clients=1).model_dump_json())
         cmds = await wait_starts(redis, keys, 2)

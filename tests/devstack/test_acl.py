@@ -24,8 +24,8 @@ import redis.asyncio
 from helpers import subprocess_env, unique
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
+from orchestrator.bus import Bus, StreamConsumer
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.streams import Bus, StreamConsumer
 from orchestrator.devstack import acl, stack
 from orchestrator.devstack.servers import pid_cmdline
 
