@@ -12,11 +12,15 @@ stop) command on the worker's own command stream (``RunAuth.seal``), never in th
 log line. Names cannot hold ``|``, so the derivation input is unambiguous.
 
 A participant event carries ``mac = HMAC-SHA256(run secret, canonical bytes)`` where the
-canonical bytes are the event's JSON as the event model reads it: ``model_dump(mode="json")``
-without ``mac`` and without fields equal to their defaults (so a field added later with a
-default does not change the bytes of older producers), plus ``type``, keys sorted, compact
-separators, UTF-8. The daemon checks it against the secret of the participant *as stored in
-the job* (``RunAuth.check``) before ``decide`` sees the event. A mailbox message carries
+canonical bytes are the event's type, ``|``, and its JSON as the event model writes it
+(``model_dump_json``: fields in the model's order, compact, UTF-8) without ``mac`` and without
+fields equal to their defaults (so a field added later with a default does not change the
+bytes of older producers). The daemon re-derives them from the event it parsed, so they do
+not depend on the order of the producer's fields or its spaces (the order of the keys inside
+a mapping such as ``metrics`` is the producer's and is covered); the type prefix keeps the
+MAC of one kind of event from fitting another kind with the same fields. The daemon checks it
+against the secret of the participant *as stored in the job* (``RunAuth.check``) before
+``decide`` sees the event. A mailbox message carries
 ``HMAC-SHA256(mailbox key, JSON [job, to, sender, id, body])`` over the body exactly as sent.
 
 All comparisons use ``hmac.compare_digest``.
@@ -24,10 +28,11 @@ All comparisons use ``hmac.compare_digest``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from orchestrator.core.commands import Command, StartParticipant, StopParticipant
 from orchestrator.core.events import PARTICIPANT_EVENT_TYPES, ParticipantEventBase
@@ -38,14 +43,19 @@ if TYPE_CHECKING:
 
 #: Shortest daemon key accepted (bytes).
 MIN_KEY_BYTES = 16
+#: Run secrets the daemon remembers between a start command and the run's events.
+SECRETS_CACHED = 16_384
 
 NO_MAC = "refused: no MAC"
 BAD_MAC = "refused: bad MAC"
 NO_RUN = "refused: no run"  # the participant is unknown or was never dispatched: no secret
 
 
+_UNSIGNED = {"mac"}
+
+
 def _hmac(key: bytes, data: bytes) -> str:
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hmac.digest(key, data, "sha256").hex()
 
 
 def run_secret(key: bytes, job_id: str, participant: str, run_id: str) -> str:
@@ -60,10 +70,9 @@ def mailbox_key(key: bytes, job_id: str) -> str:
 
 def canonical_event(event: ParticipantEventBase) -> bytes:
     """The bytes an event's MAC covers (see the module docstring)."""
-    data: dict[str, Any] = event.model_dump(mode="json", exclude={"mac"}, exclude_defaults=True)
-    data["type"] = type(event).model_fields["type"].default  # the discriminator, always
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
+    kind: str = type(event).model_fields["type"].default  # the discriminator, always
+    body = event.model_dump_json(exclude=_UNSIGNED, exclude_defaults=True)
+    return f"{kind}|{body}".encode()
 
 
 def event_mac(secret: str, event: ParticipantEventBase) -> str:
@@ -112,25 +121,34 @@ class RunAuth:
     The key never leaves this object (its ``repr`` does not show it).
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed", "_secrets")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"the daemon key must be at least {MIN_KEY_BYTES} bytes")
-        self._key = key
+        # Keyed once; each derivation copies it (half the cost of keying anew).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+        # The secret sealed into a start command is asked for again by the run's events.
+        self._secrets = functools.lru_cache(maxsize=SECRETS_CACHED)(self._derive)
 
     def __repr__(self) -> str:
         return "RunAuth(key=<hidden>)"
 
+    def _derive(self, message: str) -> str:
+        mac = self._keyed.copy()
+        mac.update(message.encode())
+        return mac.hexdigest()
+
     def secret(self, job_id: str, participant: str, run_id: str) -> str:
-        return run_secret(self._key, job_id, participant, run_id)
+        """``run_secret`` of the daemon key (recently derived ones are remembered)."""
+        return self._secrets(f"run|{job_id}|{participant}|{run_id}")
 
     def seal(self, command: Command) -> Command:
         """``command`` with the secrets its worker needs (called as the command is sent)."""
         if isinstance(command, StartParticipant):
             return command.model_copy(update={
                 "run_secret": self.secret(command.job_id, command.participant, command.run_id),
-                "mailbox_key": mailbox_key(self._key, command.job_id)})
+                "mailbox_key": self._derive(f"mailbox|{command.job_id}")})
         if isinstance(command, StopParticipant) and command.run_id is not None:
             return command.model_copy(update={
                 "run_secret": self.secret(command.job_id, command.participant, command.run_id)})

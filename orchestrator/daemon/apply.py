@@ -130,11 +130,13 @@ def observe(applied: Applied, stats: Stats) -> None:
 
 
 def note_status_changes(decision: Decision, stats: Stats) -> None:
-    """Count and log (at INFO) each status change of a decision that was written."""
+    """Count and log each status change of a decision that was written: the end of a job at
+    INFO, its start at DEBUG (one INFO line per job; the job's history keeps both)."""
     job = decision.job
     for entry in decision.history:
         stats.status_changes += 1
-        log.info("job status changed", job_id=job.id, event_id=entry.event_id,
+        emit = log.info if entry.to_status.is_terminal else log.debug
+        emit("job status changed", job_id=job.id, event_id=entry.event_id,
                  from_status=entry.from_status, to_status=entry.to_status.value,
                  phase=job.phase.value, reason=entry.reason,
                  error=job.error.code.value if job.error else None)
