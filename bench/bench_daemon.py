@@ -199,8 +199,7 @@ async def daemon_rate(url: str, store: JobStore, jobs: int, per_job: int, batch:
     redis = connect_redis(url)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     options = DaemonOptions(namespace=ns, event_shards=4, consumer="bench", batch_size=batch,
-                            block_ms=100, allowed_workloads=frozenset({"noop"}),
-                            daemon_key=BENCH_KEY)
+                            block_ms=100, daemon_key=BENCH_KEY)
     keys = Keys(ns, 4)
     created = await preload_jobs(store, jobs)
     events = bench_events(created, per_job)

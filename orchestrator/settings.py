@@ -5,14 +5,18 @@ Library code never reads ``os.environ``: it receives a ``Settings`` (or plain va
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.core.auth import MIN_KEY_BYTES
 from orchestrator.core.spec import MAX_SPEC_BYTES
+from orchestrator.envcheck import warn_unknown_variables
 from orchestrator.errors import ConfigError
+from orchestrator.health.address import parse_address
+from orchestrator.tls import TLSFiles, check_tls_files, mongo_tls_options, redis_tls_options
 
 #: ``ORCHESTRATOR_MONGO_URL`` for the in-memory job store (``orchestrator daemon`` only).
 MEMORY_STORE = "memory://"
@@ -25,15 +29,35 @@ class Settings(BaseSettings):
     redis_url: Annotated[str, Field(description="Redis (or Valkey) URL")] = (
         "redis://127.0.0.1:6379/0"
     )
+    redis_ca_file: Annotated[str | None, Field(description=(
+        "PEM CA bundle that verifies the Redis server (with a `rediss://` URL; default: the "
+        "system's trust store)"))] = None
+    redis_cert_file: Annotated[str | None, Field(description=(
+        "client certificate (PEM) for mutual TLS with Redis"))] = None
+    redis_key_file: Annotated[str | None, Field(description=(
+        "the client certificate's private key (PEM) for Redis"))] = None
     mongo_url: Annotated[str, Field(description=(
         "MongoDB URL; `memory://` keeps jobs in the daemon's own memory (one daemon, nothing "
         "survives it, no other process can read them: for benchmarks and trials)"))] = (
         "mongodb://127.0.0.1:27017/")
     mongo_db: Annotated[str, Field(description="MongoDB database name")] = "orchestrator"
+    mongo_ca_file: Annotated[str | None, Field(description=(
+        "PEM CA bundle that verifies MongoDB; turns TLS on (like `tls=true&tlsCAFile=` in the "
+        "URL)"))] = None
+    mongo_cert_file: Annotated[str | None, Field(description=(
+        "client certificate and key in one PEM file, for mutual TLS with MongoDB; turns TLS "
+        "on"))] = None
     s3_url: Annotated[
         str, Field(description="checkpoint store: s3://bucket/prefix, file:///dir or memory://name")
     ] = "file:///tmp/orchestrator-checkpoints"
     s3_endpoint_url: Annotated[str | None, Field(description="S3 endpoint (MinIO, rclone)")] = None
+    s3_ca_file: Annotated[str | None, Field(description=(
+        "PEM CA bundle that verifies an `https://` S3 endpoint (default: the system's, or "
+        "`AWS_CA_BUNDLE`)"))] = None
+    s3_cert_file: Annotated[str | None, Field(description=(
+        "client certificate (PEM) for mutual TLS with S3"))] = None
+    s3_key_file: Annotated[str | None, Field(description=(
+        "the client certificate's private key (PEM) for S3"))] = None
     namespace: Annotated[
         str, Field(description="prefix of every Redis key", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     ] = "orchestrator"
@@ -59,6 +83,10 @@ class Settings(BaseSettings):
     consumer_name: Annotated[
         str | None, Field(description="stable consumer name of this replica (default host-pid)")
     ] = None
+    metrics_addr: Annotated[str | None, Field(description=(
+        "`HOST:PORT`, `:PORT` or `PORT` (then 127.0.0.1) where `orchestrator daemon` and "
+        "`orchestrator worker` serve `/metrics`, `/healthz` and `/readyz` (`--metrics-addr`); "
+        "off when unset or empty"))] = None
     log_level: Annotated[
         Literal["debug", "info", "warning", "error"], Field(description="log level")
     ] = "info"
@@ -102,6 +130,35 @@ class Settings(BaseSettings):
         return key
 
     @property
+    def redis_tls(self) -> TLSFiles:
+        """The PEM files of the Redis connection (used with a ``rediss://`` URL)."""
+        return TLSFiles(self.redis_ca_file, self.redis_cert_file, self.redis_key_file)
+
+    @property
+    def mongo_tls(self) -> TLSFiles:
+        """The PEM files of the MongoDB connection (any one turns TLS on)."""
+        return TLSFiles(self.mongo_ca_file, self.mongo_cert_file)
+
+    @property
+    def s3_tls(self) -> TLSFiles:
+        """The PEM files of an ``https://`` S3 endpoint."""
+        return TLSFiles(self.s3_ca_file, self.s3_cert_file, self.s3_key_file)
+
+    @model_validator(mode="after")
+    def _tls_usable(self) -> Settings:
+        """Unreadable TLS files, a key without its certificate, or TLS files with a plain
+        ``redis://`` URL fail at startup, naming the variable, not at the first handshake."""
+        try:
+            for files, prefix in ((self.redis_tls, "REDIS"), (self.mongo_tls, "MONGO"),
+                                  (self.s3_tls, "S3")):
+                check_tls_files(files, prefix)
+            redis_tls_options(self.redis_url, self.redis_tls)
+            mongo_tls_options(self.mongo_tls)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    @property
     def redis_password_plain(self) -> str | None:
         """The Redis password in clear, for the client only (never log or print it)."""
         return self.redis_password.get_secret_value() if self.redis_password else None
@@ -112,6 +169,14 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             msg = f"must start with redis://, rediss:// or unix:// (got {value!r})"
             raise ValueError(msg)
+        return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _metrics_addr(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # unset or empty: off (an image's default can be switched off)
+        parse_address(value)  # raises ValueError naming the problem
         return value
 
     @field_validator("mongo_url")
@@ -133,12 +198,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, turning validation errors into ``ConfigError``."""
+    """Build settings from the environment, turning validation errors into ``ConfigError``;
+    a misspelt ``ORCHESTRATOR_*`` variable gets a warning on stderr (``orchestrator.envcheck``)."""
+    warn_unknown_variables(os.environ, Settings.model_fields)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
             f"ORCHESTRATOR_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"] else str(err["msg"]).removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc

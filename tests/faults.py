@@ -2,7 +2,9 @@
 
 Fault tests are marked ``@pytest.mark.fault("scenario", invariants=(1, 3, …))`` with the
 numbers of design.md's invariants their assertions check. ``python bench/faults.py`` (or
-``python -m pytest -m fault --fault-table``) runs them and prints the table at the end.
+``python -m pytest -m fault --fault-table``) runs them and prints the table at the end: one
+line per scenario (its result, its time, the invariants checked), a count of the results and,
+for each invariant, how many scenarios check it.
 """
 
 from __future__ import annotations
@@ -42,9 +44,14 @@ class FaultTable:
         for scenario, outcome, invariants, duration in self.rows:
             checked = ", ".join(str(i) for i in invariants) or "-"
             out.append(f"{scenario:<{width}}  {outcome:<7}  {duration:5.1f}s  {checked}")
+        outcomes = [r[1] for r in self.rows]
+        summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes)))
+        out.append(f"{len(self.rows)} scenarios: {summary}")
         seen = sorted({i for _, _, inv, _ in self.rows for i in inv})
         out.append("")
-        out.extend(f"  {i}. {INVARIANTS[i]}" for i in seen)
+        for i in seen:
+            by = sum(1 for _, _, inv, _ in self.rows if i in inv)
+            out.append(f"  {i}. {INVARIANTS[i]} ({by} scenario{'s' if by > 1 else ''})")
         missing = sorted(set(INVARIANTS) - set(seen))
         if missing:
             out.append(f"  not checked by any scenario run: {missing}")

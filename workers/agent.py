@@ -14,7 +14,10 @@ Theory of operation. :meth:`WorkerAgent.run` is one anyio task group holding
   the stop was requested, a bad entry dead-lettered — and then the handled ones are acknowledged
   with one XACK for the whole read. A read's entries are handled and acknowledged shielded from
   a shutdown, so a shutdown never leaves started runs unacknowledged while Redis is up;
-* one task per participant (:class:`~workers.participant.ParticipantRun`).
+* one task per participant (:class:`~workers.participant.ParticipantRun`), whose workload runs
+  in a child process of its own (:mod:`workers.isolation`) unless the workload is declared
+  ``light``, the worker runs ``isolation="inline"``, or a child could not import it (a
+  function defined inside another: logged once, run inline).
 
 Every event of a run is signed with the run secret its start command carries (a stop command
 carries it too, so a worker that no longer runs the participant can still say ``stopped``);
@@ -55,10 +58,18 @@ from workers.commands import Recent, decode_command
 from workers.config import SHUTDOWN_REASON, AgentConfig, short
 from workers.data_paths import DataPathError, confine
 from workers.heartbeats import Heartbeats
+from workers.isolation.supervisor import ChildTarget, child_target
 from workers.outbox import Outbox, ParticipantEvents
 from workers.participant import ParticipantRun, WorkerResources
 from workers.registration import deregister, keep_registered
-from workers.registry import ConfigError, get_workload, offered_workloads, validate_config
+from workers.registry import (
+    ConfigError,
+    Workload,
+    get_spec,
+    offered_workloads,
+    validate_config,
+    workload_source,
+)
 
 __all__ = ["SHUTDOWN_REASON", "AgentConfig", "WorkerAgent"]
 
@@ -91,8 +102,11 @@ class WorkerAgent:
         self._slots = anyio.Semaphore(config.capacity)
         self._commands_scope = anyio.CancelScope()
         self._shutdown = anyio.Event()
+        #: Set once the agent is registered and reads its commands (``/readyz``).
+        self.ready = anyio.Event()
         self._participants: TaskGroup | None = None
         self._resources: WorkerResources | None = None
+        self._targets: dict[tuple[str, int], ChildTarget | None] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -128,6 +142,7 @@ class WorkerAgent:
                 )
                 await participants.start(self._command_loop)
                 self.log.info("worker ready", capacity=cfg.capacity)
+                self.ready.set()
                 task_status.started()
                 await self._shutdown.wait()
                 self.log.info("worker shutting down", running=len(self.runs))
@@ -272,7 +287,7 @@ class WorkerAgent:
             events.emit(ParticipantFailed, code=ErrorCode.CANNOT_SCHEDULE, message=message)
             return
         try:
-            workload = get_workload(command.workload)
+            spec = get_spec(command.workload)
         except UnknownWorkloadError as exc:
             log.warning("refused a start", reason=str(exc))
             events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
@@ -292,7 +307,8 @@ class WorkerAgent:
         if data_path != command.data_path or config != command.config:
             command = command.model_copy(update={"data_path": data_path, "config": config})
         assert self._participants is not None and self._resources is not None
-        run = ParticipantRun(command, events, workload, self._resources, log)
+        run = ParticipantRun(command, events, spec.fn, self._resources, log,
+                             target=self._target(command.workload, spec))
         self.runs[command.run_id] = run
         run.begin()  # beating before the command is acknowledged
         self._participants.start_soon(
@@ -300,6 +316,20 @@ class WorkerAgent:
         )
         if self._shutdown.is_set():
             run.stop(SHUTDOWN_REASON, self.config.shutdown_grace_s)
+
+    def _target(self, name: str, spec: Workload) -> ChildTarget | None:
+        """Where a child process finds workload ``name``; None: run it inline (the worker
+        runs ``--isolation inline``, the workload is ``light``, or a child cannot import it,
+        e.g. a function defined inside another: that is logged once)."""
+        if self.config.isolation == "inline" or spec.light:
+            return None
+        key = (name, id(spec.fn))
+        if key not in self._targets:
+            target = self._targets[key] = child_target(name, spec.fn, workload_source(name))
+            if target is None:
+                self.log.info("workload runs inline: a child process cannot import it",
+                              workload=name)
+        return self._targets[key]
 
     async def _supervise(self, run: ParticipantRun) -> None:
         command = run.command

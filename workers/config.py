@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from orchestrator.core.status import Role
 
@@ -51,6 +51,13 @@ class AgentConfig:
     data_root: str | None = None
     """The directory every participant's ``data_path`` is relative to (see
     :func:`workers.data_paths.confine`); None: paths as given, without ``..``."""
+    isolation: Literal["process", "inline"] = "process"
+    """``process``: each participant runs in a child process of its own (except workloads
+    declared ``light``); ``inline``: every participant runs in the worker's event loop."""
+    log_max_lines: int = 10_000
+    """Lines of a participant's output kept (and stored) per run; the rest are counted."""
+    log_max_bytes: int = 5 * 1024 * 1024
+    """Bytes of a participant's output kept (and stored) per run."""
     info: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

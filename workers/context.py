@@ -11,6 +11,9 @@ Theory of operation:
   ``on_checkpoint_failed`` (the participant then fails with ``checkpoint_failed``, or
   ``storage_unavailable`` when the store stayed unreachable for the whole retry budget).
   ``parent`` is the key this participant saved before.
+* ``load_checkpoint`` verifies the bytes against the sha256 the caller gives (e.g. the
+  manifest's) or, for a checkpoint this run saved, the one its upload recorded; only for other
+  keys against the store's own metadata. So a store that lost its metadata still loads.
 * ``load_checkpoint``, ``put_blob`` and ``get_blob`` retry transient object-store failures with
   the worker's :class:`~orchestrator.storage.retry.StorageRetryPolicy` (the uploads use the same
   one), so a workload rides out an outage of up to the budget (60 s by default) without code
@@ -35,7 +38,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -132,9 +135,16 @@ class RedisWorkloadContext(ContextBase):
         self._buffer: deque[PeerMessage] = deque()
         self._seen_messages: set[str] = set()
         self._last_checkpoint: tuple[str, str | None] | None = None  # (key, its parent)
+        #: The sha256 of each checkpoint this run saved (as its upload recorded it, i.e. the
+        #: manifest's): ``load_checkpoint`` verifies against it, not the store's metadata.
+        self._saved_sha256: dict[str, str] = {}
         self._receive_scope: anyio.CancelScope | None = None
         self.current_round: int | None = None
         """The latest round this participant is known to work on (carried by heartbeats)."""
+        self.stop_listeners: list[Callable[[], None]] = []
+        """Called on :meth:`request_stop` (an isolated run forwards the stop to its child)."""
+        self.gone_listeners: list[Callable[[list[str], str], None]] = []
+        """Called with the newly gone clients and the reason on :meth:`note_gone`."""
 
     # --- reporting --------------------------------------------------------------------------
 
@@ -182,6 +192,7 @@ class RedisWorkloadContext(ContextBase):
     ) -> None:
         if outcome.info is not None:
             info = outcome.info
+            self._saved_sha256[outcome.key] = info.sha256
             self._events.emit(
                 CheckpointSaved,
                 round=round,
@@ -200,8 +211,11 @@ class RedisWorkloadContext(ContextBase):
         self._log.warning("checkpoint upload failed", key=outcome.key, error=str(outcome.error))
         self._on_checkpoint_failed(message, outcome.error)
 
-    async def load_checkpoint(self, key: str) -> bytes:
-        return await self._with_retries("load_checkpoint", key, lambda: self._store.get_data(key))
+    async def load_checkpoint(self, key: str, *, sha256: str | None = None) -> bytes:
+        expected = sha256 if sha256 is not None else self._saved_sha256.get(key)
+        return await self._with_retries(
+            "load_checkpoint", key, lambda: self._store.get_data(key, sha256=expected)
+        )
 
     async def put_blob(self, name: str, data: bytes) -> str:
         data = bytes(data)
@@ -332,6 +346,15 @@ class RedisWorkloadContext(ContextBase):
         self._stop_requested = True
         if self._receive_scope is not None:
             self._receive_scope.cancel()
+        for listener in list(self.stop_listeners):
+            listener()
+
+    def note_gone(self, gone: Sequence[str], reason: str) -> None:
+        new = sorted(frozenset(gone) - self.gone_peers)
+        super().note_gone(gone, reason)
+        if new:
+            for listener in list(self.gone_listeners):
+                listener(new, reason)
 
 
 def _text(value: str | bytes) -> str:

@@ -14,7 +14,7 @@ import anyio
 import anyio.lowlevel
 
 from orchestrator.core.status import Role
-from orchestrator.errors import ObjectNotFoundError, WorkloadError
+from orchestrator.errors import IntegrityError, ObjectNotFoundError, WorkloadError
 from orchestrator.logs import get_logger
 from orchestrator.storage.port import sha256_hex
 from workers.local_results import CheckpointRecord
@@ -120,8 +120,12 @@ class LocalContext(ContextBase):
         await anyio.lowlevel.checkpoint()
         return key
 
-    async def load_checkpoint(self, key: str) -> bytes:
-        return await self._read(key, what="checkpoint")
+    async def load_checkpoint(self, key: str, *, sha256: str | None = None) -> bytes:
+        data = await self._read(key, what="checkpoint")
+        if sha256 is not None and sha256_hex(data) != sha256:
+            raise IntegrityError(f"checkpoint {key!r} is corrupt: its bytes have sha256 "
+                                 f"{sha256_hex(data)}, expected {sha256}")
+        return data
 
     async def put_blob(self, name: str, data: bytes) -> str:
         key = self._blob_key(name, sha256_hex(bytes(data)))

@@ -4,8 +4,10 @@ Theory of operation. The agent calls :meth:`ParticipantRun.begin` (the run joins
 one heartbeat timer, so a run that waits is kept alive) and then acknowledges the command;
 :meth:`ParticipantRun.run` is the run's task (in the agent's participants task group). It waits
 for one of the worker's ``capacity`` slots, queues ``started`` (the workload runs from now on),
-runs the workload with a :class:`~workers.context.RedisWorkloadContext`, and ends with exactly
-one of
+runs the workload with a :class:`~workers.context.RedisWorkloadContext` — in a child process of
+its own unless the workload is ``light`` or the worker runs ``inline``
+(:class:`~workers.isolation.supervisor.IsolatedWorkload`; the child's stdout and stderr are the
+run's log, stored when it ends) — and ends with exactly one of
 
 * ``finished`` — the workload returned; queued only after its checkpoint uploads drained;
 * ``failed`` — the workload raised (``workload_failed``), or an upload finally failed
@@ -15,7 +17,8 @@ one of
 
 It leaves the heartbeat timer before it queues the terminal event, so no heartbeat follows it.
 A stop first asks the workload to stop (``checkpoint_cancel``/``receive`` raise
-:class:`~workers.sdk.WorkloadCancelled`) and cancels it for real after the grace period.
+:class:`~workers.sdk.WorkloadCancelled`; a child process also gets SIGTERM) and cancels it for
+real after the grace period (a child process gets SIGKILL).
 Uploads start only with the first checkpoint (:class:`~workers.uploads.ParticipantUploads`).
 Nothing a workload does escapes :meth:`ParticipantRun.run`.
 """
@@ -46,6 +49,8 @@ from orchestrator.storage.retry import StorageRetryPolicy
 from workers.config import AgentConfig, short
 from workers.context import RedisWorkloadContext
 from workers.heartbeats import Heartbeats
+from workers.isolation.logs import ParticipantLog
+from workers.isolation.supervisor import ChildTarget, IsolatedWorkload
 from workers.outbox import ParticipantEvents
 from workers.registry import WorkloadFn
 from workers.sdk import WorkloadCancelled
@@ -87,10 +92,17 @@ class ParticipantRun:
         workload: WorkloadFn,
         resources: WorkerResources,
         log: FilteringBoundLogger,
+        *,
+        target: ChildTarget | None = None,
     ) -> None:
         self.command = command
         self.events = events
         self.workload = workload
+        self.target = target
+        """Where a child process finds the workload; None: it runs inline."""
+        self.capture: ParticipantLog | None = None
+        """The output of the run's child process (isolated runs only)."""
+        self.isolated: IsolatedWorkload | None = None
         self.resources = resources
         self.log = log
         self.scope = anyio.CancelScope()
@@ -159,6 +171,7 @@ class ParticipantRun:
             except Exception as exc:  # a bug of ours: still end the participant cleanly
                 self.log.exception("participant crashed in the worker")
                 ending = Ending("failed", f"worker error: {exc!r}")
+            await self._store_log(ending)  # (if the run was cancelled before it did)
         finally:
             self.resources.heartbeats.remove(self)
         self._finish(ending)
@@ -166,6 +179,17 @@ class ParticipantRun:
         self.log.info(f"participant {ending.outcome}", workload=command.workload,
                       run_id=command.run_id, detail=ending.detail or None,
                       duration_s=round(anyio.current_time() - self.began_at, 3))
+
+    async def _store_log(self, ending: Ending) -> None:
+        """Store the child's whole output and mark its end on the job's log stream (before
+        the terminal event, so a finished job's logs are in the store)."""
+        capture, self.capture = self.capture, None
+        if capture is None:
+            return
+        try:
+            await capture.finish(self.resources.store, self._storage_retry(), ending.outcome)
+        except Exception:  # a bug of ours: the participant's end must still go out
+            self.log.exception("cannot store the participant's log")
 
     def _finish(self, ending: Ending) -> None:
         """Queue the participant's one terminal event."""
@@ -205,6 +229,7 @@ class ParticipantRun:
                     elif uploads.pending:
                         with anyio.move_on_after(self.resources.config.upload_drain_on_stop_s):
                             await uploads.drain()
+                    await self._store_log(ending)  # (in the slot: the run has not ended yet)
         finally:
             uploads.close()  # abandons uploads still running
         if ending is None:  # cancelled while waiting for a slot or draining uploads
@@ -247,12 +272,20 @@ class ParticipantRun:
         ending: Ending | None = None
         if self.gone:  # heard before the workload ran (e.g. clients skipped at dispatch)
             context.note_gone(sorted(self.gone), self.gone_reason)
+        workload = self.workload
+        if self.target is not None:
+            cfg, command = resources.config, self.command
+            self.capture = ParticipantLog(
+                resources.redis, resources.keys, job_id=command.job_id,
+                participant=command.participant, run_id=command.run_id, log=self.log,
+                max_lines=cfg.log_max_lines, max_bytes=cfg.log_max_bytes)
+            workload = self.isolated = IsolatedWorkload(self.target, self.capture, self.log)
         with anyio.CancelScope() as scope:
             self.workload_scope, self.context = scope, context
             if self.stop_reason is not None:
                 self.stop(self.stop_reason, resources.config.stop_grace_s)
             try:
-                result = await self.workload(context)
+                result = await workload(context)
             except WorkloadCancelled as exc:
                 ending = Ending("stopped", self.stop_reason or str(exc))
             except Exception as exc:
@@ -276,7 +309,10 @@ class ParticipantRun:
         if self.checkpoint_error is not None:
             return Ending("failed", self.checkpoint_error)
         if ending is None:  # cancelled: the stop grace ran out
-            return Ending("stopped", self.stop_reason or "stopped")
+            reason = self.stop_reason or "stopped"
+            if self.isolated is not None and self.isolated.killed:
+                reason += " (the workload's process was killed after the stop grace)"
+            return Ending("stopped", reason)
         return ending
 
 

@@ -2,6 +2,12 @@
 
 A SIGKILLed worker simply stops refreshing the key, which then expires; a worker that shuts
 down cleanly deletes it. Redis outages are retried for as long as the worker lives.
+
+The key's value is the agent's ``info()``: its capacity and load, and the workloads it offers
+(``workers.registry.offered_workloads``: name -> version, config JSON Schemas and, for one
+loaded by reference, its ``source``; about 9 KB with the built-ins). The daemon's admission
+dispatches a job only to workers whose registration names its workload, and ``orchestrator
+workloads`` and ``orchestrator submit`` read the same value.
 """
 
 from __future__ import annotations

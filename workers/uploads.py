@@ -7,21 +7,27 @@ task group it was given (the agent's participants group), which enters the uploa
 until :meth:`ParticipantUploads.close` cancels it. Uploads are submitted to and drained from the
 participant's own task; their completion callbacks run in the uploader's tasks. A participant
 that never saves (``noop``, every client of ``fedavg``) starts no task and no uploader, and its
-``drain`` returns at once.
+``drain`` returns at once. Every outcome is counted in the process's :data:`UPLOADS` (read by
+the worker's ``/metrics``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from structlog.typing import FilteringBoundLogger
 
+from orchestrator.health.counters import UploadCounters
 from orchestrator.storage import CheckpointUploader, UploadHandle, UploadOutcome
 
 UploaderFactory = Callable[[], CheckpointUploader]
 OnUploaded = Callable[[UploadOutcome], None]
+
+UPLOADS = UploadCounters()
+"""This process's checkpoint uploads: outcomes, bytes, latency (plain ints)."""
 
 
 class ParticipantUploads:
@@ -64,7 +70,13 @@ class ParticipantUploads:
             with anyio.CancelScope(shield=True):  # the host enters it at once
                 await self._host.start(self._run_host, uploader, name=f"uploads {self._name}")
             self._uploader = uploader
-        return await self._uploader.submit(key, data, meta, on_done=on_done)
+        submitted, size = time.monotonic(), len(data)
+
+        def counted(outcome: UploadOutcome) -> None:
+            UPLOADS.note(ok=outcome.ok, size=size, seconds=time.monotonic() - submitted)
+            on_done(outcome)
+
+        return await self._uploader.submit(key, data, meta, on_done=counted)
 
     async def drain(self) -> None:
         """Wait until every upload submitted so far succeeded or finally failed.

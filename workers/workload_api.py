@@ -123,8 +123,10 @@ class WorkloadContext(Protocol):
         """Store checkpoint bytes; returns the object key at once, uploads in the background."""
         ...
 
-    async def load_checkpoint(self, key: str) -> bytes:
-        """Bytes of a checkpoint saved earlier (by this job or another)."""
+    async def load_checkpoint(self, key: str, *, sha256: str | None = None) -> bytes:
+        """Bytes of a checkpoint saved earlier (by this job or another), sha256-verified:
+        against ``sha256`` when given (pass the manifest's, from ``orchestrator checkpoints
+        JOB --json``), else against what this run's upload recorded, else the store's own."""
         ...
 
     async def put_blob(self, name: str, data: bytes) -> str:
@@ -170,6 +172,9 @@ class Workload:
     server_config: type[BaseModel] | None = None
     client_config: type[BaseModel] | None = None
     version: str = "1"
+    light: bool = False
+    """Light enough to run inline, in the worker's own event loop (it never blocks it, as
+    ``noop`` does not); others run in a child process of their own (``workers.isolation``)."""
 
     def config_model(self, role: Role) -> type[BaseModel] | None:
         return self.server_config if role is Role.SERVER else self.client_config

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.core import Role
-from workers.registry import workload_specs
+from workers.registry import builtin_specs
 
 _HEAD = """# Built-in workloads and their options
 
@@ -52,7 +52,7 @@ def _rows(model: type[BaseModel]) -> list[str]:
 def page() -> str:
     """The whole page (Markdown)."""
     lines = [_HEAD]
-    for name, spec in workload_specs().items():
+    for name, spec in builtin_specs().items():  # (installed plugins document themselves)
         doc = (spec.fn.__doc__ or "").strip().splitlines()
         lines += [f"## `{name}` (version {spec.version})", "", doc[0] if doc else "", ""]
         server, client = spec.config_model(Role.SERVER), spec.config_model(Role.CLIENT)

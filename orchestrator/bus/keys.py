@@ -58,6 +58,10 @@ class Keys:
         """Messages between participants of one job (references only, never model bytes)."""
         return f"{self.namespace}:job:{{{job_id}}}:mailbox:{participant}"
 
+    def logs(self, job_id: str) -> str:
+        """Capped stream of the job's participants' log lines (workers write, CLI reads)."""
+        return f"{self.namespace}:job:{{{job_id}}}:logs"
+
     @property
     def updates(self) -> str:
         """Capped stream of every job change (for the watcher's job table)."""

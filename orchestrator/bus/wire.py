@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.errors import BusError, BusUnavailableError
+from orchestrator.tls import NO_TLS_FILES, TLSFiles, redis_tls_options
 
 Redis = aioredis.Redis
 #: Commands for one ``execute_batch`` round trip (the daemon's commit: commands, updates, XACK).
@@ -51,9 +52,11 @@ TRANSIENT_REDIS_ERRORS: tuple[type[Exception], ...] = (
 SUBMISSION_NAMESPACE = uuid.UUID("6f1d3c9e-3b1a-4c55-9d8e-6a7b0c2d4e5f")
 
 
-def connect_redis(url: str, *, password: str | None = None) -> Redis:
+def connect_redis(url: str, *, password: str | None = None,
+                  tls: TLSFiles = NO_TLS_FILES) -> Redis:
     """A client for the bus: bytes replies, no per-reply socket timeout, health checks, and
-    commands retried with jittered backoff when their connection breaks.
+    commands retried with jittered backoff when their connection breaks. A ``rediss://`` URL
+    is TLS, verified with ``tls`` (``Settings.redis_tls``; see :mod:`orchestrator.tls`).
 
     ``socket_timeout=None`` because redis-py 8 wraps every reply read in ``asyncio.timeout()``
     when a timeout is set, which makes pipelines markedly slower (performance.md); blocking
@@ -70,6 +73,7 @@ def connect_redis(url: str, *, password: str | None = None) -> Redis:
         health_check_interval=10,
         retry=retry,
         retry_on_error=[RedisConnectionError, RedisTimeoutError, BusyLoadingError],
+        **redis_tls_options(url, tls),
     )
     return client
 

@@ -15,10 +15,10 @@ import anyio
 import click
 
 from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings
-from orchestrator.cli.connect import open_store
+from orchestrator.cli.connect import object_store_for, open_store
 from orchestrator.cli.output import console, echo_json, json_option, warn
 from orchestrator.cli.running import run
-from orchestrator.errors import StorageError
+from orchestrator.errors import IntegrityError, StorageError
 from orchestrator.storage.validation import validate_key
 from orchestrator.watch.model import checkpoint_rows
 from orchestrator.watch.render import checkpoints_table
@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 
 
 def open_checkpoint_store(settings: Settings) -> ObjectStore:
-    from orchestrator.storage.registry import open_object_store  # noqa: PLC0415
-
-    return open_object_store(settings.s3_url, endpoint_url=settings.s3_endpoint_url)
+    return object_store_for(settings)
 
 
 @click.command()
@@ -100,19 +98,19 @@ def checkpoints(  # noqa: PLR0917 - one parameter per click option
 async def _download(objects: ObjectStore, row: dict[str, Any], directory: Path) -> str | None:
     """Download one checkpoint; return a problem, or None when its sha256 matched.
 
-    ``download_to`` streams and verifies the bytes against the object's own sha256, so the
-    file is checked against the manifest by comparing that verified digest.
+    The bytes are streamed and checked against the manifest's sha256, the source of truth,
+    not against the object's own metadata: a store that lost its metadata (the local S3
+    server after a restart) still downloads, and a replaced object is refused. A mismatch
+    leaves no file behind.
     """
-    key = str(row["key"])
+    key, expected = str(row["key"]), str(row["sha256"])
     try:
         target = anyio.Path(directory / validate_key(key))  # (before any folder is made)
         await target.parent.mkdir(parents=True, exist_ok=True)
-        info = await objects.download_to(key, target)
+        await objects.download_to(key, target, sha256=expected)
+    except IntegrityError as exc:
+        return f"{key}: does not match the manifest (sha256 {expected}): {exc}"
     except StorageError as exc:
         return f"{key}: download failed: {exc}"
-    actual = info.sha256
-    if actual != row["sha256"]:
-        await target.unlink(missing_ok=True)
-        return f"{key}: sha256 {actual} does not match the manifest's {row['sha256']}"
     row["path"] = str(target)
     return None

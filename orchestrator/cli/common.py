@@ -42,3 +42,17 @@ def cli_settings() -> Settings:
         return load_settings()
     except ConfigError as exc:
         raise BadInput(str(exc)) from exc
+
+
+def with_metrics_addr(settings: Settings, address: str | None) -> Settings:
+    """``settings`` with ``--metrics-addr`` (when given) in place of
+    ``ORCHESTRATOR_METRICS_ADDR``; a malformed address is bad input (exit 2)."""
+    if address is None:
+        return settings
+    from orchestrator.health.address import parse_address  # noqa: PLC0415
+
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        raise BadInput(f"--metrics-addr: {exc}") from None
+    return settings.model_copy(update={"metrics_addr": address})

@@ -1,6 +1,11 @@
 """Connections of the commands: Redis and MongoDB, each checked with a ping under a short
 timeout (an unreachable server is one line naming its setting), and closed without holding up
-the exit."""
+the exit.
+
+This is the one place where the commands (daemon, worker, CLI, watcher, demo) build their
+clients from the settings — :func:`redis_for`, :func:`mongo_for`, :func:`object_store_for` and
+the checked :func:`open_redis`, :func:`open_store` — so each gets the same TLS files
+(:mod:`orchestrator.tls`)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
 
     from orchestrator.bus import Bus
     from orchestrator.bus.keys import Keys
+    from orchestrator.storage import ObjectStore
     from orchestrator.store.mongo import MongoJobStore
 
 T = TypeVar("T")
@@ -33,13 +39,18 @@ CLOSE_TIMEOUT_S = 2.0
 
 
 def redact(url: str) -> str:
-    """A URL without its password, fit to print."""
+    """A URL without its password, fit to print: the one after ``user:`` and any query
+    parameter named like one (``password=``, MongoDB's ``tlsCertificateKeyFilePassword=``)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable url>"
+    query = "&".join(
+        f"{name}=***" if "password" in name.lower() and sep else f"{name}{sep}{value}"
+        for name, sep, value in (item.partition("=") for item in parts.query.split("&")))
+    changed, parts = query != parts.query, parts._replace(query=query)
     if parts.password is None:
-        return url
+        return urlunsplit(parts) if changed else url
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
@@ -56,6 +67,33 @@ def bus_for(redis: Redis, settings: Settings) -> Bus:
     from orchestrator.bus import Bus  # noqa: PLC0415
 
     return Bus(redis, keys_for(settings), maxlen=settings.stream_maxlen)
+
+
+def redis_for(settings: Settings) -> Redis:
+    """The bus's Redis client (``connect_redis``) with the settings' password and TLS files."""
+    from orchestrator.bus.wire import connect_redis  # noqa: PLC0415 - keep --help fast
+
+    return connect_redis(settings.redis_url, password=settings.redis_password_plain,
+                         tls=settings.redis_tls)
+
+
+def mongo_for(settings: Settings, *, timeout_s: float = 5.0) -> MongoJobStore:
+    """The MongoDB job store with the settings' TLS files (not checked: see open_store)."""
+    from orchestrator.store.mongo import connect_mongo  # noqa: PLC0415
+
+    return connect_mongo(settings.mongo_url, settings.mongo_db,
+                         timeout_ms=int(timeout_s * 1000), tls=settings.mongo_tls)
+
+
+def object_store_for(settings: Settings) -> ObjectStore:
+    """The checkpoint store ``ORCHESTRATOR_S3_URL`` names; an ``s3://`` one with the endpoint
+    and the TLS files (CA bundle, client certificate) of the settings."""
+    from orchestrator.storage import open_object_store  # noqa: PLC0415
+
+    if settings.s3_url.startswith("s3://") and settings.s3_tls:
+        return open_object_store(settings.s3_url, endpoint_url=settings.s3_endpoint_url,
+                                 tls=settings.s3_tls)
+    return open_object_store(settings.s3_url, endpoint_url=settings.s3_endpoint_url)
 
 
 def mongo_unreachable(settings: Settings, exc: BaseException) -> Failure:
@@ -100,9 +138,7 @@ def open_store(
     settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
 ) -> AbstractAsyncContextManager[MongoJobStore]:
     """The job store, checked with a ``ping`` first so that an unreachable server fails fast."""
-    from orchestrator.store.mongo import connect_mongo  # noqa: PLC0415
-
-    store = connect_mongo(settings.mongo_url, settings.mongo_db, timeout_ms=int(timeout_s * 1000))
+    store = mongo_for(settings, timeout_s=timeout_s)
     return _checked(
         store,
         ping=lambda: store.db.command("ping"),
@@ -118,11 +154,14 @@ def open_redis(
     """A Redis client, checked with a ``PING`` first (short connect timeout)."""
     from redis.asyncio import Redis  # noqa: PLC0415
 
+    from orchestrator.tls import redis_tls_options  # noqa: PLC0415
+
     client: Redis = Redis.from_url(
         settings.redis_url,
         password=settings.redis_password_plain,
         socket_connect_timeout=timeout_s,
         decode_responses=False,
+        **redis_tls_options(settings.redis_url, settings.redis_tls),
     )
     return _checked(
         client,

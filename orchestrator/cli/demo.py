@@ -22,8 +22,16 @@ from typing import TYPE_CHECKING
 import anyio
 import click
 
+from orchestrator import demo_flower
 from orchestrator.cli.common import EXIT_FAILURE, Failure, cli_settings
-from orchestrator.cli.connect import bus_for, keys_for, open_redis, open_store, redact
+from orchestrator.cli.connect import (
+    bus_for,
+    keys_for,
+    object_store_for,
+    open_redis,
+    open_store,
+    redact,
+)
 from orchestrator.cli.output import warn
 from orchestrator.cli.running import run_interruptible
 from orchestrator.cli.watch import JobOutcome, default_mode, follow_job
@@ -77,17 +85,18 @@ async def _wait_for_workers(bus: Bus, redis: Redis, settings: Settings, names: l
 
 
 async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, clients: int,
-                   timeout_s: float) -> JobOutcome:
+                   timeout_s: float, workload: str = "fedavg") -> JobOutcome:
     """Submit the demo job once every worker registered, watch it: how following it ended."""
     job_id = f"demo-{uuid.uuid4().hex[:12]}"
-    spec = demo_spec(job_id, rounds=rounds, clients=clients)
+    spec = (demo_flower.flower_demo_spec(job_id, rounds=rounds, clients=clients)
+            if workload == "flower" else demo_spec(job_id, rounds=rounds, clients=clients))
     names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
     async with open_store(settings) as store, open_redis(settings) as redis:
         bus = bus_for(redis, settings)
         _say(f"waiting for {len(names)} workers to register …")
         await _wait_for_workers(bus, redis, settings, names, supervisor)
         await bus.submit(spec.model_dump_json(exclude_none=True))
-        _say(f"submitted job {job_id}: fedavg, {rounds} rounds, {clients} clients "
+        _say(f"submitted job {job_id}: {workload}, {rounds} rounds, {clients} clients "
              "(synthetic data)")
         outcome = await follow_job(
             store, redis, settings, job_id, mode=default_mode(as_json=False),
@@ -108,8 +117,13 @@ async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, c
               help="Leave the stack's servers running afterwards (to look at the job).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=900,
               show_default=True, help="Give up on the job after this many seconds.")
-def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: float) -> None:
-    """Run the whole system here: stack, daemon, 1 server + N client workers, a fedavg job.
+@click.option("--workload", type=click.Choice(["fedavg", "flower"]), default="fedavg",
+              show_default=True, help="fedavg, or the example Flower App "
+              "(examples/flower-app; needs pip install -e '.[flower]').")
+def demo(rounds: int, clients: int, directory: Path, keep: bool,  # noqa: PLR0917 - one parameter per click option
+         timeout_s: float, workload: str) -> None:
+    """Run the whole system here: stack, daemon, 1 server + N client workers, a fedavg job
+    (or, with --workload flower, the example Flower App).
 
     Exit 0 only if the job FINISHED_SUCCESSFULLY. Ctrl-C stops everything it started.
     """
@@ -123,6 +137,8 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
     code = EXIT_FAILURE
     began = time.monotonic()
     try:
+        if workload == "flower":
+            demo_flower.check_flower_demo()
         _say(f"starting the local stack (Redis, S3, MongoDB stand-in) in {directory} …")
         names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
         result = up(directory, workers=names, namespace=cli_settings().namespace)
@@ -135,15 +151,26 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
         settings = cli_settings()
         sup = supervisor = Supervisor(directory, dict(os.environ))
         daemon = sup.start_daemon(stack.role_env(DAEMON))
-        server = sup.start_worker(SERVER_WORKER, "server", stack.worker_env(SERVER_WORKER))
-        workers = [sup.start_worker(name, "client", stack.worker_env(name))
+        worker_env = (demo_flower.flower_worker_env if workload == "flower"
+                      else dict)
+        server = sup.start_worker(SERVER_WORKER, "server",
+                                  worker_env(stack.worker_env(SERVER_WORKER)))
+        workers = [sup.start_worker(name, "client", worker_env(stack.worker_env(name)))
                    for name in names[1:]]
         _say(f"started daemon (pid {daemon.pid}), {SERVER_WORKER} (pid {server.pid}) and "
              f"{clients} client workers (pids {', '.join(str(w.pid) for w in workers)}); "
              f"logs in {sup.run_dir}/")
         outcome = run_interruptible(settings, lambda: _run_job(
-            settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s))
+            settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s,
+            workload=workload))
         code = outcome.exit_code
+        if workload == "flower" and code == 0 and outcome.detail is not None:
+            detail = outcome.detail
+            problems = run_interruptible(settings, lambda: _flower_problems(
+                settings, detail, rounds=rounds, clients=clients))
+            for problem in problems:
+                warn(f"flower demo check failed: {problem}")
+            code = EXIT_FAILURE if problems else code
         if outcome.detail is not None:
             summary = summary_lines(
                 outcome.detail, directory=directory, env_file=stack.env_file,
@@ -157,6 +184,8 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
         warn(f"demo failed: the local stack did not start: {exc}")
     except click.ClickException as exc:
         warn(f"demo failed: {exc.format_message()}")
+    except demo_flower.FlowerDemoError as exc:
+        warn(f"demo failed: {exc}")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup is bounded: let it finish
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -168,6 +197,17 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool, timeout_s: floa
     for line in summary:
         _say(line)
     sys.exit(code)
+
+
+async def _flower_problems(settings: Settings, detail: JobDetail, *, rounds: int,
+                           clients: int) -> list[str]:
+    """The Flower demo's checks of its finished job (metrics rows, checkpoints, sha256)."""
+    objects = object_store_for(settings)
+    try:
+        return await demo_flower.job_problems(objects, detail.metrics, detail.checkpoints,
+                                              rounds=rounds, clients=clients)
+    finally:
+        await objects.close()
 
 
 def _cleanup(supervisor: Supervisor | None, stack: DevStack | None, *, stop_stack: bool) -> None:

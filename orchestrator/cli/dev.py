@@ -1,15 +1,21 @@
-"""``orchestrator dev up|down|add-worker``: the local stack of real servers (see
+"""``orchestrator dev up|down|status|add-worker``: the local stack of real servers (see
 :mod:`orchestrator.devstack`). Redis runs with a user per role (:mod:`orchestrator.devstack.acl`):
 ``DIR/env`` carries the submitter's Redis URL (the CLI), ``DIR/env.daemon``, ``DIR/env.watcher``
 and ``DIR/env.worker.NAME`` the others' (``--worker NAME`` or ``dev add-worker NAME``).
 
-Exit codes: 0 ok, 1 a server did not start / the directory is unusable, 2 bad usage (click).
+``dev up`` on a directory that held a stack restarts it in place: same ports, same credentials,
+same data, so processes left running with the env files reconnect by themselves.
+
+Exit codes: 0 ok, 1 a server did not start / a remembered port is taken / the directory is
+unusable (``dev status``: the stack is not fully running), 2 bad usage (click).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,6 +32,7 @@ from orchestrator.devstack.stack import (
     down,
     up,
 )
+from orchestrator.devstack.status import stack_status
 
 _DIR_OPTION = click.option(
     "--dir",
@@ -46,6 +53,8 @@ def _public_env(stack: DevStack) -> dict[str, str]:
 
 def _summary(stack: DevStack, *, started: bool) -> str:
     state = "started" if started else "already running"
+    if started and stack.reused:
+        state = "restarted in place (same ports, credentials and data)"
     lines = [f"dev stack {state} in {stack.directory}"]
     for server in stack.servers.values():
         lines.append(f"  {server.name:<6} pid {server.pid:<8} {server.url}   log {server.log_path}")
@@ -81,12 +90,20 @@ _NAMESPACE_OPTION = click.option(
 @_NAMESPACE_OPTION
 @click.option("--worker", "workers", multiple=True, metavar="NAME",
               help="Create a Redis user for worker NAME and DIR/env.worker.NAME (repeatable).")
+@click.option("--new-ports", is_flag=True,
+              help="Start on new free ports instead of the remembered ones (processes using the "
+                   "old env files must then be restarted).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the env (without secrets) as JSON.")
-def up_command(directory: Path, namespace: str, workers: tuple[str, ...], as_json: bool) -> None:
-    """Start the stack (idempotent) and write DIR/env and DIR/env.ROLE."""
+def up_command(directory: Path, namespace: str, workers: tuple[str, ...], new_ports: bool,
+               as_json: bool) -> None:
+    """Start the stack (idempotent) and write DIR/env and DIR/env.ROLE.
+
+    On a directory that held a stack, the servers come back on the same ports with the same
+    credentials and data, so daemons, workers and watchers left running reconnect.
+    """
     try:
-        result = up(directory, workers=workers, namespace=namespace)
+        result = up(directory, workers=workers, namespace=namespace, new_ports=new_ports)
     except (ServerStartError, StackError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -128,3 +145,50 @@ def down_command(directory: Path, purge: bool) -> None:
         click.echo(f"no dev stack running in {directory}")
     if purge and existed:
         click.echo(f"removed {directory}")
+
+
+def _status_text(report: dict[str, Any]) -> str:
+    lines = [f"dev stack in {report['directory']}: {report['state']}"
+             + (f" (redis namespace {report['namespace']})" if report["namespace"] else "")]
+    for server in report["servers"]:
+        pid = "-" if server["pid"] is None else str(server["pid"])
+        where = server["url"] or f"port {server['port']}"
+        if server["alive"]:
+            health = "alive"
+        elif server.get("port_in_use"):
+            health = f"DOWN, port {server['port']} taken by another process"
+        else:
+            health = "down" + (" (dev up restarts it on the same port)" if server["port"] else "")
+        lines.append(f"  {server['name']:<6} pid {pid:<8} {where:<28} {health}")
+    lines.append("env files:")
+    for entry in report["env_files"]:
+        missing = "" if entry["exists"] else "  (missing)"
+        lines.append(f"  {entry['role']:<16} {entry['path']}{missing}")
+    if report["workers"]:
+        lines.append("workers with Redis users:")
+        for worker in report["workers"]:
+            lines.append(f"  {worker['name']:<16} {worker['env_file']}")
+    else:
+        lines.append("workers with Redis users: none (orchestrator dev add-worker NAME)")
+    return "\n".join(lines)
+
+
+@dev.command("status")
+@_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def status_command(directory: Path, as_json: bool) -> None:
+    """What runs where: each server's pid, port and liveness, the env files, the workers.
+
+    Exit 0 if every server runs, 1 otherwise (stopped, partly running or no stack in DIR).
+    """
+    try:
+        report = stack_status(directory)
+    except (StackError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    elif report["state"] == "absent":
+        click.echo(f"no dev stack in {report['directory']} (orchestrator dev up)")
+    else:
+        click.echo(_status_text(report))
+    sys.exit(0 if report["state"] == "running" else 1)

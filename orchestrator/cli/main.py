@@ -11,6 +11,7 @@ import sys
 import click
 
 from orchestrator import __version__
+from orchestrator.cli.output import flush_stdout, silence_stdout
 
 #: command name -> "module:attribute" of a click command
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,14 +23,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("orchestrator.cli.cancel:cancel", "cancel a job"),
     "events": ("orchestrator.cli.query:events", "a job's history and recent events"),
     "checkpoints": ("orchestrator.cli.checkpoints:checkpoints", "a job's model trail"),
+    "logs": ("orchestrator.cli.logs:logs", "what a job's participants printed and logged"),
     "watch": ("orchestrator.cli.watch:watch", "live view of jobs"),
     "workloads": ("orchestrator.cli.workloads:workloads", "workloads live workers offer"),
     "dev": ("orchestrator.cli.dev:dev", "start/stop a local stack of real servers"),
+    "storage": ("orchestrator.cli.storage:storage", "prepare and check the checkpoint store"),
     "demo": ("orchestrator.cli.demo:demo", "run the whole system on this machine"),
 }
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a reader of stdout that went away (``orchestrator watch --json |
+        head -1``) ends it quietly with exit 0, as for any Unix filter whose output is no
+        longer wanted (the command's own errors keep their exit codes)."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            silence_stdout()
+            ctx.exit(0)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -69,7 +82,10 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli.main(prog_name="orchestrator")
+    try:
+        cli.main(prog_name="orchestrator")
+    finally:
+        flush_stdout()  # before the interpreter's own flush, which would report a broken pipe
     sys.exit(0)
 
 

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from orchestrator.cli.common import cli_settings
 from orchestrator.cli.connect import keys_for, open_redis, open_store
-from orchestrator.cli.output import console, echo_json, json_option
+from orchestrator.cli.output import console, echo_json, json_option, screen_fit
 from orchestrator.cli.running import run
 from orchestrator.core import JobStatus
 from orchestrator.watch.follow import (
@@ -54,7 +54,8 @@ def status(job_id: str, as_json: bool) -> None:
         if as_json:
             echo_json(detail.as_dict())
         else:
-            console().print(job_view(detail))
+            out = console()
+            out.print(job_view(detail, **screen_fit(out)))
 
     run(settings, main)
 

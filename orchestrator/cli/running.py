@@ -96,6 +96,8 @@ def run_waiting(settings: Settings, main: Callable[[], Awaitable[int]], wait: bo
 
 def translate_error(settings: Settings, exc: BaseException) -> click.ClickException | None:
     """The message and exit code for one of our errors (None: not ours, let it propagate)."""
+    if isinstance(exc, BrokenPipeError):  # stdout's reader went away: the CLI's entry point
+        return None                       # ends quietly with exit 0 (cli.main.LazyGroup)
     if isinstance(exc, click.ClickException):
         return exc
     if isinstance(exc, JobNotFoundError):

@@ -1,6 +1,10 @@
 """``orchestrator submit SPEC.json|-``: validate a job spec locally and put it on the submissions
 stream; with ``--wait``, follow the job.
 
+Before it submits, it reads the registrations of the spec's workers and warns (stderr) about
+each that is not registered or cannot run its participant (the other role, the workload not
+offered); it submits anyway, since workers may come later.
+
 Exit codes: 0 submitted (with ``--wait``: the job FINISHED_SUCCESSFULLY); 1 a server
 unreachable, or with ``--wait`` a job that did not succeed; 2 an unreadable or invalid spec,
 invalid settings.
@@ -12,7 +16,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -22,9 +26,14 @@ from orchestrator.cli.connect import bus_for, open_redis, open_store
 from orchestrator.cli.output import echo_json, json_option, warn
 from orchestrator.cli.running import run_waiting
 from orchestrator.cli.watch import Mode, follow_job
-from orchestrator.core import JobSpec, validation_problems
+from orchestrator.core import JobSpec, Role, validation_problems
 from orchestrator.core.jsonshape import JsonShapeError
 from orchestrator.core.spec import MAX_SPEC_BYTES, load_spec_json
+from orchestrator.core.suitability import unsuitable
+from orchestrator.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from orchestrator.bus import Bus
 
 IDEMPOTENT_JOB_IDS = uuid.UUID("9c7f0b52-51f6-4a38-8f43-2d1f0c6f7e11")
 
@@ -86,16 +95,36 @@ def job_id_for(spec: JobSpec, idempotency_key: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _unknown_workload(spec: JobSpec) -> str | None:
+def worker_warnings(spec: JobSpec, alive: dict[str, dict[str, Any]]) -> list[str]:
+    """What the live workers' registrations say against ``spec``, one line per worker: not
+    registered (the job waits for it until its start deadline) or unable to run its
+    participant (the daemon refuses the job at once). Pure."""
+    lines: dict[str, str] = {}
+    for pid in spec.participant_ids():
+        worker = spec.participant_spec(pid).worker
+        role = Role.SERVER if pid == "server" else Role.CLIENT
+        problem = unsuitable(pid, role, worker, spec.workload, alive.get(worker))
+        if problem is None or worker in lines:
+            continue
+        if problem.permanent:
+            lines[worker] = (f"warning: {problem.message}: the daemon will refuse the job "
+                             "(cannot_schedule)")
+        else:
+            lines[worker] = (f"warning: {problem.message} now: the job waits for it for at "
+                             f"most its start timeout ({spec.timeouts.start_s:g}s)")
+    return list(lines.values())
+
+
+async def warn_about_workers(bus: Bus, spec: JobSpec) -> None:
+    """Warn (stderr) about the spec's workers as they are registered now; a failed read only
+    skips the check (the daemon decides anyway)."""
+    names = sorted({spec.participant_spec(pid).worker for pid in spec.participant_ids()})
     try:
-        from workers.registry import workload_names  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - workers are part of this distribution
-        return None
-    names = workload_names()
-    if spec.workload in names:
-        return None
-    return (f"note: workload {spec.workload!r} is not registered in this installation "
-            f"(known here: {', '.join(names)}); the workers must know it")
+        alive = await bus.alive_workers(names)
+    except OrchestratorError:
+        return
+    for line in worker_warnings(spec, alive):
+        warn(line)
 
 
 @click.command()
@@ -122,14 +151,13 @@ def submit(spec_file: str, idempotency_key: str | None, wait: bool, timeout_s: f
     if key is not None:
         update["idempotency_key"] = key
     spec = spec.model_copy(update=update)
-    note = _unknown_workload(spec)
-    if note:
-        warn(note)
 
     async def main() -> int:
         async with open_redis(settings) as redis:
-            entry_id = await bus_for(redis, settings).submit(
-                spec.model_dump_json(exclude_none=True), idempotency_key=key)
+            bus = bus_for(redis, settings)
+            await warn_about_workers(bus, spec)
+            entry_id = await bus.submit(spec.model_dump_json(exclude_none=True),
+                                        idempotency_key=key)
             if as_json:
                 echo_json({"id": job_id, "entry_id": entry_id, "idempotency_key": key,
                            "submitted": True}, lines=wait)

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, BadInput, cli_settings
 from orchestrator.cli.connect import keys_for, open_redis, open_store
-from orchestrator.cli.output import console, echo_json, warn
+from orchestrator.cli.output import console, echo_json, screen_fit, warn
 from orchestrator.cli.running import run, run_interruptible
 from orchestrator.core import Job, JobStatus
 from orchestrator.settings import Settings
@@ -99,7 +99,9 @@ class _Printer:
         detail = frame.detail
         if self.mode == "live" and self.live is not None:
             if detail is not None:
-                self.live.update(job_view(detail, banner=frame.banner), refresh=True)
+                size = self.live.console.size  # the whole job on one screen
+                self.live.update(job_view(detail, banner=frame.banner, max_rows=size.height,
+                                          width=size.width), refresh=True)
             else:
                 waiting = Text(f"waiting for job {self.job_id} to appear …", style="dim")
                 if frame.banner:
@@ -214,8 +216,24 @@ async def _once(settings: Settings, job_id: str | None, as_json: bool, limit: in
         if as_json:
             echo_json(json_line(job, now, None), lines=True)
         else:
-            console().print(job_view(await load_detail(store, job, now)))
+            out = console()
+            logs = await _failed_logs(settings, job)
+            out.print(job_view(await load_detail(store, job, now, failed_logs=logs),
+                               **screen_fit(out)))
         return EXIT_OK
+
+
+async def _failed_logs(settings: Settings, job: Job) -> dict[str, list[str]]:
+    """The last lines of the job's failed participants (none when Redis is unreachable)."""
+    from orchestrator.watch.follow import load_failed_logs  # noqa: PLC0415
+
+    if not any(p.state.value == "failed" for p in job.participants.values()):
+        return {}
+    try:
+        async with open_redis(settings) as redis:
+            return await load_failed_logs(redis, keys_for(settings), job)
+    except Exception:  # the lines are extra: the view is shown without them
+        return {}
 
 
 @click.command()

@@ -114,6 +114,9 @@ class DeadlineExpired(_Event):
     type: Literal["deadline.expired"] = "deadline.expired"
     kind: DeadlineKind
     participant: Name | None = None
+    #: For a start deadline: why the job could not be dispatched, as admission saw it when
+    #: the reaper expired it (e.g. "worker 'cli-1' is not registered"); it becomes the error.
+    message: Message | None = None
 
 
 class JobUnschedulable(_Event):

@@ -152,8 +152,9 @@ def _deadline(d: Draft, e: DeadlineExpired) -> str:
         d.set_status(JobStatus.FINISHED_CANCELLED, f"cancel grace of {t.cancel_grace_s:g}s over")
         return "cancel grace expired"
     if e.kind == "start":
+        why = e.message or "workers not available"
         error = JobError(code=ErrorCode.CANNOT_SCHEDULE,
-                         message=f"workers not available within start timeout of {t.start_s:g}s")
+                         message=f"{why}; gave up after the start timeout of {t.start_s:g}s")
         d.set_status(JobStatus.FINISHED_WITH_ERROR, "cannot schedule", error)
         return "start deadline expired"
     if e.kind == "finalize":
@@ -319,7 +320,8 @@ RULES: dict[tuple[JobStatus, str], Rule] = {
     (JobStatus.NOT_STARTED, "deadline.expired"): _rule(
         _deadline, "the start deadline", JobStatus.NOT_STARTED, JobStatus.FINISHED_WITH_ERROR),
     (JobStatus.NOT_STARTED, "job.unschedulable"): _rule(
-        _unschedulable, "a worker has the wrong role", JobStatus.FINISHED_WITH_ERROR),
+        _unschedulable, "a worker has the wrong role or lacks the workload",
+        JobStatus.FINISHED_WITH_ERROR),
     **{(JobStatus.NOT_STARTED, t): _rule(
         _refuse("not dispatched yet"), "refused", JobStatus.NOT_STARTED) for t in _PARTICIPANT},
     (JobStatus.IN_PROGRESS, "job.dispatched"): _rule(

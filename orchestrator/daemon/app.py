@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import secrets
 import signal
-from collections.abc import Set
 from functools import partial
 
 import anyio
@@ -39,14 +38,17 @@ from orchestrator.daemon.commit import Commit, committer, send
 from orchestrator.daemon.events import EventHandler
 from orchestrator.daemon.intake import IntakeHandler
 from orchestrator.daemon.liveness import Liveness
-from orchestrator.daemon.options import DaemonOptions, registry_workloads
+from orchestrator.daemon.options import DaemonOptions
+from orchestrator.daemon.parking import Parked, claim_quietly
 from orchestrator.daemon.reading import Reader, handle_batches, read_batches, upkeep
 from orchestrator.daemon.reaper import Reaper
 from orchestrator.daemon.reconcile import reconcile
 from orchestrator.daemon.retry import Retrier
 from orchestrator.daemon.stats import Stats
+from orchestrator.daemon.verify import CheckpointVerifier
 from orchestrator.daemon.waits import Wakeup
 from orchestrator.logs import get_logger
+from orchestrator.storage import ObjectStore
 from orchestrator.store import JobStore
 
 log = get_logger("orchestrator.daemon")
@@ -56,7 +58,7 @@ class Daemon:
     """One daemon replica. ``await tg.start(daemon.run)`` returns once it is ready."""
 
     def __init__(self, store: JobStore, redis: Redis, options: DaemonOptions | None = None, *,
-                 workloads: Set[str] | None = None) -> None:
+                 objects: ObjectStore | None = None) -> None:
         self.options = options or DaemonOptions()
         self.keys = self.options.keys
         self.store = store
@@ -77,8 +79,14 @@ class Daemon:
         self.caught_up = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self.retry = Retrier(self.stats, self.stopping, self._give_up)
-        allowed = workloads if workloads is not None else self.options.allowed_workloads
-        self.workloads = allowed if allowed is not None else registry_workloads()
+        #: Checks the object of every ``checkpoint.saved`` before it reaches ``decide``.
+        self.verifier = CheckpointVerifier(objects) if objects is not None else None
+        #: Entries whose checkpoint could not be verified yet (while the pipeline runs).
+        self.parked: Parked | None = None
+        if objects is None:
+            self.log.warning("checkpoint verification is OFF: no object store was given to "
+                             "the daemon, so checkpoint.saved events enter the manifest "
+                             "unverified")
 
     def stop(self) -> None:
         """Graceful stop: no new reads; what was read is finished and acknowledged."""
@@ -132,11 +140,15 @@ class Daemon:
         intake_in, intake_out = anyio.create_memory_object_stream[list[Entry]](1)
         admit = Wakeup()
         admit.set()  # a first pass at once: jobs may be queued from before
+        # held below the reclaim idle time, so the reclaim pass leaves parked entries alone
+        parked = self.parked = Parked(hold=partial(claim_quietly, events),
+                                      tick_s=min(0.5, opts.reclaim_idle_ms / 3000))
         on_events = EventHandler(store, bus, events, retry, stats, worker_registered=admit.set,
-                                 check=self.auth.check)
+                                 check=self.auth.check, verify=self.verifier,
+                                 parked=parked)
         on_submissions = IntakeHandler(store, bus, submissions, retry, stats,
                                        max_bytes=opts.max_submission_bytes,
-                                       namespace=opts.namespace, workloads=self.workloads,
+                                       namespace=opts.namespace,
                                        jobs_waiting=admit.set, liveness=Liveness(bus, retry))
         admission = Admission(store, bus, retry, stats, commits_in.clone(),
                               batch=opts.admission_batch)
@@ -148,6 +160,8 @@ class Daemon:
             tg.start_soon(partial(read_batches, events, events_in.clone(), self.stopping,
                                   caught_up=self.caught_up))
             tg.start_soon(read_batches, submissions, intake_in.clone(), self.stopping)
+            if self.verifier is not None:  # checkpoints S3 could not vouch for yet
+                tg.start_soon(parked.run, events_in.clone(), self.stopping)
             tg.start_soon(partial(
                 upkeep, [Reader(events, events_in), Reader(submissions, intake_in)],
                 self.stopping, every_s=opts.reclaim_every_s, trim_every_s=opts.trim_interval_s,
@@ -184,9 +198,9 @@ async def serve(daemon: Daemon, *, handle_signals: bool = True,
 
 
 async def run_daemon(store: JobStore, redis: Redis, options: DaemonOptions | None = None, *,
-                     workloads: Set[str] | None = None, handle_signals: bool = True,
+                     handle_signals: bool = True, objects: ObjectStore | None = None,
                      task_status: anyio.abc.TaskStatus[Daemon] = anyio.TASK_STATUS_IGNORED
                      ) -> None:
     """Run one daemon until stopped (SIGTERM/SIGINT when ``handle_signals``)."""
-    await serve(Daemon(store, redis, options, workloads=workloads),
+    await serve(Daemon(store, redis, options, objects=objects),
                 handle_signals=handle_signals, task_status=task_status)

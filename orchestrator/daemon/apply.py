@@ -134,7 +134,7 @@ def note_status_changes(decision: Decision, stats: Stats) -> None:
     INFO, its start at DEBUG (one INFO line per job; the job's history keeps both)."""
     job = decision.job
     for entry in decision.history:
-        stats.status_changes += 1
+        stats.note_transition(entry, job)
         emit = log.info if entry.to_status.is_terminal else log.debug
         emit("job status changed", job_id=job.id, event_id=entry.event_id,
                  from_status=entry.from_status, to_status=entry.to_status.value,

@@ -9,6 +9,7 @@ commits, one at a time, in the order each producer sent them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -58,13 +59,17 @@ async def send(redis: Redis, retry: Retrier, stats: Stats, commit: Commit) -> No
         async with translated("commit"):
             await execute_batch(redis, commit.batch)
 
+    started = time.perf_counter()
     try:
         await retry(run, "commit to redis")
     except BusError as exc:  # e.g. the group vanished: the entries will be read again
         log.warning("commit refused by redis", error=str(exc))
         return
+    stats.commit_seconds.observe(time.perf_counter() - started)
     stats.commands_sent += commit.commands
     stats.entries_acked += commit.acks
+    if commit.acks:
+        stats.batch_sizes.observe(commit.acks)
 
 
 async def committer(commits: ObjectReceiveStream[Commit], redis: Redis, retry: Retrier,

@@ -17,6 +17,11 @@ applied by ``apply_events`` to each job as loaded); else its outcome is ``refuse
 ``refused: bad MAC`` or ``refused: no run``, and it is acknowledged. Every such refusal is
 recorded in the store (``record_refused_events``: the reason, the stream entry and what the
 event claimed to be), counted (``Stats.events_refused``) and logged, before the commit.
+
+Checkpoints (``orchestrator.daemon.verify``): with a ``verify`` step, the object of every
+``checkpoint.saved`` is looked at before ``apply_events``; one missing or differing from the
+announcement is refused the same way (after the MAC check); one the store cannot answer for
+now is left unacknowledged and parked, to be handled again.
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ from orchestrator.core.spec import MAX_JSON_DEPTH, MAX_JSON_ITEMS
 from orchestrator.daemon.apply import Applied, Check, apply_events, observe
 from orchestrator.daemon.commit import Commit
 from orchestrator.daemon.intake import summarize
+from orchestrator.daemon.parking import Parked
 from orchestrator.daemon.rejections import Refusal, reject
 from orchestrator.daemon.retry import Retrier
 from orchestrator.daemon.stats import Stats, utcnow
+from orchestrator.daemon.verify import Verify
 from orchestrator.logs import get_logger
 from orchestrator.store import JobStore, RefusedEvent
 
@@ -130,6 +137,10 @@ class EventHandler:
     worker_registered: Callable[[], None]
     #: Authenticates each event against its job before ``decide`` (``RunAuth.check``).
     check: Check | None = None
+    #: Checks the objects of ``checkpoint.saved`` events (``daemon.verify``); None: off.
+    verify: Verify | None = None
+    #: Where entries whose checkpoint could not be verified yet wait to be handled again.
+    parked: Parked | None = None
 
     async def __call__(self, entries: list[Entry]) -> Commit:
         control = self.bus.keys.control
@@ -165,14 +176,24 @@ class EventHandler:
                      stats=self.stats)
         self.stats.events_seen += len(events)
         commit = Commit()
+        check = self.check
+        if events and self.verify is not None:  # checkpoint objects seen, before ``decide``
+            verdicts = await self.verify(events)
+            check = verdicts.check(self.check)
+            if verdicts.deferred:  # left unacknowledged, parked: handled again soon
+                pairs = list(zip(events, carriers, strict=True))
+                if self.parked is not None:
+                    self.parked.park([c for e, c in pairs if id(e) in verdicts.deferred])
+                kept = [(e, c) for e, c in pairs if id(e) not in verdicts.deferred]
+                events, carriers = [e for e, _ in kept], [c for _, c in kept]
         if events:
             try:
                 applied = await self.retry(
-                    lambda: apply_events(self.store, events, utcnow(), check=self.check),
+                    lambda: apply_events(self.store, events, utcnow(), check=check),
                     "apply events")
             except Exception as exc:  # a bug or a corrupt document: isolate the poison event
                 log.exception("batch failed; applying its events one by one", error=str(exc))
-                return await self._one_by_one(events, carriers, acks)
+                return await self._one_by_one(events, carriers, acks, check)
             await self._record(commit, applied, events, carriers)
         commit.ack(self.consumer, acks + carriers)
         return commit
@@ -193,19 +214,19 @@ class EventHandler:
             return
         await self.retry(lambda: self.store.record_refused_events(rows),
                          "record refused events")
-        self.stats.events_refused += len(rows)
+        self.stats.note_refused(row.reason for row in rows)
         for row in rows:
             log.warning("event refused", reason=row.reason, event_type=row.event_type,
                         job_id=row.job_id, participant=row.participant, worker=row.worker,
                         stream=row.source, entry_id=row.entry_id)
 
     async def _one_by_one(self, events: list[Event], carriers: list[Entry],
-                          acks: list[Entry]) -> Commit:
+                          acks: list[Entry], check: Check | None) -> Commit:
         commit = Commit()
         for event, entry in zip(events, carriers, strict=True):
             try:
                 applied = await self.retry(partial(apply_events, self.store, [event], utcnow(),
-                                                   check=self.check), "apply event")
+                                                   check=check), "apply event")
             except Exception as exc:
                 await reject([Refusal(entry, "apply_failed", f"applying {event.type} failed: "
                                       f"{type(exc).__name__}: {exc}", event.job_id,

@@ -12,10 +12,12 @@ reason, then acknowledged; the daemon never stops on bad input.
 
 A batch of submissions costs one ``insert_many`` and one commit (and a liveness read of the
 workers not seen alive in the last second, ``Liveness``):
-jobs whose workers are alive are inserted already dispatched (``decide`` with a
-``JobDispatched``), and their start commands go out in the commit; a job naming a live worker
-of the other role is inserted FINISHED_WITH_ERROR (``JobUnschedulable``); the others are
-inserted NOT_STARTED and wait for admission.
+jobs whose workers are suitable (alive, of the role, offering the workload) are inserted
+already dispatched (``decide`` with a ``JobDispatched``), and their start commands go out in
+the commit; a job naming a live worker of the other role, or one that does not offer the
+workload, is inserted FINISHED_WITH_ERROR (``JobUnschedulable``); the others are
+inserted NOT_STARTED and wait for admission. The daemon keeps no list of workload names: a job
+whose workload no named worker offers fails at admission, naming the worker.
 
 Before a spec's JSON is parsed, its size, nesting depth and key count are checked
 (``oversize``, ``too_deep``, ``too_many_keys``); duplicate keys are refused
@@ -25,7 +27,7 @@ number``, naming the field).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -91,10 +93,9 @@ def _classify(exc: ValidationError) -> str:
     return "invalid_spec"
 
 
-def parse_submission(
-    entry: Entry, *, max_bytes: int, workloads: Set[str], namespace: str
-) -> Accepted | Refused:
-    """Validate one submission entry (pure)."""
+def parse_submission(entry: Entry, *, max_bytes: int, namespace: str) -> Accepted | Refused:
+    """Validate one submission entry (pure). Any well-formed workload name is accepted:
+    whether a worker offers it is admission's question (``orchestrator.core.suitability``)."""
     unknown = sorted(set(entry.fields) - ALLOWED_FIELDS)
     raw = entry.fields.get("spec")
     if raw is None:
@@ -128,10 +129,6 @@ def parse_submission(
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         return Refused(_classify(exc), f"invalid job spec: {summarize(exc)}", job_hint)
-    if spec.workload not in workloads:
-        known = ", ".join(sorted(workloads)) or "(none)"
-        return Refused("unknown_workload",
-                       f"unknown workload {spec.workload!r}; known workloads: {known}", job_hint)
     return Accepted(spec.job_id or submission_job_id(entry.id, namespace), spec)
 
 
@@ -163,15 +160,13 @@ class IntakeHandler:
     stats: Stats
     max_bytes: int
     namespace: str
-    workloads: Set[str]
     #: Called when jobs were created that wait for their workers.
     jobs_waiting: Callable[[], None]
     #: Worker liveness, read from Redis at most once a second per worker.
     liveness: Liveness
 
     def _candidate(self, entry: Entry) -> Accepted | Refusal:
-        parsed = parse_submission(entry, max_bytes=self.max_bytes, workloads=self.workloads,
-                                  namespace=self.namespace)
+        parsed = parse_submission(entry, max_bytes=self.max_bytes, namespace=self.namespace)
         if isinstance(parsed, Refused):
             return Refusal(entry, parsed.kind, parsed.reason, parsed.job_id,
                            entry.fields.get("spec", ""))

@@ -19,13 +19,6 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def registry_workloads() -> frozenset[str]:
-    """The workloads the workers know (``workers.registry``)."""
-    from workers.registry import workload_names  # noqa: PLC0415 - workers import lazily
-
-    return frozenset(workload_names())
-
-
 @dataclass(frozen=True, slots=True)
 class DaemonOptions:
     """Everything the daemon needs besides its store and its Redis client."""
@@ -41,8 +34,6 @@ class DaemonOptions:
     reaper_interval_s: float = 0.5
     stream_maxlen: int = 1_000_000
     max_submission_bytes: int = MAX_SPEC_BYTES
-    #: Workload names a submission may use; ``None``: the worker registry's names.
-    allowed_workloads: frozenset[str] | None = None
     #: How often admission re-checks worker liveness while jobs wait (it is also woken at once
     #: when a job is created or a new worker registers).
     admission_poll_s: float = 1.0

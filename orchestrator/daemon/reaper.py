@@ -3,11 +3,14 @@
 Every ``reaper_interval_s`` one indexed query (``status``, ``deadline_at``) finds the jobs with
 a deadline past; each due deadline becomes a ``DeadlineExpired`` event with a deterministic id,
 applied through the same store path as every other event. ``decide`` re-checks that the
-deadline is still due, so a heartbeat that lands meanwhile wins.
+deadline is still due, so a heartbeat that lands meanwhile wins. A start deadline carries
+why the job could not be dispatched (the workers named, from one liveness read of the due
+NOT_STARTED jobs' workers), which becomes its ``cannot_schedule`` error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +19,7 @@ from anyio.abc import ObjectSendStream
 
 from orchestrator.bus import Bus
 from orchestrator.core import DeadlineExpired, Job, due
+from orchestrator.daemon.admission import start_reasons
 from orchestrator.daemon.apply import apply_events, observe
 from orchestrator.daemon.commit import Commit
 from orchestrator.daemon.retry import Retrier
@@ -27,14 +31,18 @@ from orchestrator.store import JobStore
 log = get_logger("orchestrator.daemon.reaper")
 
 
-def expired_events(jobs: list[Job], now: datetime) -> list[DeadlineExpired]:
-    """One event per due deadline of each job (pure)."""
+def expired_events(jobs: list[Job], now: datetime,
+                   start_reasons: Mapping[str, str] | None = None) -> list[DeadlineExpired]:
+    """One event per due deadline of each job (pure); a start deadline carries the job's
+    reason from ``start_reasons`` (job id -> why it could not be dispatched)."""
+    reasons = start_reasons or {}
     return [
         DeadlineExpired(
             event_id=f"deadline.{job.id}.{d.kind}.{d.participant or 'job'}.v{job.version}",
             job_id=job.id,
             kind=d.kind,
             participant=d.participant,
+            message=reasons.get(job.id) if d.kind == "start" else None,
         )
         for job in jobs
         for d in due(job, now)
@@ -64,7 +72,7 @@ class Reaper:
     async def reap_once(self) -> int:
         now = utcnow()
         jobs = await self.retry(lambda: self.store.find_due(now), "find due jobs", shield=False)
-        events = expired_events(jobs, now)
+        events = expired_events(jobs, now, await start_reasons(self.bus, self.retry, jobs))
         if not events:
             return 0
         log.debug("deadlines due", count=len(events))

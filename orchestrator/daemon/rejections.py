@@ -47,5 +47,6 @@ async def reject(refusals: Sequence[Refusal], *, store: JobStore, consumer: Stre
         await retry(partial(consumer.dead_letter, r.entry, f"{r.kind}: {r.reason}"),
                     "dead-letter")
         stats.rejections += 1
+        stats.rejected_by_kind[r.kind] += 1
         log.warning("input rejected", kind=r.kind, reason=r.reason, job_id=r.job_id,
                     stream=r.entry.stream, entry_id=r.entry.id)

@@ -17,6 +17,7 @@ Roles
                read and write on every mailbox ``NS:job:*:mailbox:*`` (XADD, XREAD, EXPIRE).
                Redis cannot know which jobs a worker runs, so mailboxes are not confined per
                job: that needs the daemon's per-run MACs.
+               XADD and EXPIRE (no reads) on the jobs' log streams ``NS:job:*:logs``.
 ``submitter``  XADD only on ``NS:submissions`` and ``NS:control``; besides, the watcher's
                read-only access, so that ``submit --wait``, ``cancel --wait``, ``status`` and
                ``watch`` work with the same credentials.
@@ -85,7 +86,8 @@ def worker_rules(ns: str, worker: str) -> str:
         f"+xreadgroup +xack +xclaim +xautoclaim +xpending +xgroup|create ~{commands} "
         f"(%W~{ns}:events:* %W~{ns}:control %W~{ns}:dead-letter +xadd) "
         f"(~{ns}:worker:{worker} +set +get +del) "
-        f"(~{ns}:job:*:mailbox:* +xadd +xread +expire)"
+        f"(~{ns}:job:*:mailbox:* +xadd +xread +expire) "
+        f"(~{ns}:job:*:logs +xadd +expire)"
     )
 
 

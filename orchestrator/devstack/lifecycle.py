@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator.devstack import acl
@@ -29,6 +29,7 @@ from orchestrator.devstack.envfiles import (
     write_env_file,
 )
 from orchestrator.devstack.mongo_server import start_mongo
+from orchestrator.devstack.previous import check_ports_free, remembered
 from orchestrator.devstack.private import private_dir, private_file, tighten
 from orchestrator.devstack.process import ServerProcess, server_from_record, server_record
 from orchestrator.devstack.redis_server import start_redis
@@ -54,6 +55,8 @@ class DevStack:
     namespace: str = DEFAULT_NAMESPACE
     workers: list[str] = field(default_factory=list)
     """The workers that have a Redis user (and ``DIR/env.worker.NAME``)."""
+    reused: list[str] = field(default_factory=list)
+    """The servers :meth:`start` restarted on their remembered ports (not saved)."""
 
     @property
     def env_file(self) -> Path:
@@ -87,32 +90,47 @@ class DevStack:
         *,
         namespace: str = DEFAULT_NAMESPACE,
         workers: Sequence[str] = (),
+        new_ports: bool = False,
     ) -> DevStack:
         """Start all three servers under ``directory`` and write the env files and
         ``stack.json``. Redis gets a user per role and one per worker (``workers`` and those
-        of an earlier start of this directory), all with new random passwords.
+        of an earlier start of this directory).
+
+        An earlier start's ports, Redis passwords, S3 keys and daemon key (read back from its
+        env files, :mod:`orchestrator.devstack.previous`) are reused, so that processes still
+        running with those env files reconnect; what is not remembered is new and random. A
+        remembered port another process holds raises :class:`PortTakenError` before anything
+        starts, unless ``new_ports`` (then every server gets a new free port).
 
         On failure every server already started is stopped and :class:`ServerStartError` raised.
         """
         directory = directory.resolve()
         private_dir(directory)
         tighten(directory)  # data of a stack made before the modes were enforced
-        workers = sorted({*workers, *_known_workers(directory)})
+        workers = sorted({*workers, *known_workers(directory)})
+        previous = remembered(directory, workers)
+        ports = {} if new_ports else previous.ports
+        if ports:
+            check_ports_free(replace(previous, ports=ports), directory)
         users = [*acl.FIXED_ROLES, *(acl.worker_user(w) for w in workers)]
-        passwords = {user: acl.new_password() for user in users}
+        passwords = {user: previous.passwords.get(user) or acl.new_password() for user in users}
         aclfile = private_dir(directory / "redis") / ACL_FILE
         _write_aclfile(aclfile, [acl.user_line(u, p, namespace) for u, p in passwords.items()])
-        access_key, secret_key = new_credentials()
+        if previous.access_key and previous.secret_key:
+            access_key, secret_key = previous.access_key, previous.secret_key
+        else:
+            access_key, secret_key = new_credentials()
         servers: dict[str, ServerProcess] = {}
         try:
             servers["redis"] = start_redis(
-                directory / "redis", appendonly=True, aclfile=aclfile,
+                directory / "redis", ports.get("redis"), appendonly=True, aclfile=aclfile,
                 username=acl.ADMIN, password=passwords[acl.ADMIN],
             )
-            s3 = start_s3(directory / "s3", access_key=access_key, secret_key=secret_key)
+            s3 = start_s3(directory / "s3", ports.get("s3"), access_key=access_key,
+                          secret_key=secret_key)
             servers["s3"] = s3
             ensure_bucket(s3.url, access_key, secret_key, BUCKET)
-            servers["mongo"] = start_mongo(directory / "mongo")
+            servers["mongo"] = start_mongo(directory / "mongo", ports.get("mongo"))
         except BaseException:
             for server in servers.values():
                 server.stop()
@@ -125,9 +143,10 @@ class DevStack:
             s3_endpoint_url=servers["s3"].url,
             access_key=access_key,
             secret_key=secret_key,
+            daemon_key=previous.daemon_key,
         )
         stack = cls(directory=directory, servers=servers, env=env, namespace=namespace,
-                    workers=workers)
+                    workers=workers, reused=sorted(ports))
         write_env_file(stack.env_file, without_daemon_key(env))
         for user, password in passwords.items():
             write_env_file(role_env_path(directory, user),
@@ -188,10 +207,12 @@ class UpResult:
 
 
 def up(
-    directory: Path, *, workers: Sequence[str] = (), namespace: str = DEFAULT_NAMESPACE
+    directory: Path, *, workers: Sequence[str] = (), namespace: str = DEFAULT_NAMESPACE,
+    new_ports: bool = False,
 ) -> UpResult:
-    """Start the stack in ``directory`` unless it already runs there (stale state is cleaned);
-    make sure each of ``workers`` has a Redis user (adding users to a running stack)."""
+    """Start the stack in ``directory`` unless it already runs there (stale state is cleaned),
+    in place: on the ports and with the credentials of its last start (``new_ports``: on new
+    ports); make sure each of ``workers`` has a Redis user (adding users to a running stack)."""
     existing = DevStack.load(directory)
     if existing is not None:
         if existing.running():
@@ -204,7 +225,8 @@ def up(
             add_workers(existing.directory, workers)
             return UpResult(stack=DevStack.load(directory) or existing, started=False)
         existing.stop()
-    started = DevStack.start(directory, namespace=namespace, workers=workers)
+    started = DevStack.start(directory, namespace=namespace, workers=workers,
+                             new_ports=new_ports)
     return UpResult(stack=started, started=True)
 
 
@@ -237,7 +259,8 @@ def add_workers(directory: Path, workers: Sequence[str]) -> list[str]:
     return new
 
 
-def _known_workers(directory: Path) -> list[str]:
+def known_workers(directory: Path) -> list[str]:
+    """The workers that have an env file in ``directory`` (from any earlier start)."""
     prefix = f"{ENV_FILE}.worker."
     return sorted(p.name.removeprefix(prefix) for p in directory.glob(f"{prefix}*"))
 

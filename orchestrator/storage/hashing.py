@@ -44,5 +44,5 @@ def check_integrity(key: str, expected: str, actual: str) -> None:
     """Raise IntegrityError when the digests differ."""
     if expected != actual:
         raise IntegrityError(
-            f"object {key!r} is corrupt: sha256 {actual} does not match recorded {expected}"
+            f"object {key!r} is corrupt: its bytes have sha256 {actual}, expected {expected}"
         )

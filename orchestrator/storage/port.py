@@ -98,6 +98,10 @@ class ObjectStore(Protocol):
         """Return key, size, sha256, user metadata and last-modified time."""
         ...
 
+    async def stat(self, key: str) -> ObjectInfo:
+        """Like :meth:`get_meta`, but a sha256 the store lost is ``""`` instead of an error."""
+        ...
+
     async def get(self, key: str, *, sha256: str | None = None) -> tuple[bytes, ObjectInfo]:
         """Return verified bytes and their info (see :meth:`get_data` for ``sha256``)."""
         ...
@@ -128,17 +132,22 @@ class ObjectStore(Protocol):
         """Remove the object; ObjectNotFoundError if absent unless ``missing_ok``."""
         ...
 
-    def open_stream(self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
-        """Yield the bytes in chunks; raise IntegrityError at the end on a sha256 mismatch.
+    def open_stream(
+        self, key: str, chunk_size: int = DEFAULT_CHUNK_SIZE, *, sha256: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the bytes in chunks; raise IntegrityError at the end on a sha256 mismatch
+        (against ``sha256``, e.g. the manifest's, when given: then lost metadata is no error).
 
         Wrap in ``contextlib.aclosing`` when you may stop early, so the connection is released.
         """
         ...
 
     async def download_to(
-        self, key: str, path: LocalPath, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self, key: str, path: LocalPath, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+        sha256: str | None = None,
     ) -> ObjectInfo:
-        """Stream the object into ``path`` (atomically, sha256-checked)."""
+        """Stream the object into ``path`` (atomically, sha256-checked; against ``sha256``
+        when given)."""
         ...
 
     async def presign_get(self, key: str, expires_s: int = 3600) -> PresignedRequest:

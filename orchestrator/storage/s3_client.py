@@ -15,6 +15,7 @@ botocore/aiohttp exceptions are translated at this boundary: missing key → Obj
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from orchestrator.storage.base import BaseObjectStore
 from orchestrator.storage.port import ObjectInfo
 from orchestrator.storage.retry import StorageRetryPolicy
 from orchestrator.storage.validation import RESERVED_META_KEYS, SHA256_META_KEY, validate_key
+from orchestrator.tls import NO_TLS_FILES, TLSFiles, s3_tls_options
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -66,6 +68,19 @@ _TRANSIENT = {
     "ServiceUnavailable", "InternalError", "RequestLimitExceeded", "TooManyRequests",
     "OperationAborted", "503", "500", "502", "504",
 }  # fmt: skip
+
+
+def _certificate_rejected(exc: BaseException) -> bool:
+    """True if ``exc`` (or what caused it) is a failed verification of the server's
+    certificate, however botocore and aiohttp wrapped it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError | aiohttp.ClientConnectorCertificateError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class S3Base(BaseObjectStore):
@@ -98,6 +113,7 @@ class S3Base(BaseObjectStore):
         read_timeout_s: float = 60.0,
         max_pool_connections: int = 32,
         create_bucket: bool = False,
+        tls: TLSFiles = NO_TLS_FILES,
     ) -> None:
         if not bucket:
             raise StorageError("s3:// URL needs a bucket: s3://bucket/prefix")
@@ -130,6 +146,8 @@ class S3Base(BaseObjectStore):
             raise StorageError(f"invalid S3 retry settings: {exc}") from exc
         self.head_concurrency = head_concurrency
         self._create_bucket = create_bucket
+        tls_options = s3_tls_options(tls)  # an https endpoint's CA bundle (verify=), client cert
+        self._verify: str | None = tls_options.get("verify")
         self._session = aioboto3.Session(
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
@@ -145,6 +163,7 @@ class S3Base(BaseObjectStore):
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             max_pool_connections=max_pool_connections,
+            client_cert=tls_options.get("client_cert"),
         )
         self._stack: AsyncExitStack | None = None
         self._client: S3Client | None = None
@@ -160,7 +179,8 @@ class S3Base(BaseObjectStore):
             if self._client is None:
                 stack = AsyncExitStack()
                 client = await stack.enter_async_context(
-                    self._session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+                    self._session.client("s3", endpoint_url=self.endpoint_url,
+                                         config=self._config, verify=self._verify)
                 )
                 self._stack, self._client = stack, client
                 if self._create_bucket:
@@ -225,6 +245,9 @@ class S3Base(BaseObjectStore):
             return StorageError(f"{where}: {code or status}: {message}")
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return StorageError(f"{where}: no usable AWS credentials ({exc})")
+        if _certificate_rejected(exc):  # permanent: retrying will not make it trusted
+            return StorageError(f"{where}: the endpoint's TLS certificate is not trusted ({exc}); "
+                                "set ORCHESTRATOR_S3_CA_FILE to the CA bundle that signed it")
         if isinstance(
             exc,
             BotoConnectionError

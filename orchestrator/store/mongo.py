@@ -36,6 +36,7 @@ from orchestrator.store.port import (
     checkpoint_doc,
     metric_doc,
 )
+from orchestrator.tls import NO_TLS_FILES, TLSFiles, mongo_tls_options
 
 DUPLICATE_KEY = 11000
 WRITE_TOKEN = "_w"  # unique per write: tells our CAS apart from a rival's at the same version
@@ -297,14 +298,17 @@ def _checkpoint_upsert(doc: dict[str, Any]) -> UpdateOne:
     return UpdateOne({"_id": doc["_id"]}, update, upsert=True)
 
 
-def connect_mongo(url: str, db_name: str, *, timeout_ms: int = 5000) -> MongoJobStore:
-    """A store on a real (or stand-in) server through ``pymongo.AsyncMongoClient``."""
+def connect_mongo(url: str, db_name: str, *, timeout_ms: int = 5000,
+                  tls: TLSFiles = NO_TLS_FILES) -> MongoJobStore:
+    """A store on a real (or stand-in) server through ``pymongo.AsyncMongoClient``; TLS as the
+    URL says (``tls=true&tlsCAFile=…``) or as ``tls`` says (``Settings.mongo_tls``)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         url,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         tz_aware=True,
         uuidRepresentation="standard",
+        **mongo_tls_options(tls),
     )
     return MongoJobStore(client[db_name], client=client)
 

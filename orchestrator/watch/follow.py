@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from orchestrator.core import Job, JobStatus
+from orchestrator.core import Job, JobStatus, ParticipantState
 from orchestrator.errors import error_gist
 from orchestrator.watch.model import JobDetail
 
@@ -148,13 +148,34 @@ class StreamTail:
 
 
 async def load_detail(
-    store: MongoJobStore, job: Job, now: datetime, updates: Sequence[Mapping[str, Any]] = ()
+    store: MongoJobStore, job: Job, now: datetime, updates: Sequence[Mapping[str, Any]] = (),
+    failed_logs: Mapping[str, Sequence[str]] | None = None,
 ) -> JobDetail:
     """``job`` with its metric rows and checkpoint manifest, as ``status`` and the watcher show
     it."""
     metrics = await store.metrics(job.id)
     checkpoints = await store.checkpoints(job.id)
-    return JobDetail(job, now, metrics, checkpoints, list(updates))
+    return JobDetail(job, now, metrics, checkpoints, list(updates), dict(failed_logs or {}))
+
+
+FAILED_LOG_LINES = 6
+"""Lines of a failed participant's log the job view shows."""
+
+
+async def load_failed_logs(redis: Redis, keys: Keys, job: Job) -> dict[str, list[str]]:
+    """The last lines each failed participant printed, from the job's log stream (the newest
+    500 entries; stdout, stderr and notes); {} when none failed or the stream is gone."""
+    failed = {pid for pid, p in job.participants.items() if p.state is ParticipantState.FAILED}
+    if not failed:
+        return {}
+    reply: Any = await redis.xrevrange(keys.logs(job.id), "+", "-", count=500)
+    found: dict[str, list[str]] = {}
+    for _entry_id, fields in reply or []:
+        row = {_text(k): _text(v) for k, v in fields.items()}
+        pid = row.get("p", "")
+        if pid in failed and "l" in row and len(found.setdefault(pid, [])) < FAILED_LOG_LINES:
+            found[pid].append(row["l"])
+    return {pid: lines[::-1] for pid, lines in found.items() if lines}
 
 
 async def load_jobs(store: MongoJobStore, limit: int) -> list[Job]:
@@ -203,6 +224,7 @@ class Follower:
         self.job_id = job_id
         self.limit = limit
         self.tail = StreamTail(redis, keys.updates, job_id=job_id)
+        self.redis, self.keys = redis, keys
         self.recent_updates: list[dict[str, Any]] = []
 
     async def _load(self) -> Frame:
@@ -212,8 +234,12 @@ class Follower:
         found = await self.store.find_by_id(self.job_id)
         if found is None:
             return Frame(now=now, rejection=await self._rejection())
+        try:
+            logs = await load_failed_logs(self.redis, self.keys, found)
+        except Exception:  # the log lines are extra: never lose the view for them
+            logs = {}
         return Frame(now=now, detail=await load_detail(self.store, found, now,
-                                                       self.recent_updates))
+                                                       self.recent_updates, logs))
 
     async def _rejection(self) -> str | None:
         found = await self.store.rejections(limit=1, job_id=self.job_id)

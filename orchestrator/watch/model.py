@@ -7,6 +7,7 @@ across rounds, checkpoints and history. Everything here is JSON-ready after ``js
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,15 +41,37 @@ def format_age(seconds: float | None) -> str:
     return f"{s // 86_400}d{(s % 86_400) // 3600:02d}h"
 
 
+MIN_RELATIVE_SPAN = 0.05
+"""A sparkline's vertical scale spans at least this fraction of the series' largest magnitude,
+so that a wobble of 0.713..0.716 draws as the near-flat line it is, not as full-height swings."""
+
+
+def spark_scale(values: Sequence[float]) -> tuple[float, float]:
+    """The (low, high) a sparkline of ``values`` is drawn against: the series' min and max,
+    widened around their middle to at least :data:`MIN_RELATIVE_SPAN` of its magnitude."""
+    low, high = min(values), max(values)
+    span = max(high - low, MIN_RELATIVE_SPAN * max(abs(low), abs(high)))
+    middle = (low + high) / 2
+    return (middle - span / 2, middle + span / 2) if span > high - low else (low, high)
+
+
 def sparkline(values: Sequence[float]) -> str:
-    """One block character per value, scaled between the series' min and max."""
+    """One block character per value, against :func:`spark_scale` (a flat series: mid-height)."""
     if not values:
         return ""
-    low, high = min(values), max(values)
+    low, high = spark_scale(values)
     if high - low < 1e-12:
         return SPARK_BLOCKS[len(SPARK_BLOCKS) // 2] * len(values)
     top = len(SPARK_BLOCKS) - 1
     return "".join(SPARK_BLOCKS[round((v - low) / (high - low) * top)] for v in values)
+
+
+def value_range(values: Sequence[float]) -> str:
+    """``min..max`` of a series, for reading a sparkline's scale (``-`` when empty)."""
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    return format_metric(low) if low == high else f"{format_metric(low)}..{format_metric(high)}"
 
 
 def format_metric(value: float) -> str:
@@ -63,6 +86,34 @@ def participant_alive(p: Participant, job: Job, now: datetime) -> bool:
         return False
     seen = age_s(p.last_seen, now)
     return seen is not None and seen <= job.spec.timeouts.heartbeat_s
+
+
+def rounds_done(job: Job) -> int:
+    """Rounds to show as done: a job (or participant) that succeeded without reporting rounds,
+    as ``noop`` does, is complete, not at round 0 of 1."""
+    if job.status is JobStatus.FINISHED_SUCCESSFULLY and job.round == 0:
+        return job.spec.rounds
+    return job.round
+
+
+def participant_rounds_done(p: Participant, job: Job) -> int:
+    """Like :func:`rounds_done` for one participant (finished without rounds: all done)."""
+    if p.state is ParticipantState.FINISHED and p.round == 0:
+        return job.spec.rounds
+    return p.round
+
+
+def participants_text(job: Job, now: datetime) -> str:
+    """The job table's participants cell: ``alive/total`` while the job runs; once it is
+    finished, how its participants ended (``3 finished, 1 failed``), as "0/4 alive" would say
+    nothing about a finished job."""
+    participants = list(job.participants.values())
+    if not job.is_terminal:
+        alive = sum(participant_alive(p, job, now) for p in participants)
+        return f"{alive}/{len(participants)}"
+    counts = Counter(p.state.value for p in participants)
+    return ", ".join(f"{n} {state}" for state, n in sorted(
+        counts.items(), key=lambda item: (-item[1], item[0]))) or "-"
 
 
 def participant_row(p: Participant, job: Job, now: datetime) -> dict[str, Any]:
@@ -127,6 +178,8 @@ class MetricTrend:
             "rounds": self.rounds,
             "values": self.values,
             "latest": self.latest,
+            "min": min(self.values),
+            "max": max(self.values),
             "sparkline": sparkline(self.values),
         }
 
@@ -158,6 +211,32 @@ def metric_trends(rows: Iterable[Mapping[str, Any]]) -> list[MetricTrend]:
             MetricTrend(key[0], key[1], [r for r, _ in points], [v for _, v in points])
         )
     return trends
+
+
+def display_trends(trends: Sequence[MetricTrend]) -> list[MetricTrend]:
+    """The series the terminal views draw: the server's as they are; when several clients
+    report a metric, their series folded into one, the clients' mean per round (labelled
+    ``clients (mean of N)``), so that a job of 8 clients still fits a terminal. ``--json``
+    keeps every participant's own series."""
+    shown: list[MetricTrend] = []
+    by_metric: dict[str, list[MetricTrend]] = {}
+    for trend in trends:
+        if trend.participant == "server":
+            shown.append(trend)
+        else:
+            by_metric.setdefault(trend.name, []).append(trend)
+    for name, series in by_metric.items():
+        if len(series) == 1:
+            shown.append(series[0])
+            continue
+        per_round: dict[int, list[float]] = {}
+        for trend in series:
+            for round_, value in zip(trend.rounds, trend.values, strict=True):
+                per_round.setdefault(round_, []).append(value)
+        rounds = sorted(per_round)
+        shown.append(MetricTrend(f"clients (mean of {len(series)})", name, rounds,
+                                 [sum(per_round[r]) / len(per_round[r]) for r in rounds]))
+    return shown
 
 
 def checkpoint_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -204,6 +283,8 @@ class JobDetail:
     metrics: Sequence[Mapping[str, Any]] = field(default_factory=list)
     checkpoints: Sequence[Mapping[str, Any]] = field(default_factory=list)
     updates: Sequence[Mapping[str, Any]] = field(default_factory=list)  # newest last
+    #: The last lines each failed participant printed (from the job's log stream).
+    failed_logs: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     @cached_property
     def trends(self) -> list[MetricTrend]:
@@ -230,24 +311,3 @@ class JobDetail:
             }
         )
         return data
-
-
-_STATE_STYLES = {
-    JobStatus.NOT_STARTED.value: "yellow",
-    JobStatus.IN_PROGRESS.value: "cyan",
-    JobStatus.FINISHED_SUCCESSFULLY.value: "bold green",
-    JobStatus.FINISHED_WITH_ERROR.value: "bold red",
-    JobStatus.FINISHED_CANCELLED.value: "magenta",
-    ParticipantState.PENDING.value: "dim",
-    ParticipantState.ASSIGNED.value: "yellow",
-    ParticipantState.STARTED.value: "cyan",
-    ParticipantState.FINISHED.value: "green",
-    ParticipantState.FAILED.value: "red",
-    ParticipantState.STOPPED.value: "magenta",
-    ParticipantState.SKIPPED.value: "dim",
-}
-
-
-def state_style(state: str) -> str:
-    """A rich style per job status or participant state."""
-    return _STATE_STYLES.get(state, "")

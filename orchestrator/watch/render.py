@@ -5,11 +5,14 @@ Pure functions of the data in :mod:`orchestrator.watch.model`; the clock is the 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -20,17 +23,39 @@ from orchestrator.watch.model import (
     JobDetail,
     age_s,
     checkpoint_rows,
+    display_trends,
     format_age,
     format_metric,
     job_summary,
+    participant_rounds_done,
     participant_row,
+    participants_text,
+    rounds_done,
     sparkline,
-    state_style,
+    value_range,
 )
+from orchestrator.watch.styles import state_style
 
-MAX_TREND_ROWS = 12
-MAX_CHECKPOINT_ROWS = 6
-MAX_EVENT_ROWS = 8
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How much of each section the job view shows (rows); see :data:`BUDGETS`."""
+
+    trends: int
+    checkpoints: int
+    events: int
+    participants: int | None = None  # None: all
+
+
+BUDGETS = (
+    Budget(trends=12, checkpoints=3, events=6),
+    Budget(trends=8, checkpoints=2, events=4),
+    Budget(trends=6, checkpoints=0, events=3),
+    Budget(trends=4, checkpoints=0, events=2, participants=12),
+    Budget(trends=2, checkpoints=0, events=0, participants=6),
+)
+"""From the fullest job view to the most compact: :func:`job_view` with ``max_rows`` takes the
+first that fits (a job of 8 clients and several metrics fits 45 rows with the first)."""
 
 
 def round_bar(done: int, total: int, *, width: int = 16) -> Table:
@@ -57,14 +82,15 @@ def _error_text(error: Mapping[str, Any] | None) -> str:
 
 
 def jobs_table(jobs: Sequence[Job], now: datetime, *, title: str = "jobs") -> Table:
-    """One row per job: status, phase, round k of n as a bar, participants alive, age, error."""
+    """One row per job: status, phase, round k of n as a bar, participants (alive ones while
+    it runs, how they ended once it is finished), age, error."""
     table = Table(title=title, title_justify="left", expand=False)
     table.add_column("job", no_wrap=True, style="bold")
     table.add_column("workload", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("phase", no_wrap=True)
     table.add_column("round", no_wrap=True)
-    table.add_column("alive", justify="right", no_wrap=True)
+    table.add_column("alive / ended", justify="right", no_wrap=True)
     table.add_column("age", justify="right", no_wrap=True)
     table.add_column("last error", overflow="ellipsis", max_width=48)
     if not jobs:
@@ -76,8 +102,8 @@ def jobs_table(jobs: Sequence[Job], now: datetime, *, title: str = "jobs") -> Ta
             row["workload"],
             Text(row["status"], style=state_style(row["status"])),
             row["phase"],
-            round_bar(row["round"], row["rounds"], width=10),
-            f"{row['participants_alive']}/{row['participants']}",
+            round_bar(rounds_done(job), row["rounds"], width=10),
+            participants_text(job, now),
             format_age(row["age_s"]),
             Text(_error_text(row["error"]), style="red"),
         )
@@ -85,21 +111,26 @@ def jobs_table(jobs: Sequence[Job], now: datetime, *, title: str = "jobs") -> Ta
 
 
 def _header(detail: JobDetail) -> Panel:
+    """The job's panel: status, phase and round on one line, then workload, times (one line),
+    error and final model."""
     job, now = detail.job, detail.now
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column()
-    grid.add_row("status", Text(job.status.value, style=state_style(job.status.value)))
-    grid.add_row("phase", job.phase.value)
-    grid.add_row("round", round_bar(job.round, job.spec.rounds, width=30))
+    state = Table.grid(padding=(0, 2))
+    for _ in range(3):
+        state.add_column(no_wrap=True)
+    state.add_row(Text(job.status.value, style=state_style(job.status.value)), job.phase.value,
+                  round_bar(rounds_done(job), job.spec.rounds, width=24))
+    grid.add_row("status", state)
     grid.add_row("workload", job.spec.workload + (f"  model {job.spec.model}"
                                                    if job.spec.model else ""))
-    created_age = format_age(age_s(job.created_at, now))
-    grid.add_row("created", f"{_time(job.created_at)}  ({created_age} ago)")
+    times = f"created {_time(job.created_at)} ({format_age(age_s(job.created_at, now))} ago)"
     if job.started_at:
-        grid.add_row("started", _time(job.started_at))
+        times += f"  started {_time(job.started_at)[11:]}"
     if job.finished_at:
-        grid.add_row("finished", _time(job.finished_at))
+        times += f"  finished {_time(job.finished_at)[11:]}"
+    grid.add_row("times", times)
     if job.error is not None:
         grid.add_row("error", Text(_error_text(job.error.model_dump(mode="json")), style="red"))
     if job.final_checkpoint is not None:
@@ -107,19 +138,21 @@ def _header(detail: JobDetail) -> Panel:
     return Panel(grid, title=f"job {job.id}", title_align="left")
 
 
-def participants_table(detail: JobDetail) -> Table:
+def participants_table(detail: JobDetail, *, limit: int | None = None) -> Table:
     job, now = detail.job, detail.now
-    table = Table(title="participants", title_justify="left")
+    table = Table(title="participants", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), show_edge=False)
     for name, opts in (
         ("participant", {"no_wrap": True, "style": "bold"}),
         ("worker", {"no_wrap": True}),
         ("state", {"no_wrap": True}),
         ("round", {"no_wrap": True}),
         ("heartbeat", {"justify": "right", "no_wrap": True}),
-        ("latest metrics", {"overflow": "fold"}),
+        ("latest metrics", {"no_wrap": True, "overflow": "ellipsis"}),
     ):
         table.add_column(name, **opts)
-    for p in job.participants.values():
+    participants = list(job.participants.values())
+    for p in participants[:limit]:
         row = participant_row(p, job, now)
         beat = format_age(row["heartbeat_age_s"])
         if row["heartbeat_age_s"] is not None:
@@ -131,37 +164,49 @@ def participants_table(detail: JobDetail) -> Table:
         if row["error"]:
             state.append(f" ({row['error'].get('code')})", style="red")
         table.add_row(
-            row["id"], row["worker"], state, round_bar(row["round"], row["rounds"], width=12),
+            row["id"], row["worker"], state,
+            round_bar(participant_rounds_done(p, job), row["rounds"], width=10),
             Text(beat, style="green" if row["alive"] else "dim"), metrics,
         )
+    if limit is not None and len(participants) > limit:
+        table.caption = (f"{len(participants) - limit} more (orchestrator status {job.id} "
+                         "--json)")
     return table
 
 
-def trends_table(detail: JobDetail) -> Table | None:
-    trends = detail.trends
-    if not trends:
+def trends_table(detail: JobDetail, *, limit: int = 12) -> Table | None:
+    """Metric trends by round: the server's, and the clients' mean when several report a
+    metric (:func:`display_trends`); the range column gives each sparkline's scale."""
+    trends = display_trends(detail.trends)
+    if not trends or limit <= 0:
         return None
-    table = Table(title="metrics by round", title_justify="left")
+    table = Table(title="metrics by round", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), show_edge=False)
     table.add_column("participant", no_wrap=True)
     table.add_column("metric", no_wrap=True)
     table.add_column("trend", no_wrap=True, style="cyan")
-    table.add_column("first", justify="right")
+    table.add_column("range", justify="right", no_wrap=True)
     table.add_column("latest", justify="right", style="bold")
     table.add_column("rounds", justify="right")
-    for trend in trends[:MAX_TREND_ROWS]:
+    for trend in trends[:limit]:
+        window = trend.values[-40:]
         table.add_row(
-            trend.participant, trend.name, sparkline(trend.values[-40:]),
-            format_metric(trend.values[0]), format_metric(trend.latest),
+            trend.participant, trend.name, sparkline(window), value_range(window),
+            format_metric(trend.latest),
             f"{trend.rounds[0]}-{trend.rounds[-1]}" if len(trend.rounds) > 1
             else str(trend.rounds[0]),
         )
-    if len(trends) > MAX_TREND_ROWS:
-        table.caption = f"{len(trends) - MAX_TREND_ROWS} more (orchestrator status --json)"
+    if len(trends) > limit:
+        table.caption = f"{len(trends) - limit} more (orchestrator status {detail.job.id} --json)"
     return table
 
 
-def checkpoints_table(rows: Sequence[Mapping[str, Any]], *, limit: int | None = None) -> Table:
-    table = Table(title="checkpoints", title_justify="left")
+def checkpoints_table(rows: Sequence[Mapping[str, Any]], *, limit: int | None = None,
+                      job_id: str | None = None, compact: bool = False) -> Table:
+    """Manifest rows, the last ``limit`` of them (the caption names the command that lists
+    them all); ``compact``: without the outer frame, as in the job view."""
+    table = Table(title="checkpoints", title_justify="left",
+                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, show_edge=not compact)
     table.add_column("round", justify="right")
     table.add_column("participant", no_wrap=True)
     table.add_column("key", overflow="fold")
@@ -176,11 +221,12 @@ def checkpoints_table(rows: Sequence[Mapping[str, Any]], *, limit: int | None = 
             "yes" if row.get("final") else "",
         )
     if limit is not None and len(rows) > limit:
-        table.caption = f"{len(rows) - limit} earlier (orchestrator checkpoints JOB)"
+        command = f"orchestrator checkpoints {job_id}" if job_id else "orchestrator checkpoints"
+        table.caption = f"{len(rows) - limit} earlier ({command})"
     return table
 
 
-def events_table(detail: JobDetail) -> Table:
+def events_table(detail: JobDetail, *, limit: int = 6) -> Table:
     """The tail of the job's history and applied changes, newest last."""
     rows: list[tuple[datetime | None, str]] = []
     for h in detail.job.history:
@@ -196,29 +242,57 @@ def events_table(detail: JobDetail) -> Table:
         at = update.get("at")
         rows.append((at if isinstance(at, datetime) else None, text))
     rows.sort(key=lambda r: (r[0] is not None, r[0] or datetime.min))
-    table = Table(title="events", title_justify="left", show_header=False)
+    table = Table(title="events", title_justify="left", show_header=False, box=None,
+                  padding=(0, 1))
     table.add_column("at", no_wrap=True, style="dim")
-    table.add_column("what", overflow="fold")
-    for at, text in rows[-MAX_EVENT_ROWS:]:
+    table.add_column("what", overflow="ellipsis", no_wrap=True)
+    for at, text in rows[-limit:]:
         table.add_row(_time(at)[11:] if at else "", text)
     return table
 
 
-def job_view(detail: JobDetail, *, banner: str | None = None) -> RenderableType:
-    """The job in detail: header, participants, metric trends, checkpoints, events."""
+def _job_parts(detail: JobDetail, banner: str | None, budget: Budget) -> Group:
     parts: list[RenderableType] = []
     if banner:
         parts.append(Text(banner, style="bold yellow"))
     parts.append(_header(detail))
-    parts.append(participants_table(detail))
-    trends = trends_table(detail)
+    parts.append(participants_table(detail, limit=budget.participants))
+    for pid, lines in detail.failed_logs.items():  # (orchestrator logs JOB -p PID: the rest)
+        parts.append(Text(f"last lines of {pid}:", style="bold red"))
+        parts.append(Text("\n".join(f"  {line}" for line in lines), style="dim"))
+    trends = trends_table(detail, limit=budget.trends)
     if trends is not None:
         parts.append(trends)
-    if detail.checkpoints:
+    if detail.checkpoints and budget.checkpoints > 0:
         parts.append(checkpoints_table(checkpoint_rows(detail.checkpoints),
-                                       limit=MAX_CHECKPOINT_ROWS))
-    parts.append(events_table(detail))
+                                       limit=budget.checkpoints, job_id=detail.job.id,
+                                       compact=True))
+    if budget.events > 0:
+        parts.append(events_table(detail, limit=budget.events))
     return Group(*parts)
+
+
+def rendered_height(renderable: RenderableType, width: int) -> int:
+    """How many lines ``renderable`` takes at ``width`` columns."""
+    measure = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    return len(measure.render_lines(renderable, measure.options, pad=False))
+
+
+def job_view(detail: JobDetail, *, banner: str | None = None,
+             max_rows: int | None = None, width: int = 120) -> RenderableType:
+    """The job in detail: header, participants, metric trends, checkpoints, events.
+
+    With ``max_rows`` (a terminal's height), the fullest layout of :data:`BUDGETS` that fits
+    ``max_rows`` lines at ``width`` columns; without it, the fullest.
+    """
+    if max_rows is None:
+        return _job_parts(detail, banner, BUDGETS[0])
+    view = _job_parts(detail, banner, BUDGETS[0])
+    for budget in BUDGETS:
+        view = _job_parts(detail, banner, budget)
+        if rendered_height(view, width) <= max_rows:
+            break
+    return view
 
 
 def jobs_view(jobs: Sequence[Job], now: datetime, *, banner: str | None = None) -> RenderableType:
@@ -232,10 +306,11 @@ def jobs_view(jobs: Sequence[Job], now: datetime, *, banner: str | None = None) 
 def progress_line(job: Job, now: datetime, reason: str | None = None) -> str:
     """One plain line for logs and non-terminal output."""
     summary = job_summary(job, now)
+    who = (f"participants {participants_text(job, now)}" if job.is_terminal
+           else f"alive {participants_text(job, now)}")
     text = (
         f"{now:%H:%M:%S} job {job.id} {summary['status']} {summary['phase']} "
-        f"round {summary['round']}/{summary['rounds']} "
-        f"alive {summary['participants_alive']}/{summary['participants']}"
+        f"round {rounds_done(job)}/{summary['rounds']} {who}"
     )
     accuracy = job.server.metrics.get("accuracy") if "server" in job.participants else None
     if accuracy is not None:

@@ -60,7 +60,8 @@ async def test_registers_with_a_ttl(
 async def test_heartbeats_arrive_at_the_interval_with_the_round(
     redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon
 ) -> None:
-    async with running_agent(redis, keys, memory_store) as agent:
+    # inline: the count below bounds the beats of a 1.5 s run (a child process adds its start)
+    async with running_agent(redis, keys, memory_store, isolation="inline") as agent:
         start = await daemon.start(
             agent.config.name, workload="sleep", rounds=3, config={"seconds": 1.5},
             heartbeat_interval_s=0.2,

@@ -315,7 +315,7 @@ def test_watch_json_of_a_finished_job_is_one_line_and_exit_0(filled: CliWorld) -
 # --- bad input and unreachable servers, for every command --------------------------------------
 
 JOB_COMMANDS = [
-    ("status",), ("events",), ("checkpoints",), ("cancel",), ("watch", "--once"),
+    ("status",), ("events",), ("checkpoints",), ("logs",), ("cancel",), ("watch", "--once"),
     ("watch", "--wait-for-job", "0"),
 ]
 

@@ -74,7 +74,6 @@ def fast_options(namespace: str, **overrides: Any) -> DaemonOptions:
         "admission_poll_s": 0.1,
         "admission_idle_s": 0.5,
         "catch_up_wait_s": 2.0,
-        "allowed_workloads": WORKLOADS,
         "daemon_key": TEST_DAEMON_KEY,
     }
     values.update(overrides)

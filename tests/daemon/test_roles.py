@@ -43,7 +43,7 @@ def test_plan_dispatch_refuses_a_live_worker_of_the_other_role() -> None:
     assert wrong_client.message == ("worker cli1 is registered as a server worker and cannot "
                                     "run client-1, whose role is client")
     # The other role's worker absent: wait as before; "any" and no role run anything.
-    assert plan_dispatch(job, {"cli0": {"role": "client"}}) == "server worker srv is not alive"
+    assert plan_dispatch(job, {"cli0": {"role": "client"}}) == "worker 'srv' is not registered"
     ok = plan_dispatch(job, {"srv": {"role": "any"}, "cli0": {}, "cli1": {"role": "client"}})
     assert isinstance(ok, JobDispatched)
 

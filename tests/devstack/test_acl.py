@@ -379,3 +379,20 @@ def test_the_stack_files_are_private_and_passwords_are_nowhere_public(
     for password in passwords:
         assert password not in public
     assert "user default reset off" in (root / "redis" / "users.acl").read_text()
+
+
+async def test_workers_write_job_logs_that_watchers_and_submitters_read(
+    aconnect: object, connect: object
+) -> None:
+    assert callable(aconnect) and callable(connect)
+    stream = KEYS.logs(unique("job"))
+    worker = aconnect(f"worker:{W1}")
+    async with worker.pipeline(transaction=False) as pipe:  # as workers.isolation.logs does
+        pipe.xadd(stream, {"p": "server", "l": "hello"}, maxlen=100, approximate=True)
+        pipe.expire(stream, 60)
+        await pipe.execute()
+    _refused(connect(f"worker:{W1}").xrange, stream)  # workers write logs, never read them
+    for role in (acl.WATCHER, acl.SUBMITTER):
+        reader = aconnect(role)
+        assert (await reader.xrange(stream))[0][1] == {b"p": b"server", b"l": b"hello"}
+        _refused(connect(role).xadd, stream, {"l": "forged"})

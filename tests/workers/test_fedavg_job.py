@@ -172,7 +172,7 @@ async def _straggling_fedavg(ctx: WorkloadContext) -> WorkloadResult | None:
             return None
         round_ = message.body["round"]
         if round_ == 1:
-            await anyio.sleep(0.5)
+            await anyio.sleep(2.5)  # well past the server's round timeout
         reply = {"type": "update", "round": round_, "model": message.body["model"], "samples": 10}
         await ctx.send("server", reply)
 
@@ -180,7 +180,8 @@ async def _straggling_fedavg(ctx: WorkloadContext) -> WorkloadResult | None:
 async def test_late_updates_for_an_old_round_are_ignored() -> None:
     result = await run_local_job(
         _straggling_fedavg,
-        server_config={"round_timeout_s": 0.2},
+        # (a timeout a loaded machine still meets for the two clients that answer at once)
+        server_config={"round_timeout_s": 1.0},
         clients=3,
         rounds=4,
         min_clients=2,

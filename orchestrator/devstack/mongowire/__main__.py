@@ -1,10 +1,12 @@
-"""Command line: ``python -m orchestrator.devstack.mongowire --host H --port P``."""
+"""Command line: ``python -m orchestrator.devstack.mongowire --host H --port P`` (add
+``--tls-cert-file CERT --tls-key-file KEY`` to speak TLS only)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -26,7 +28,28 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="Extended JSON file loaded at start (if present) and written on clean shutdown",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--tls-cert-file", type=Path, default=None,
+                        help="server certificate (PEM): serve TLS only (with --tls-key-file)")
+    parser.add_argument("--tls-key-file", type=Path, default=None,
+                        help="the certificate's private key (PEM)")
+    parser.add_argument("--tls-ca-file", type=Path, default=None,
+                        help="require client certificates signed by this CA (mutual TLS)")
+    args = parser.parse_args(argv)
+    if (args.tls_cert_file is None) != (args.tls_key_file is None) or (
+            args.tls_ca_file is not None and args.tls_cert_file is None):
+        parser.error("--tls-cert-file and --tls-key-file go together (--tls-ca-file with them)")
+    return args
+
+
+def _server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert_file, args.tls_key_file)
+    if args.tls_ca_file is not None:
+        context.load_verify_locations(args.tls_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -34,7 +57,8 @@ async def _run(args: argparse.Namespace) -> None:
         async with anyio.create_task_group() as tg:
             port = await tg.start(
                 lambda task_status: serve(
-                    args.host, args.port, snapshot_path=args.snapshot, task_status=task_status
+                    args.host, args.port, snapshot_path=args.snapshot,
+                    ssl_context=_server_context(args), task_status=task_status,
                 )
             )
             host = f"[{args.host}]" if ":" in args.host else args.host

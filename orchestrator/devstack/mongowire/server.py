@@ -1,16 +1,19 @@
-"""The TCP shell: read framed messages, execute them on the backend, write replies."""
+"""The TCP shell: read framed messages, execute them on the backend, write replies (over TLS
+when given an ``ssl_context``, so the driver's ``tls=true`` can be tested against it)."""
 
 from __future__ import annotations
 
 import itertools
 import logging
+import ssl
 from functools import partial
 from pathlib import Path
 
 import anyio
 import bson.errors
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import ByteStream, Listener, SocketAttribute, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.tls import TLSListener
 
 from orchestrator.devstack.mongowire import snapshot
 from orchestrator.devstack.mongowire.backend import Backend
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 _request_ids = itertools.count(1)
 
 
-async def _handle_connection(backend: Backend, stream: SocketStream) -> None:
+async def _handle_connection(backend: Backend, stream: ByteStream) -> None:
     connection_id = backend.new_connection_id()
     received = BufferedByteReceiveStream(stream)
     async with stream:
@@ -58,6 +61,7 @@ async def serve(
     *,
     backend: Backend | None = None,
     snapshot_path: Path | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the wire protocol on ``host:port`` until cancelled.
@@ -65,15 +69,19 @@ async def serve(
     ``port=0`` picks a free port; ``task_status.started`` reports the bound port, so
     ``port = await tg.start(serve, "127.0.0.1", 0)`` works in a task group. With
     ``snapshot_path``, data is loaded from that file at start (if present) and written back
-    when the server stops.
+    when the server stops. With ``ssl_context`` (a server context holding the certificate) it
+    speaks TLS only; a failed handshake closes that connection and is logged.
     """
     backend = backend if backend is not None else Backend()
     if snapshot_path is not None:
         snapshot.load_file(backend.client, snapshot_path)
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    tcp = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    listener: Listener[ByteStream] = (
+        tcp if ssl_context is None
+        else TLSListener(tcp, ssl_context, standard_compatible=False, handshake_timeout=10))
     try:
         async with listener:
-            task_status.started(listener.extra(SocketAttribute.local_port))
+            task_status.started(tcp.extra(SocketAttribute.local_port))
             await listener.serve(partial(_handle_connection, backend))
     finally:
         if snapshot_path is not None:

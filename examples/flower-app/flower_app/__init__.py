@@ -1,0 +1,1 @@
+"""A small Flower App: logistic regression with NumPy on synthetic data (no downloads)."""
