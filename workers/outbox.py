@@ -7,10 +7,12 @@ that are ready run once, then publishes everything queued (up to ``max_batch``, 
 default) in one pipelined round trip, and pops the batch only after the publish succeeded;
 what was queued meanwhile goes in the next round trip. No timer holds an event back. A
 ``started`` or heartbeat of a participant whose last event is in the same batch is not sent
-(:func:`without_superseded`). When Redis is unreachable it retries the same batch
-with capped exponential backoff and jitter; events keep their producer-generated ``event_id``,
-so a batch resent after a lost reply is deduplicated by the daemon. Events therefore leave in
-the order they were put, which keeps each participant's ``seq`` increasing on the stream.
+(:func:`without_superseded`); events are signed (their MAC made with the run secret they were
+queued with) only as they are sent, so a superseded one costs no MAC. When Redis is
+unreachable it retries the same batch with capped exponential backoff and jitter; events keep
+their producer-generated ``event_id``, so a batch resent after a lost reply is deduplicated by
+the daemon. Events therefore leave in the order they were put, which keeps each
+participant's ``seq`` increasing on the stream.
 
 During an outage the only events that keep arriving are heartbeats; :meth:`put_heartbeat`
 drops a heartbeat when one for the same participant is still queued (liveness is already on
@@ -47,6 +49,9 @@ from orchestrator.logs import get_logger
 Publish = Callable[[Sequence[ParticipantEvent]], Awaitable[object]]
 """Publishes a batch of events (``Bus.publish_events``); raises when it could not."""
 
+Queued = tuple[ParticipantEvent, str | None]
+"""An event and the run secret it is to be signed with when sent (None: sent unsigned)."""
+
 
 class Outbox:
     """An ordered, in-memory queue of events and the task that publishes it.
@@ -69,7 +74,7 @@ class Outbox:
         self._max_batch = max_batch
         self._backoff = Backoff(base_s=backoff_base_s, cap_s=backoff_max_s)
         self._log: FilteringBoundLogger = log or get_logger("workers.outbox")
-        self._queue: deque[ParticipantEvent] = deque()
+        self._queue: deque[Queued] = deque()
         self._queued_heartbeats: dict[tuple[str, str], int] = {}
         self._put_total = 0
         self._sent_total = 0
@@ -78,20 +83,20 @@ class Outbox:
 
     # --- producers -------------------------------------------------------------------------
 
-    def put(self, event: ParticipantEvent) -> None:
-        """Queue ``event`` for publishing; never blocks."""
-        self._queue.append(event)
+    def put(self, event: ParticipantEvent, secret: str | None = None) -> None:
+        """Queue ``event`` for publishing, signed with ``secret`` when sent; never blocks."""
+        self._queue.append((event, secret))
         self._put_total += 1
         if isinstance(event, Heartbeat):
             key = (event.job_id, event.participant)
             self._queued_heartbeats[key] = self._queued_heartbeats.get(key, 0) + 1
         self._wakeup.set()
 
-    def put_heartbeat(self, event: Heartbeat) -> bool:
+    def put_heartbeat(self, event: Heartbeat, secret: str | None = None) -> bool:
         """Queue a heartbeat unless one of the same participant is still queued."""
         if self._queued_heartbeats.get((event.job_id, event.participant), 0):
             return False
-        self.put(event)
+        self.put(event, secret)
         return True
 
     # --- state -----------------------------------------------------------------------------
@@ -135,7 +140,8 @@ class Outbox:
             await anyio.lowlevel.checkpoint()
             batch = list(itertools.islice(self._queue, self._max_batch))
             try:
-                await self._publish(without_superseded(batch))
+                await self._publish([event if secret is None else sign_event(secret, event)
+                                     for event, secret in without_superseded(batch)])
             except Exception as exc:  # any failure: keep the batch, back off, retry
                 delay_s = self._backoff.next()
                 failures = self._backoff.attempts
@@ -157,7 +163,7 @@ class Outbox:
                 )
                 self._backoff.reset()
             for _ in batch:
-                event = self._queue.popleft()
+                event, _secret = self._queue.popleft()
                 if isinstance(event, Heartbeat):
                     key = (event.job_id, event.participant)
                     left = self._queued_heartbeats.get(key, 0) - 1
@@ -173,15 +179,16 @@ class Outbox:
 _LAST_WORDS = (ParticipantFinished, ParticipantFailed, ParticipantStopped)
 
 
-def without_superseded(batch: list[ParticipantEvent]) -> list[ParticipantEvent]:
+def without_superseded(batch: list[Queued]) -> list[Queued]:
     """The batch without the ``started`` and heartbeat events of a participant whose last
     event is in it too: its end says it ran, and the daemon takes a participant's state
     forward from wherever it stood (work not done, nothing lost)."""
-    ended = {(e.job_id, e.participant) for e in batch if isinstance(e, _LAST_WORDS)}
+    ended = {(e.job_id, e.participant) for e, _ in batch if isinstance(e, _LAST_WORDS)}
     if not ended:
         return batch
-    return [e for e in batch if not (isinstance(e, ParticipantStarted | Heartbeat)
-                                     and (e.job_id, e.participant) in ended)]
+    return [(e, secret) for e, secret in batch
+            if not (isinstance(e, ParticipantStarted | Heartbeat)
+                    and (e.job_id, e.participant) in ended)]
 
 
 E = TypeVar("E", bound=ParticipantEvent)
@@ -193,8 +200,9 @@ class ParticipantEvents:
     ``seq`` is the wall clock in microseconds, forced to grow by at least one per event, so it
     keeps growing across a restart of the worker process too (the daemon only counts liveness
     on a ``seq`` above the highest it has seen). ``secret`` is the run secret of the start (or
-    stop) command: every event is signed with it (``orchestrator.core.auth``); without one
-    (a command from a daemon that sent none) events go unsigned and the daemon refuses them.
+    stop) command: every event is signed with it as the outbox sends it
+    (``orchestrator.core.auth``); without one (a command from a daemon that sent none) events
+    go unsigned and the daemon refuses them.
     """
 
     def __init__(self, outbox: Outbox, *, job_id: str, participant: str, worker: str,
@@ -214,9 +222,9 @@ class ParticipantEvents:
         return self._seq
 
     def make(self, event_type: type[E], **fields: Any) -> E:
-        """A new event of ``event_type`` with a fresh ``event_id``, the next ``seq`` and its
-        MAC."""
-        event = event_type(
+        """A new event of ``event_type`` with a fresh ``event_id`` and the next ``seq`` (its
+        MAC is made as it is sent)."""
+        return event_type(
             event_id=uuid.uuid4().hex,
             job_id=self.job_id,
             participant=self.participant,
@@ -225,14 +233,13 @@ class ParticipantEvents:
             at=datetime.now(UTC),
             **fields,
         )
-        return event if self._secret is None else sign_event(self._secret, event)
 
     def emit(self, event_type: type[E], **fields: Any) -> E:
-        """Make an event and queue it for publishing."""
+        """Make an event and queue it for publishing (the event as made, without its MAC)."""
         event = self.make(event_type, **fields)
-        self.outbox.put(event)
+        self.outbox.put(event, self._secret)
         return event
 
     def heartbeat(self, round: int | None) -> bool:
         """Queue a heartbeat unless one is still waiting to be sent."""
-        return self.outbox.put_heartbeat(self.make(Heartbeat, round=round))
+        return self.outbox.put_heartbeat(self.make(Heartbeat, round=round), self._secret)

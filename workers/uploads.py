@@ -46,7 +46,7 @@ class ParticipantUploads:
         self._name = name
         self._log = log
         self._uploader: CheckpointUploader | None = None
-        self._scope = anyio.CancelScope()
+        self._scope: anyio.CancelScope | None = None  # the host task's, once it runs
         self._closed = False
 
     @property
@@ -67,8 +67,10 @@ class ParticipantUploads:
             raise RuntimeError(f"the uploads of {self._name} are closed")
         if self._uploader is None:
             uploader = self._new_uploader()
+            self._scope = anyio.CancelScope()
             with anyio.CancelScope(shield=True):  # the host enters it at once
-                await self._host.start(self._run_host, uploader, name=f"uploads {self._name}")
+                await self._host.start(self._run_host, uploader, self._scope,
+                                       name=f"uploads {self._name}")
             self._uploader = uploader
         submitted, size = time.monotonic(), len(data)
 
@@ -89,12 +91,14 @@ class ParticipantUploads:
     def close(self) -> None:
         """End the host task; uploads still running are abandoned (cancelled)."""
         self._closed = True
-        self._scope.cancel()
+        if self._scope is not None:  # (nothing to end for a participant that never saved)
+            self._scope.cancel()
 
     async def _run_host(
-        self, uploader: CheckpointUploader, *, task_status: TaskStatus[None]
+        self, uploader: CheckpointUploader, scope: anyio.CancelScope, *,
+        task_status: TaskStatus[None]
     ) -> None:
-        with self._scope:
+        with scope:
             try:
                 async with uploader:
                     task_status.started()

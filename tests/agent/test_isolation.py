@@ -87,18 +87,22 @@ async def test_a_cpu_loop_in_the_workload_does_not_stop_the_heartbeats(
 async def test_a_job_whose_workload_blocks_for_three_heartbeat_timeouts_succeeds(
     redis: Redis, keys: Keys, memory_store: ObjectStore, register_workload: RegisterWorkload,
 ) -> None:
+    """(``BLOCK_TEST_S=30 pytest -k three_heartbeat`` blocks for 30 s instead.)"""
     name = register_workload(w.cpu_block)
     job_id, heartbeat_s = new_id("block"), 1.0
+    seconds = float(os.environ.get("BLOCK_TEST_S", 3.5 * heartbeat_s))
+    limit_s = max(60.0, seconds + 30)
     spec = JobSpec.model_validate({
         "job_id": job_id, "workload": name,
-        "server": {"worker": f"{job_id}-srv", "config": {"seconds": 3.5 * heartbeat_s}},
-        "timeouts": {"heartbeat_s": heartbeat_s, "start_s": 20, "round_s": 60, "job_s": 60},
+        "server": {"worker": f"{job_id}-srv", "config": {"seconds": seconds}},
+        "timeouts": {"heartbeat_s": heartbeat_s, "start_s": 20, "round_s": limit_s,
+                     "job_s": limit_s},
     })
     jobs = MemoryJobStore()
     async with daemon_running(jobs, redis, fast_options(keys.namespace)), \
             running_agent(redis, keys, memory_store, name=f"{job_id}-srv"):
         await Bus(redis, keys).submit(spec.model_dump_json())
-        job = await wait_finished(jobs, job_id, timeout_s=40)
+        job = await wait_finished(jobs, job_id, timeout_s=limit_s)
     assert job.status is JobStatus.FINISHED_SUCCESSFULLY, job.error
 
 
