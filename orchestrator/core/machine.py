@@ -158,9 +158,18 @@ def _deadline(d: Draft, e: DeadlineExpired) -> str:
         d.set_status(JobStatus.FINISHED_WITH_ERROR, "cannot schedule", error)
         return "start deadline expired"
     if e.kind == "finalize":
-        wanted = d.participants["server"].final_checkpoint
+        server = d.participants["server"]
+        final = d.get("final_checkpoint")
+        if server.final_checkpoint is None or (
+                final is not None and final.key == server.final_checkpoint):
+            # The result is complete; clients that did not end after it are stopped.
+            late = sorted(p.id for p in d.participants.values() if p.state in ACTIVE_STATES)
+            d.set_status(JobStatus.FINISHED_SUCCESSFULLY,
+                         f"server finished; {', '.join(late)} still running, stopped")
+            return "finalize deadline expired: clients stopped"
         error = JobError(code=ErrorCode.CHECKPOINT_FAILED, participant="server",
-                         message=f"final checkpoint {wanted} was never recorded")
+                         message=f"final checkpoint {server.final_checkpoint} was never "
+                                 "recorded")
         d.set_status(JobStatus.FINISHED_WITH_ERROR, "final checkpoint missing", error)
         return "finalize deadline expired"
     limit, what = (t.round_s, f"round {d.get('round')}") if e.kind == "round" else (t.job_s, "job")
@@ -304,10 +313,11 @@ _PARTICIPANT_TARGETS: dict[str, tuple[JobStatus, ...]] = {
     # (a finish never lowers the healthy count: it cannot end the job with an error)
     "participant.finished": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY,
                              JobStatus.FINISHED_CANCELLED),
-    "participant.failed": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_WITH_ERROR,
-                           JobStatus.FINISHED_CANCELLED),
-    "participant.stopped": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_WITH_ERROR,
-                            JobStatus.FINISHED_CANCELLED),
+    # (the last client to end while the finished server waits for it ends the job well)
+    "participant.failed": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY,
+                           JobStatus.FINISHED_WITH_ERROR, JobStatus.FINISHED_CANCELLED),
+    "participant.stopped": (JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY,
+                            JobStatus.FINISHED_WITH_ERROR, JobStatus.FINISHED_CANCELLED),
 }
 
 #: The event table: (status, event type) -> rule. Total: every pair has a rule.
@@ -332,8 +342,8 @@ RULES: dict[tuple[JobStatus, str], Rule] = {
         _cancel_running, "stop every active participant",
         JobStatus.IN_PROGRESS, JobStatus.FINISHED_CANCELLED),
     (JobStatus.IN_PROGRESS, "deadline.expired"): _rule(
-        _deadline, "a deadline",
-        JobStatus.IN_PROGRESS, JobStatus.FINISHED_WITH_ERROR, JobStatus.FINISHED_CANCELLED),
+        _deadline, "a deadline", JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY,
+        JobStatus.FINISHED_WITH_ERROR, JobStatus.FINISHED_CANCELLED),
     **{(JobStatus.IN_PROGRESS, t): _rule(h, s, *_PARTICIPANT_TARGETS.get(
         t, (JobStatus.IN_PROGRESS,))) for t, (h, s) in _PARTICIPANT.items()},
     **{(s, t): _rule(_ignore, "ignored: the status never changes", s)
@@ -381,10 +391,11 @@ JOINT: tuple[JointRule, ...] = (
     JointRule("server down", lambda j: j.server.state in DOWN_STATES,
               ends=JobStatus.FINISHED_WITH_ERROR,
               reason=lambda j: f"server {j.server.state}", error=lambda j: j.server.error),
-    JointRule("server finished, final checkpoint recorded",
-              lambda j: j.server.state is ParticipantState.FINISHED and j.final_recorded,
+    JointRule("server finished, final checkpoint recorded, clients done",
+              lambda j: (j.server.state is ParticipantState.FINISHED and j.final_recorded
+                         and j.active == 0),
               ends=JobStatus.FINISHED_SUCCESSFULLY, reason=lambda j: "server finished"),
-    JointRule("server finished, final checkpoint pending",
+    JointRule("server finished, final checkpoint or clients pending",
               lambda j: j.server.state is ParticipantState.FINISHED, phase=Phase.FINALIZING),
     JointRule("too few healthy clients", lambda j: j.healthy_clients < j.required_clients,
               ends=JobStatus.FINISHED_WITH_ERROR, error=lambda j: j.client_error,

@@ -40,7 +40,7 @@ class Phase(StrEnum):
     QUEUED = "queued"  # NOT_STARTED, waiting for admission
     STARTING = "starting"  # dispatched, waiting for participants to start
     RUNNING = "running"  # at least one round under way
-    FINALIZING = "finalizing"  # server finished, waiting for its final checkpoint
+    FINALIZING = "finalizing"  # server finished; its final checkpoint or clients pending
     CANCELLING = "cancelling"  # stop commands sent, waiting for participants to stop
     DONE = "done"  # terminal
 

@@ -11,6 +11,8 @@ from orchestrator.core import (
     CancelRequested,
     DeadlineExpired,
     ErrorCode,
+    Event,
+    Job,
     JobDispatched,
     JobSpec,
     JobStatus,
@@ -98,9 +100,14 @@ def test_cancel_wins_over_a_late_success() -> None:
     assert job.status is JobStatus.FINISHED_CANCELLED
 
 
+def _all_finish(job: Job) -> list[Event]:
+    """The server's finish, then its clients'."""
+    return [Emitter(job, p).finished() for p in ("server", *(c.id for c in job.clients))]
+
+
 def test_success_first_then_cancel_leaves_success() -> None:
     job = dispatched()
-    job, _ = run(job, [Emitter(job, "server").finished()])
+    job, _ = run(job, _all_finish(job))
     assert job.status is JobStatus.FINISHED_SUCCESSFULLY
     d = decide_one(job, CancelRequested(event_id="c", job_id=job.id), T0)
     assert d.job.status is JobStatus.FINISHED_SUCCESSFULLY and not d.changed
@@ -134,7 +141,8 @@ def test_success_waits_for_the_announced_final_checkpoint() -> None:
     job = dispatched()
     srv = Emitter(job, "server")
     final = srv.checkpoint(3, final=True)
-    job, _ = run(job, [srv.finished(final_checkpoint=final.key)])  # type: ignore[union-attr]
+    job, _ = run(job, [srv.finished(final_checkpoint=final.key),  # type: ignore[union-attr]
+                       *_all_finish(job)[1:]])
     assert job.status is JobStatus.IN_PROGRESS and job.phase is Phase.FINALIZING
     job, decisions = run(job, [final])
     assert job.status is JobStatus.FINISHED_SUCCESSFULLY
@@ -215,7 +223,7 @@ def test_round_timeout() -> None:
 def test_metrics_after_the_job_finished_are_still_recorded() -> None:
     job = dispatched()
     c0 = Emitter(job, "client-0")
-    job, _ = run(job, [Emitter(job, "server").finished()])
+    job, _ = run(job, _all_finish(job))
     d = decide_one(job, c0.metrics(2, loss=0.5), T0)
     assert d.job.status is JobStatus.FINISHED_SUCCESSFULLY
     assert [(m.participant, m.round, m.metrics) for m in d.metrics] == [
@@ -332,6 +340,7 @@ def test_a_finish_as_the_first_word_finishes_the_participant() -> None:
         last_word = getattr(Emitter(job, "client-0"), word)()
         after = decide_one(job, last_word, T0).job
         assert after.participants["client-0"].state is state
+    job, _ = run(job, _all_finish(job)[1:])  # the clients' finishes as first words
     d = decide_one(job, Emitter(job, "server").finished(), T0)
     assert d.job.status is JobStatus.FINISHED_SUCCESSFULLY
 
@@ -347,3 +356,31 @@ def test_cancel_then_all_stopped_in_one_batch_ends_cancelled_once() -> None:
     assert {c.participant for c in d.commands if isinstance(c, StopParticipant)} == set(
         job.participants)
     assert d.outcomes[-1].reason.startswith("ignored")
+
+
+def test_a_finished_server_waits_for_its_clients_then_the_job_succeeds() -> None:
+    """The server's end is the result, but the job ends once its clients have ended too (they
+    got the server's last message): their last events are in, and every participant shows
+    how it ended."""
+    job = dispatched()
+    job, decisions = run(job, [Emitter(job, "server").finished(),
+                               Emitter(job, "client-0").finished()])
+    assert job.status is JobStatus.IN_PROGRESS and job.phase is Phase.FINALIZING
+    assert not any(isinstance(c, StopParticipant) for d in decisions for c in d.commands)
+    job, _ = run(job, [Emitter(job, "client-1").failed("gone after the last round")])
+    assert job.status is JobStatus.FINISHED_SUCCESSFULLY and job.error is None
+    assert {p.id: p.state for p in job.participants.values()} == {
+        "server": ParticipantState.FINISHED, "client-0": ParticipantState.FINISHED,
+        "client-1": ParticipantState.FAILED}
+
+
+def test_clients_still_running_at_the_finalize_deadline_are_stopped_and_the_job_succeeds(
+        ) -> None:
+    job = dispatched()
+    job, _ = run(job, [Emitter(job, "server").finished()])
+    at = next(d.at for d in deadlines(job) if d.kind == "finalize")
+    d = decide_one(job, DeadlineExpired(event_id="f", job_id=job.id, kind="finalize"), at)
+    assert d.job.status is JobStatus.FINISHED_SUCCESSFULLY and d.job.error is None
+    assert "client-0, client-1 still running, stopped" in d.job.history[-1].reason
+    stops = {c.participant for c in d.commands if isinstance(c, StopParticipant)}
+    assert stops == {"client-0", "client-1"}

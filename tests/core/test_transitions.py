@@ -53,8 +53,9 @@ def job_in(status: JobStatus) -> Job:
     if status is JobStatus.IN_PROGRESS:
         return job
     server = Emitter(job, "server")
-    if status is JobStatus.FINISHED_SUCCESSFULLY:
-        return run(job, [server.finished()])[0]
+    if status is JobStatus.FINISHED_SUCCESSFULLY:  # the server, then its clients, finish
+        return run(job, [server.finished(), *(Emitter(job, p.id).finished()
+                                              for p in job.clients)])[0]
     if status is JobStatus.FINISHED_WITH_ERROR:
         return run(job, [server.failed()])[0]
     return _cancelled(job)
@@ -152,10 +153,13 @@ def situations() -> list[Job]:
                                 if p != "server"])[0]
     running = run(base, [srv.round_started(1)])[0]
     tight = dispatched(new_job(spec(2, min_clients=2)))
+    # The server finished with nothing more to record; one client has still to end.
+    one_client_left = run(base, [srv.finished(), Emitter(base, "client-0").finished()])[0]
     assert cancelling.phase is Phase.CANCELLING and finalizing.phase is Phase.FINALIZING
     assert last_one.status is all_done.status is JobStatus.IN_PROGRESS
     assert running.phase is Phase.RUNNING
-    return [*jobs, cancelling, finalizing, last_one, all_done, running, tight]
+    assert one_client_left.phase is Phase.FINALIZING
+    return [*jobs, cancelling, finalizing, last_one, all_done, running, tight, one_client_left]
 
 
 def variants(job: Job, event_type: str) -> list[Event]:
@@ -222,9 +226,10 @@ def joint_lives() -> dict[str, tuple[Job, list[Event]]]:
         "cancelled: nobody active": (base, [cancel, *(Emitter(base, p).stopped()
                                                       for p in base.participants)]),
         "server down": (base, [Emitter(base, "server").failed()]),
-        "server finished, final checkpoint recorded": (base, [
-            Emitter(base, "server").finished()]),
-        "server finished, final checkpoint pending": (base, [
+        "server finished, final checkpoint recorded, clients done": (base, [
+            Emitter(base, "server").finished(), *(Emitter(base, p.id).finished()
+                                                  for p in base.clients)]),
+        "server finished, final checkpoint or clients pending": (base, [
             Emitter(base, "server").finished(final_checkpoint=FINAL_KEY)]),
         "too few healthy clients": (tight, [Emitter(tight, "client-1").failed()]),
     }
