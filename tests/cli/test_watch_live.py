@@ -168,18 +168,8 @@ def test_watch_json_follows_the_job_from_submission_to_finished(
     assert final["rounds"] == 3
     assert 0.0 < final["server_metrics"]["accuracy"] <= 1.0
     assert final["final_checkpoint"]
-    # The job ends when the server finished with its final checkpoint; a client may still be
-    # on its way out then (it got the server's last message) and its end is recorded late.
-    assert final["participant_states"]["server"] == "finished"
-    assert set(final["participant_states"].values()) <= {"finished", "started"}
-    deadline = time.monotonic() + 20
-    while True:
-        shown = json.loads(run_cli("status", job_id, "--json", env=system).stdout)
-        states = {p["state"] for p in shown["participants"]}
-        if states <= {"finished", "stopped"} or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert states <= {"finished", "stopped"}, shown["participants"]
+    # The job ends once the server finished with its final checkpoint and its clients ended.
+    assert set(final["participant_states"].values()) == {"finished"}
 
 
 def test_submit_wait_reports_success_and_failure_in_the_exit_code(
