@@ -153,8 +153,10 @@ async def test_a_batch_writes_one_cas_per_job(store: JobStore) -> None:
 async def test_resent_events_change_nothing(store: JobStore) -> None:
     job, _ = await store.create(new_job())
     await apply_events(store, [dispatch_event(job)], T0)
-    srv = Emitter(await store.get(job.id), "server")
-    events = [srv.started(), srv.finished()]
+    dispatched = await store.get(job.id)
+    srv = Emitter(dispatched, "server")
+    clients_done = [Emitter(dispatched, p.id).finished() for p in dispatched.clients]
+    events = [srv.started(), srv.finished(), *clients_done]
     await apply_events(store, events, T0)
     done = await store.get(job.id)
     assert done.status is JobStatus.FINISHED_SUCCESSFULLY
@@ -219,9 +221,12 @@ async def test_deadline_query_finds_only_due_active_jobs(store: JobStore) -> Non
 async def test_checkpoint_manifest_and_final_checkpoint(store: JobStore) -> None:
     job, _ = await store.create(new_job())
     await apply_events(store, [dispatch_event(job)], T0)
-    srv = Emitter(await store.get(job.id), "server")
+    dispatched = await store.get(job.id)
+    srv = Emitter(dispatched, "server")
     ck1, final = srv.checkpoint(1), srv.checkpoint(2, final=True)
-    await apply_events(store, [srv.finished(final_checkpoint=final.key)], T0)  # type: ignore[union-attr]
+    clients_done = [Emitter(dispatched, p.id).finished() for p in dispatched.clients]
+    await apply_events(store, [srv.finished(final_checkpoint=final.key),  # type: ignore[union-attr]
+                               *clients_done], T0)
     assert (await store.get(job.id)).status is JobStatus.IN_PROGRESS
     await apply_events(store, [ck1, final, final], T0)
     rows = await store.checkpoints(job.id)
