@@ -82,6 +82,18 @@ class UnknownWorkloadError(PermanentError):
     """No workload registered under that name."""
 
 
+class JobRejectedError(PermanentError):
+    """The daemon refused a submission (``kind``: invalid_spec, duplicate_job, …)."""
+
+    def __init__(self, job_id: str, kind: str, reason: str) -> None:
+        super().__init__(f"job {job_id} was rejected: {kind}: {reason}")
+        self.job_id, self.kind, self.reason = job_id, kind, reason
+
+
+class WaitTimeoutError(TransientError):
+    """A job did not finish within the time a caller was willing to wait."""
+
+
 _NOISE_MARKERS = (" (configured timeouts", ", Timeout:", ", Topology Description")
 
 

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore", frozen=True)
 
-    redis_url: Annotated[str, Field(description="Redis (or Valkey) URL")] = (
+    redis_url: Annotated[str, Field(description=(
+        "Redis (or Valkey) URL; `redis+cluster://HOST:PORT` (`rediss+cluster://` with TLS) "
+        "for a Redis Cluster, reached through any of its nodes"))] = (
         "redis://127.0.0.1:6379/0"
     )
     redis_ca_file: Annotated[str | None, Field(description=(
@@ -166,8 +168,10 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            msg = f"must start with redis://, rediss:// or unix:// (got {value!r})"
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                                 "rediss+cluster://")):
+            msg = ("must start with redis://, rediss://, unix://, redis+cluster:// or "
+                   f"rediss+cluster:// (got {value!r})")
             raise ValueError(msg)
         return value
 

@@ -45,6 +45,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
+from orchestrator import __version__
 from orchestrator.bus import Bus, Entry, StreamConsumer
 from orchestrator.bus.keys import Keys
 from orchestrator.bus.retry import Backoff
@@ -162,6 +163,9 @@ class WorkerAgent:
         return {
             "capacity": self.config.capacity,
             "running": len(self.runs),
+            "participants": sorted(f"{r.command.job_id}/{r.command.participant}"
+                                   for r in self.runs.values()),
+            "version": __version__,
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "workloads": offered_workloads(),

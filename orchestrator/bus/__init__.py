@@ -2,8 +2,9 @@
 
 ``wire`` (entries, the client, error translation), ``consumer`` (``StreamConsumer``: reading a
 consumer group reliably), ``producer`` (``Bus``: what producers write), ``packing``
-(``execute_batch``: many commands in one round trip), ``keys`` (every key name), ``retry``
-(``Backoff``).
+(``execute_batch``: many commands in one round trip), ``resp`` (packing them), ``cluster``
+(the same on Redis Cluster: one pipeline per node, reads per stream), ``keys`` (every key
+name), ``retry`` (``Backoff``).
 
 The names below are loaded on first use, so that importing a light submodule
 (``orchestrator.bus.keys`` or ``.retry``, as storage and the CLI do) loads neither redis-py

@@ -14,6 +14,15 @@ so nothing leaves the PEL silently. A lost group (NOGROUP, e.g. Redis restarted 
 data) is recreated from id ``0`` so whatever is still in the stream is read again; consumers
 dedupe on the producer's ``event_id``, never on the entry id.
 
+On Redis Cluster (``orchestrator.bus.cluster``) the streams of one consumer may live on
+different nodes and always live in different slots, and XREADGROUP cannot span slots. The
+consumer then reads each stream with its own XREADGROUP: first without blocking, all streams
+at once (one round trip per node); only if all are empty, blocking on every stream
+concurrently, where the first that returns entries cancels the others. A read cut off that way
+may have been served by Redis already (entries delivered to us whose reply was never read), so
+the consumer then re-reads its own pending entries of that stream *after the last id it
+returned* (a history read, as on start): nothing is lost and nothing returned twice.
+
 Connection errors are retried with backoff by ``read``; the other methods raise
 ``BusUnavailableError`` (transient) and callers retry. Trimming (``trim``) uses XTRIM MINID
 at the oldest entry some group still needs, so it never passes a pending entry.
@@ -25,9 +34,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from orchestrator.bus.housekeeping import pending_count, trim_streams
+from orchestrator.bus.cluster import read_first
+from orchestrator.bus.housekeeping import id_order, pending_count, trim_streams
 from orchestrator.bus.packing import execute_batch
 from orchestrator.bus.retry import Backoff
 from orchestrator.bus.wire import (
@@ -87,6 +98,9 @@ class StreamConsumer:
         self._reclaim_cursor: dict[str, str] = dict.fromkeys(self.streams, "0-0")
         self._new_only: dict[str, str] = dict.fromkeys(self.streams, ">")
         self._backoff = Backoff()
+        #: On a cluster: the client, and the last id returned per stream (see the module).
+        self._cluster = redis if isinstance(redis, RedisCluster) else None
+        self._returned: dict[str, str] = {}
         self._log = _log.bind(group=group, consumer=consumer)
         #: Counters, for tests and the bench.
         self.groups_recreated = 0
@@ -153,7 +167,7 @@ class StreamConsumer:
     async def _read_once(self) -> list[Entry]:
         history = {s: cursor for s, cursor in self._history.items() if cursor is not None}
         if history:
-            entries = entries_of_reply(await self._xreadgroup(history, None), deliveries=2)
+            entries = await self._read_group(history, None, deliveries=2)
             seen: set[str] = set()
             for entry in entries:
                 self._history[entry.stream] = entry.id
@@ -163,8 +177,46 @@ class StreamConsumer:
                     self._history[stream] = None
             if entries:
                 return entries
-        reply = await self._xreadgroup(self._new_only, self.block_ms)
-        return entries_of_reply(reply)
+        return await self._read_group(self._new_only, self.block_ms)
+
+    async def _read_group(self, streams: Mapping[str, str], block: int | None,
+                          deliveries: int = 1) -> list[Entry]:
+        if self._cluster is None:
+            return entries_of_reply(await self._xreadgroup(streams, block), deliveries)
+        try:
+            entries = await self._read_cluster(self._cluster, streams, block, deliveries)
+        except BaseException:  # the nodes that answered may have delivered entries to us
+            self._reread_after_returned(streams)
+            raise
+        self._returned.update((entry.stream, entry.id) for entry in entries)
+        return entries
+
+    async def _read_cluster(self, cluster: RedisCluster, streams: Mapping[str, str],
+                            block: int | None, deliveries: int) -> list[Entry]:
+        """One XREADGROUP per stream (see the module): without blocking first, all streams in
+        one round trip per node; then, with ``block``, blocking on each concurrently. (One
+        stream with ``block`` is one blocking read: nothing to cut off.)"""
+        if block is None or len(streams) > 1:
+            commands = [self._xreadgroup_args({stream: cursor}, None)
+                        for stream, cursor in streams.items()]
+            replies = await execute_batch(cluster, commands)
+            entries = [e for reply in replies for e in entries_of_reply(reply, deliveries)]
+            if entries or block is None:
+                return entries
+        blocking = [self._xreadgroup_args({stream: cursor}, block)
+                    for stream, cursor in streams.items()]
+        names = list(streams)
+        got, cut_off = await read_first(cluster, blocking)
+        self._reread_after_returned([names[i] for i in cut_off])
+        return [e for i in sorted(got) for e in entries_of_reply(got[i], deliveries)]
+
+    def _reread_after_returned(self, streams: Iterable[str]) -> None:
+        """Read our pending entries of ``streams`` past the last id returned, on the next read
+        (a read of theirs was cut off or failed on some node: Redis may have delivered
+        entries to us whose reply we never read)."""
+        for stream in streams:
+            if self._history.get(stream) is None:
+                self._history[stream] = self._returned.get(stream, "0")
 
     async def _xreadgroup(self, streams: Mapping[str, str], block: int | None) -> Any:
         """XREADGROUP with the reply as the server sent it, for ``entries_of_reply``.
@@ -173,12 +225,17 @@ class StreamConsumer:
         does not first rebuild the reply into its own tuples and dicts (whose shape also
         varies with the protocol and redis-py's ``legacy_responses``).
         """
+        args = self._xreadgroup_args(streams, block)
+        return await self.redis.execute_command(*args)
+
+    def _xreadgroup_args(self, streams: Mapping[str, str], block: int | None
+                         ) -> tuple[Any, ...]:
         args: list[Any] = [b"XREADGROUP", "GROUP", self.group, self.consumer,
                            "COUNT", self.batch]
         if block is not None:
             args += ["BLOCK", block]
         args += ["STREAMS", *streams.keys(), *streams.values()]
-        return await self.redis.execute_command(*args)  # type: ignore[no-untyped-call]
+        return tuple(args)
 
     # --- acknowledging ---------------------------------------------------------------------
     def queue_ack(self, batch: Batch, entries: Iterable[Entry]) -> None:
@@ -196,18 +253,33 @@ class StreamConsumer:
             await execute_batch(self.redis, batch)
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
-        """Copy the entry and the reason to the dead-letter stream and acknowledge it (MULTI)."""
+        """Copy the entry and the reason to the dead-letter stream and acknowledge it (MULTI;
+        on a cluster, where the two keys are in different slots, the copy first, then the
+        acknowledgement: a crash between them leaves a copy and a pending entry, never
+        neither)."""
         async with translated("dead-letter"):
-            pipe = self.redis.pipeline(transaction=True)
-            if self.dead_letter_stream is not None:
-                fields = dead_letter_fields(entry, reason, self.group, self.consumer)
-                pipe.xadd(self.dead_letter_stream, fields,  # type: ignore[arg-type]
-                          maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-            pipe.xack(entry.stream, self.group, entry.id)
-            await pipe.execute()
+            if self._cluster is not None:
+                await execute_batch(self._cluster, self._dead_letter_batch(entry, reason))
+            else:
+                pipe = self.redis.pipeline(transaction=True)
+                if self.dead_letter_stream is not None:
+                    fields = dead_letter_fields(entry, reason, self.group, self.consumer)
+                    pipe.xadd(self.dead_letter_stream, fields,  # type: ignore[arg-type]
+                              maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+                pipe.xack(entry.stream, self.group, entry.id)
+                await pipe.execute()
         self.dead_lettered += 1
         self._log.warning("entry dead-lettered", stream=entry.stream, entry_id=entry.id,
                           reason=reason, deliveries=entry.deliveries)
+
+    def _dead_letter_batch(self, entry: Entry, reason: str) -> Batch:
+        batch: Batch = []
+        if self.dead_letter_stream is not None:
+            fields = dead_letter_fields(entry, reason, self.group, self.consumer)
+            batch.append(("XADD", self.dead_letter_stream, "MAXLEN", "~", DEAD_LETTER_MAXLEN,
+                          "*", *(part for pair in fields.items() for part in pair)))
+        batch.append(("XACK", entry.stream, self.group, entry.id))
+        return batch
 
     # --- taking over from dead consumers ------------------------------------------------------
     async def reclaim(self) -> list[Entry]:
@@ -261,6 +333,11 @@ class StreamConsumer:
                 )
             else:
                 result.append(entry)
+        if result and self._cluster is not None:
+            newest = max(result, key=lambda e: id_order(e.id)).id
+            last = self._returned.get(stream)
+            if last is None or id_order(newest) > id_order(last):
+                self._returned[stream] = newest
         if result:
             self._log.info("reclaimed pending entries", stream=stream, count=len(result))
         return result

@@ -58,17 +58,18 @@ async def trim_floor(redis: Redis, stream: str) -> str | None:
     for group in groups:
         if int(group["pending"]) > 0:
             summary = await redis.xpending(stream, group["name"])
-            floors.append(_id_tuple(text(summary["min"])))
+            floors.append(id_order(text(summary["min"])))
         else:
-            ms, seq = _id_tuple(text(group["last-delivered-id"]))
+            ms, seq = id_order(text(group["last-delivered-id"]))
             floors.append((ms, seq + 1))
     ms, seq = min(floors)
     return f"{ms}-{seq}"
 
 
-def _id_tuple(entry_id: str) -> tuple[int, int]:
+def id_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as (ms, seq), for comparing ids."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
 
-__all__ = ["pending_count", "trim_floor", "trim_streams"]
+__all__ = ["id_order", "pending_count", "trim_floor", "trim_streams"]

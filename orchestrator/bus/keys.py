@@ -53,6 +53,12 @@ class Keys:
     def worker_pattern(self) -> str:
         return f"{self.namespace}:worker:*"
 
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker names scored by their registration's expiry (ms), on Redis
+        Cluster only: there the alive keys are listed from it rather than by SCAN."""
+        return f"{self.namespace}:workers"
+
     # --- per job -------------------------------------------------------------------------
     def mailbox(self, job_id: str, participant: str) -> str:
         """Messages between participants of one job (references only, never model bytes)."""

@@ -1,6 +1,7 @@
 """``execute_batch``: many commands in one round trip, for the daemon's commit.
 
-A non-transactional pipeline built from public parts: the commands packed by
+On Redis Cluster it sends one pipeline per node instead (``orchestrator.bus.cluster``). On one
+node it is a non-transactional pipeline built from public parts: the commands packed by
 ``hiredis.pack_command`` into one write, sent with the pooled connection's
 ``send_packed_command`` and answered by one ``read_response`` per command. redis-py's own
 ``Pipeline`` does the same round trip but queues, packs and parses every command through
@@ -11,37 +12,17 @@ hundred XADDs that is several times the CPU (``bench/bench_daemon.py`` prints bo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import hiredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
+from orchestrator.bus.cluster import execute_on_cluster
+from orchestrator.bus.resp import pack_commands
+
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-Packer = Callable[..., Iterable[bytes | memoryview]]
-
-
-def pack_commands(commands: Iterable[tuple[Any, ...]], fallback: Packer) -> bytes:
-    """The RESP bytes of ``commands``, as redis-py would pack them.
-
-    ``hiredis.pack_command`` packs the common case; ``fallback`` (a connection's
-    ``pack_command``) the rest: a command name with spaces (``"CONFIG GET"``, which redis-py
-    splits into two arguments), a name given as bytes, and the argument types hiredis refuses
-    (redis-py then packs them or raises ``DataError``).
-    """
-    chunks: list[bytes | memoryview] = []
-    for command in commands:
-        name = command[0]
-        if isinstance(name, str) and " " not in name:
-            try:
-                chunks.append(hiredis.pack_command(command))
-                continue
-            except TypeError:
-                pass
-        chunks.extend(fallback(*command))
-    return b"".join(chunks)
+    from orchestrator.bus.wire import Redis
 
 
 async def execute_batch(redis: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -55,6 +36,8 @@ async def execute_batch(redis: Redis, commands: Sequence[tuple[Any, ...]]) -> li
     """
     if not commands:
         return []
+    if isinstance(redis, RedisCluster):
+        return await execute_on_cluster(redis, commands)
     pool = redis.connection_pool
     conn: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
     packed = pack_commands(commands, conn.pack_command)

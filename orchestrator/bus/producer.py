@@ -7,11 +7,13 @@ Field formats are listed in ``orchestrator.bus.wire``; the key of every stream i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
+from redis.asyncio.cluster import RedisCluster
 
 from orchestrator.bus.packing import execute_batch
 from orchestrator.bus.wire import Batch, Redis, now_iso, text, translated
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
 
 UPDATES_MAXLEN = 10_000
 CONTROL_MAXLEN = 100_000
+#: How long past its expiry a dead worker stays in the cluster's registry (``Keys.workers``);
+#: generous, so that clock skew between workers never drops a live one.
+REGISTRY_GRACE_MS = 3_600_000
 
 
 def update_payload(job: Job, reason: str, at: datetime | None = None) -> str:
@@ -169,17 +174,26 @@ class Bus:
 
         A *new* registration (the key had expired or never existed) also XADDs
         ``{type: worker_registered, worker, role}`` to the control stream, which wakes
-        admission.
+        admission. On Redis Cluster the name also goes into the registry ``Keys.workers``
+        (scored by expiry; names expired an hour ago are dropped), in the same round trip.
         """
         value = json.dumps(
             {"name": name, "role": role, "at": now_iso(), **(info or {})},
             separators=(",", ":"),
             default=str,
         )
+        ttl_ms = max(1, int(ttl_s * 1000))
         async with translated("register worker"):
-            previous = await self.redis.set(
-                self.keys.worker_alive(name), value, px=max(1, int(ttl_s * 1000)), get=True
-            )
+            if isinstance(self.redis, RedisCluster):
+                now_ms = int(time.time() * 1000)
+                previous, _, _ = await execute_batch(self.redis, [
+                    ("SET", self.keys.worker_alive(name), value, "PX", ttl_ms, "GET"),
+                    ("ZADD", self.keys.workers, now_ms + ttl_ms, name),
+                    ("ZREMRANGEBYSCORE", self.keys.workers, "-inf", now_ms - REGISTRY_GRACE_MS),
+                ])
+            else:
+                previous = await self.redis.set(self.keys.worker_alive(name), value,
+                                                px=ttl_ms, get=True)
             if previous is None:
                 await self.redis.xadd(
                     self.keys.control,
@@ -192,10 +206,20 @@ class Bus:
         """Delete the worker's alive key (it is no longer offered work)."""
         async with translated("unregister worker"):
             await self.redis.delete(self.keys.worker_alive(name))
+            if isinstance(self.redis, RedisCluster):
+                await self.redis.zrem(self.keys.workers, name)
 
     async def alive_workers(self, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Registration info of the workers alive now (MGET of ``names``, or SCAN of all)."""
+        """Registration info of the workers alive now (MGET of ``names``, or SCAN of all).
+
+        On Redis Cluster, "all" are the names in the registry ``Keys.workers`` (no SCAN over
+        every node), and their keys are read with one GET each, one round trip per node.
+        """
+        cluster = self.redis if isinstance(self.redis, RedisCluster) else None
         async with translated("alive workers"):
+            if names is None and cluster is not None:
+                [members] = await execute_batch(cluster, [("ZRANGE", self.keys.workers, 0, -1)])
+                names = [text(n) for n in members]
             if names is None:
                 keys = [k async for k in self.redis.scan_iter(match=self.keys.worker_pattern,
                                                               count=1000)]
@@ -203,7 +227,10 @@ class Bus:
                 keys = [self.keys.worker_alive(n) for n in dict.fromkeys(names)]
             if not keys:
                 return {}
-            values = await self.redis.mget(keys)
+            if cluster is not None:
+                values = await execute_batch(cluster, [("GET", key) for key in keys])
+            else:
+                values = await self.redis.mget(keys)
         alive: dict[str, dict[str, Any]] = {}
         prefix_len = len(self.keys.worker_alive(""))
         for key, raw in zip(keys, values, strict=True):

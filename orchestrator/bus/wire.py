@@ -26,16 +26,19 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from orchestrator.bus.cluster import is_cluster_url, node_url
 from orchestrator.errors import BusError, BusUnavailableError
 from orchestrator.tls import NO_TLS_FILES, TLSFiles, redis_tls_options
 
-Redis = aioredis.Redis
+#: The bus's client: one node, or a Redis Cluster (``redis+cluster://``).
+Redis = aioredis.Redis | RedisCluster
 #: Commands for one ``execute_batch`` round trip (the daemon's commit: commands, updates, XACK).
 Batch = list[tuple[Any, ...]]
 
@@ -61,20 +64,27 @@ def connect_redis(url: str, *, password: str | None = None,
     ``socket_timeout=None`` because redis-py 8 wraps every reply read in ``asyncio.timeout()``
     when a timeout is set, which makes pipelines markedly slower (performance.md); blocking
     reads are bounded by BLOCK instead, and dead connections are found by the health check.
+
+    A ``redis+cluster://host:port`` URL (``rediss+cluster://`` with TLS) gives a
+    ``RedisCluster`` client that finds the other nodes from that one; the bus then routes by
+    slot (``orchestrator.bus.cluster``). The same options apply to each node's connections.
     """
     retry = Retry(EqualJitterBackoff(cap=2.0, base=0.05), retries=6)
-    client: Redis = aioredis.Redis.from_url(
-        url,
-        password=password,
-        decode_responses=False,
-        socket_timeout=None,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        health_check_interval=10,
-        retry=retry,
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, BusyLoadingError],
-        **redis_tls_options(url, tls),
-    )
+    plain = node_url(url)
+    options: dict[str, Any] = {
+        "password": password,
+        "decode_responses": False,
+        "socket_timeout": None,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+        "retry": retry,
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError, BusyLoadingError],
+        **redis_tls_options(plain, tls),
+    }
+    if is_cluster_url(url):
+        return RedisCluster.from_url(plain, **options)
+    client: aioredis.Redis = aioredis.Redis.from_url(plain, **options)
     return client
 
 

@@ -1,4 +1,5 @@
-"""``orchestrator cancel JOB``: ask the daemon to cancel a job; with ``--wait``, until it ends.
+"""``orchestrator cancel JOB``: ask the daemon to cancel a job (through the Python client);
+with ``--wait``, until it ends.
 
 Exit codes: 0 requested, or the job already finished (with ``--wait``: it FINISHED_CANCELLED);
 1 a server unreachable, or with ``--wait`` a job that ended otherwise; 2 an unknown job id,
@@ -14,10 +15,10 @@ import sys
 import click
 
 from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings
-from orchestrator.cli.connect import bus_for, open_redis, open_store
 from orchestrator.cli.output import echo_json, json_option, warn
 from orchestrator.cli.running import run_waiting
 from orchestrator.cli.watch import Mode, follow_job
+from orchestrator.client import Client
 from orchestrator.core import JobStatus
 
 
@@ -46,29 +47,26 @@ def cancel(job_id: str, reason: str, wait: bool, timeout_s: float | None, as_jso
     settings = cli_settings()
 
     async def main() -> int:
-        async with open_store(settings) as store:
-            job = await store.get(job_id)
-            if job.is_terminal:
+        async with Client(settings) as client:
+            result = await client.cancel(job_id, reason=reason, requested_by_=requested_by())
+            if not result.requested:
                 if as_json:
-                    echo_json({"id": job_id, "status": job.status.value, "requested": False})
+                    echo_json({"id": job_id, "status": result.status.value, "requested": False})
                 else:
-                    click.echo(f"job {job_id} already {job.status.value}; nothing to cancel")
-                if wait and job.status is not JobStatus.FINISHED_CANCELLED:
+                    click.echo(f"job {job_id} already {result.status.value}; nothing to cancel")
+                if wait and result.status is not JobStatus.FINISHED_CANCELLED:
                     return EXIT_FAILURE
                 return EXIT_OK
-            async with open_redis(settings) as redis:
-                entry_id = await bus_for(redis, settings).request_cancel(
-                    job_id, reason=reason, requested_by=requested_by())
-                if as_json:
-                    echo_json({"id": job_id, "status": job.status.value, "requested": True,
-                               "entry_id": entry_id}, lines=wait)
-                else:
-                    click.echo(f"cancel requested for job {job_id} ({job.status.value})")
-                if not wait:
-                    return EXIT_OK
-                mode: Mode = "json" if as_json else "quiet"
-                outcome = await follow_job(store, redis, settings, job_id, mode=mode,
-                                           wait_for_job_s=None, timeout_s=timeout_s)
+            if as_json:
+                echo_json({"id": job_id, "status": result.status.value, "requested": True,
+                           "entry_id": result.entry_id}, lines=wait)
+            else:
+                click.echo(f"cancel requested for job {job_id} ({result.status.value})")
+            if not wait:
+                return EXIT_OK
+            mode: Mode = "json" if as_json else "quiet"
+            outcome = await follow_job(client, job_id, mode=mode, wait_for_job_s=None,
+                                       timeout_s=timeout_s)
         if outcome.message:
             warn(outcome.message)
             return EXIT_FAILURE

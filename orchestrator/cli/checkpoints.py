@@ -1,4 +1,5 @@
-"""``orchestrator checkpoints JOB``: a job's model trail from its manifest; optionally
+"""``orchestrator checkpoints JOB``: a job's model trail from its manifest (through the Python
+client); optionally
 presigned URLs, or downloads checked against the manifest's sha256.
 
 Exit codes: 0 success; 1 a server unreachable, a download that did not verify; 2 an unknown
@@ -11,25 +12,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
 
 from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, cli_settings
-from orchestrator.cli.connect import object_store_for, open_store
 from orchestrator.cli.output import console, echo_json, json_option, warn
 from orchestrator.cli.running import run
+from orchestrator.client import Client
+from orchestrator.client.downloads import download_verified
 from orchestrator.errors import IntegrityError, StorageError
-from orchestrator.storage.validation import validate_key
-from orchestrator.watch.model import checkpoint_rows
 from orchestrator.watch.render import checkpoints_table
 
 if TYPE_CHECKING:
-    from orchestrator.settings import Settings
     from orchestrator.storage.port import ObjectStore
-
-
-def open_checkpoint_store(settings: Settings) -> ObjectStore:
-    return object_store_for(settings)
 
 
 @click.command()
@@ -53,20 +47,15 @@ def checkpoints(  # noqa: PLR0917 - one parameter per click option
     settings = cli_settings()
 
     async def main() -> int:
-        async with open_store(settings) as store:
-            job = await store.get(job_id)
-            rows = checkpoint_rows(await store.checkpoints(job_id))
-        if final_only:
-            rows = [r for r in rows if r["final"]]
-        if round_ is not None:
-            rows = [r for r in rows if r["round"] == round_]
-        failures: list[str] = []
-        if rows and (download_dir is not None or presign):
-            async with open_checkpoint_store(settings) as objects:
+        async with Client(settings) as client:
+            job = await client.get(job_id)
+            rows = await client.checkpoints(job_id, final_only=final_only, round_=round_)
+            failures: list[str] = []
+            if rows and (download_dir is not None or presign):
+                objects = await client.connections.objects()
                 for row in rows:
                     if presign:
-                        request = await objects.presign_get(str(row["key"]), expires_s)
-                        row["url"] = request.url
+                        row["url"] = await client.presign(str(row["key"]), expires_s)
                     if download_dir is not None:
                         problem = await _download(objects, row, download_dir)
                         if problem:
@@ -96,20 +85,13 @@ def checkpoints(  # noqa: PLR0917 - one parameter per click option
 
 
 async def _download(objects: ObjectStore, row: dict[str, Any], directory: Path) -> str | None:
-    """Download one checkpoint; return a problem, or None when its sha256 matched.
-
-    The bytes are streamed and checked against the manifest's sha256, the source of truth,
-    not against the object's own metadata: a store that lost its metadata (the local S3
-    server after a restart) still downloads, and a replaced object is refused. A mismatch
-    leaves no file behind.
-    """
-    key, expected = str(row["key"]), str(row["sha256"])
+    """Download one checkpoint (:func:`orchestrator.client.downloads.download_verified`);
+    return a problem, or None when its sha256 matched (then ``row["path"]`` is the file)."""
+    key = str(row["key"])
     try:
-        target = anyio.Path(directory / validate_key(key))  # (before any folder is made)
-        await target.parent.mkdir(parents=True, exist_ok=True)
-        await objects.download_to(key, target, sha256=expected)
+        target = await download_verified(objects, row, directory)
     except IntegrityError as exc:
-        return f"{key}: does not match the manifest (sha256 {expected}): {exc}"
+        return str(exc)
     except StorageError as exc:
         return f"{key}: download failed: {exc}"
     row["path"] = str(target)

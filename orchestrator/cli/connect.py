@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -73,8 +73,10 @@ def redis_for(settings: Settings) -> Redis:
     """The bus's Redis client (``connect_redis``) with the settings' password and TLS files."""
     from orchestrator.bus.wire import connect_redis  # noqa: PLC0415 - keep --help fast
 
-    return connect_redis(settings.redis_url, password=settings.redis_password_plain,
-                         tls=settings.redis_tls)
+    # On a redis+cluster:// URL this is a RedisCluster: it offers the commands the callers
+    # send, and the bus routes its batches and reads by node (orchestrator.bus.cluster).
+    return cast("Redis", connect_redis(settings.redis_url, password=settings.redis_password_plain,
+                                       tls=settings.redis_tls))
 
 
 def mongo_for(settings: Settings, *, timeout_s: float = 5.0) -> MongoJobStore:
@@ -152,17 +154,21 @@ def open_redis(
     settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S
 ) -> AbstractAsyncContextManager[Redis]:
     """A Redis client, checked with a ``PING`` first (short connect timeout)."""
-    from redis.asyncio import Redis  # noqa: PLC0415
+    from redis.asyncio import Redis as NodeClient  # noqa: PLC0415
+    from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415
 
+    from orchestrator.bus.cluster import is_cluster_url, node_url  # noqa: PLC0415
     from orchestrator.tls import redis_tls_options  # noqa: PLC0415
 
-    client: Redis = Redis.from_url(
-        settings.redis_url,
+    url = node_url(settings.redis_url)  # a redis+cluster:// URL: any node of the cluster
+    client = cast("Redis", (RedisCluster if is_cluster_url(settings.redis_url)
+                            else NodeClient).from_url(
+        url,
         password=settings.redis_password_plain,
         socket_connect_timeout=timeout_s,
         decode_responses=False,
-        **redis_tls_options(settings.redis_url, settings.redis_tls),
-    )
+        **redis_tls_options(url, settings.redis_tls),
+    ))
     return _checked(
         client,
         ping=client.ping,

@@ -35,6 +35,7 @@ from orchestrator.cli.connect import (
 from orchestrator.cli.output import warn
 from orchestrator.cli.running import run_interruptible
 from orchestrator.cli.watch import JobOutcome, default_mode, follow_job
+from orchestrator.client import Client
 from orchestrator.demo import (
     DEMO_SUBDIR,
     SERVER_WORKER,
@@ -91,17 +92,18 @@ async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, c
     spec = (demo_flower.flower_demo_spec(job_id, rounds=rounds, clients=clients)
             if workload == "flower" else demo_spec(job_id, rounds=rounds, clients=clients))
     names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
-    async with open_store(settings) as store, open_redis(settings) as redis:
+    async with open_store(settings), open_redis(settings) as redis:
         bus = bus_for(redis, settings)
         _say(f"waiting for {len(names)} workers to register …")
         await _wait_for_workers(bus, redis, settings, names, supervisor)
         await bus.submit(spec.model_dump_json(exclude_none=True))
         _say(f"submitted job {job_id}: {workload}, {rounds} rounds, {clients} clients "
              "(synthetic data)")
-        outcome = await follow_job(
-            store, redis, settings, job_id, mode=default_mode(as_json=False),
-            wait_for_job_s=None, timeout_s=timeout_s, on_frame=lambda _frame: supervisor.check(),
-        )
+        async with Client(settings) as client:
+            outcome = await follow_job(
+                client, job_id, mode=default_mode(as_json=False), wait_for_job_s=None,
+                timeout_s=timeout_s, on_frame=lambda _frame: supervisor.check(),
+            )
     if outcome.message:
         warn(outcome.message)
     return outcome

@@ -1,25 +1,28 @@
-"""The read-only job commands: ``status JOB``, ``list`` and ``events JOB``.
+"""The read-only job commands: ``status JOB``, ``list`` and ``events JOB``, on the Python client
+(:mod:`orchestrator.client`).
 
 Jobs are read through the job store's query verbs; ``events`` also scans the job's event
-stream shard and its update stream in Redis.
+stream shard and its update stream in Redis. ``status`` of an id whose submission the daemon
+rejected shows the rejection (exit 0).
 
-Exit codes: 0 success; 1 a server unreachable; 2 an unknown job id, invalid settings.
+Exit codes: 0 success; 1 a server unreachable; 2 an unknown job id, invalid settings, a bad
+filter.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.common import cli_settings
-from orchestrator.cli.connect import keys_for, open_redis, open_store
+from orchestrator.cli.common import BadInput, cli_settings
 from orchestrator.cli.output import console, echo_json, json_option, screen_fit
 from orchestrator.cli.running import run
+from orchestrator.client import Client
 from orchestrator.core import JobStatus
 from orchestrator.watch.follow import (
     StreamTail,
@@ -34,8 +37,17 @@ from orchestrator.watch.render import job_view, jobs_table
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from orchestrator.store import Rejection
+
 EVENT_SCAN_PAGE = 1000
 EVENT_SCAN_MAX = 20_000
+
+
+def rejection_row(rejection: Rejection) -> dict[str, Any]:
+    """A rejection as ``status --json`` and ``rejections --json`` print it."""
+    return {"at": rejection.at, "kind": rejection.kind, "reason": rejection.reason,
+            "job_id": rejection.job_id, "entry_id": rejection.entry_id,
+            "source": rejection.source}
 
 
 @click.command()
@@ -44,13 +56,28 @@ EVENT_SCAN_MAX = 20_000
 def status(job_id: str, as_json: bool) -> None:
     """Show one job: status, phase, round, participants, error, metrics, checkpoints.
 
-    Unknown JOB: exit 2.
+    A rejected submission shows the daemon's reason. Unknown JOB: exit 2.
     """
     settings = cli_settings()
 
     async def main() -> None:
-        async with open_store(settings) as store:
-            detail = await load_detail(store, await store.get(job_id), utcnow())
+        async with Client(settings) as client:
+            store = await client.connections.store()
+            job = await store.find_by_id(job_id)
+            if job is None:
+                rejection = await client.rejection(job_id)
+                if rejection is None:
+                    await client.get(job_id)  # raises: no job with id
+                    return
+                if as_json:
+                    echo_json({"id": job_id, "status": "REJECTED",
+                               "rejection": rejection_row(rejection)})
+                else:
+                    click.echo(f"job {job_id} was rejected by the daemon at "
+                               f"{rejection.at:%Y-%m-%d %H:%M:%S} UTC: {rejection.kind}: "
+                               f"{rejection.reason}")
+                return
+            detail = await load_detail(store, job, utcnow())
         if as_json:
             echo_json(detail.as_dict())
         else:
@@ -63,24 +90,61 @@ def status(job_id: str, as_json: bool) -> None:
 _STATUS_CHOICE = click.Choice(JobStatus.list(), case_sensitive=False)
 
 
+def parse_label(value: str) -> tuple[str, str]:
+    key, sep, wanted = value.partition("=")
+    if not sep or not key:
+        raise BadInput(f"--label {value!r}: give it as KEY=VALUE")
+    return key, wanted
+
+
+def parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone); bad input otherwise."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{option} {value!r}: not an ISO 8601 time (e.g. 2026-12-01T10:00)"
+                       ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 @click.command("list")
 @click.option("--status", "status_", type=_STATUS_CHOICE, help="Only jobs with this status.")
+@click.option("--workload", help="Only jobs of this workload.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="Only jobs with this label (repeatable: all must match).")
+@click.option("--created-after", metavar="TIME", help="Only jobs created at or after TIME.")
+@click.option("--created-before", metavar="TIME", help="Only jobs created before TIME.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--skip", type=click.IntRange(0), default=0, help="Skip this many jobs first.")
+@click.option("--cursor", help="Start after this cursor (printed under a page that has more).")
 @json_option
-def list_jobs(status_: str | None, limit: int, as_json: bool) -> None:
-    """List jobs, newest first."""
+def list_jobs(  # noqa: PLR0917 - one parameter per click option
+    status_: str | None, workload: str | None, labels: tuple[str, ...],
+    created_after: str | None, created_before: str | None, limit: int, skip: int,
+    cursor: str | None, as_json: bool,
+) -> None:
+    """List jobs, newest first (filtered; paged with --cursor or --skip/--limit)."""
     settings = cli_settings()
+    wanted_labels = dict(parse_label(v) for v in labels)
+    after = parse_time(created_after, "--created-after")
+    before = parse_time(created_before, "--created-before")
 
     async def main() -> None:
-        wanted = None if status_ is None else JobStatus(status_.upper())
-        async with open_store(settings) as store:
-            jobs = await store.find_by_status(wanted, limit=limit)
+        async with Client(settings) as client:
+            page = await client.list(status=status_, workload=workload, labels=wanted_labels,
+                                     created_after=after, created_before=before, limit=limit,
+                                     skip=skip, cursor=cursor)
+        jobs = page.jobs
         now = utcnow()
         if as_json:
             echo_json([job_summary(j, now) for j in jobs])
         else:
             console().print(jobs_table(jobs, now, title=f"jobs ({len(jobs)} shown, newest "
                                                          "first)"))
+            if page.next_cursor is not None:
+                click.echo(f"more: orchestrator list --cursor '{page.next_cursor}'")
 
     run(settings, main)
 
@@ -150,10 +214,10 @@ def events(job_id: str, limit: int, heartbeats: bool, as_json: bool) -> None:
     settings = cli_settings()
 
     async def main() -> None:
-        keys = keys_for(settings)
-        async with open_store(settings) as store:
-            job = await store.get(job_id)
-        async with open_redis(settings) as redis:
+        async with Client(settings) as client:
+            job = await client.get(job_id)
+            keys = client.connections.keys
+            redis = await client.connections.redis()
             raw_events = await job_events(redis, keys.events_for(job_id), job_id,
                                           limit if heartbeats else limit * 4)
             updates = await StreamTail(redis, keys.updates, job_id=job_id).recent(limit)

@@ -1,5 +1,5 @@
 """``orchestrator submit SPEC.json|-``: validate a job spec locally and put it on the submissions
-stream; with ``--wait``, follow the job.
+stream (through :meth:`orchestrator.client.Client.submit`); with ``--wait``, follow the job.
 
 Before it submits, it reads the registrations of the spec's workers and warns (stderr) about
 each that is not registered or cannot run its participant (the other role, the workload not
@@ -12,30 +12,25 @@ invalid settings.
 
 from __future__ import annotations
 
-import json
 import sys
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 
 from orchestrator.cli.common import EXIT_OK, BadInput, cli_settings
-from orchestrator.cli.connect import bus_for, open_redis, open_store
 from orchestrator.cli.output import echo_json, json_option, warn
 from orchestrator.cli.running import run_waiting
 from orchestrator.cli.watch import Mode, follow_job
-from orchestrator.core import JobSpec, Role, validation_problems
-from orchestrator.core.jsonshape import JsonShapeError
-from orchestrator.core.spec import MAX_SPEC_BYTES, load_spec_json
-from orchestrator.core.suitability import unsuitable
-from orchestrator.errors import OrchestratorError
-
-if TYPE_CHECKING:
-    from orchestrator.bus import Bus
-
-IDEMPOTENT_JOB_IDS = uuid.UUID("9c7f0b52-51f6-4a38-8f43-2d1f0c6f7e11")
+from orchestrator.client import Client
+from orchestrator.client.specs import (
+    IDEMPOTENT_JOB_IDS,
+    SpecProblems,
+    job_id_for,
+    parse_spec,
+    worker_warnings,
+)
+from orchestrator.core import JobSpec
+from orchestrator.core.spec import MAX_SPEC_BYTES
 
 
 def read_spec_text(source: str) -> tuple[str, str]:
@@ -59,72 +54,17 @@ def read_spec_text(source: str) -> tuple[str, str]:
 
 
 def validate_spec(text: str, name: str) -> JobSpec:
-    """Parse and validate locally; every problem is printed, then BadInput (exit 2)."""
-    if len(text.encode()) > MAX_SPEC_BYTES:
-        raise BadInput(f"{name}: spec is larger than the {MAX_SPEC_BYTES} byte limit")
+    """Parse and validate locally (:func:`orchestrator.client.specs.parse_spec`, the client's
+    own checks); every problem and warning is printed, then BadInput (exit 2)."""
     try:
-        data = load_spec_json(text)
-    except JsonShapeError as exc:  # the daemon's limits: nesting, key count, duplicate keys
-        raise BadInput(f"{name}: {exc.reason}") from exc
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{name}: not valid JSON: {exc.msg} (line {exc.lineno}, column "
-                       f"{exc.colno})") from exc
-    if not isinstance(data, dict):
-        raise BadInput(f"{name}: a job spec is a JSON object, got {type(data).__name__}")
-    if data.get("server_config"):
-        warn(f"{name}: server_config is deprecated: give the server's configuration as "
-             "server.config (it is moved there)")
-    try:
-        return JobSpec.model_validate(data)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        for problem in problems:
-            warn(f"{name}: {problem}")
-        noun = "problem" if len(problems) == 1 else "problems"
-        raise BadInput(f"{name}: invalid job spec ({len(problems)} {noun}); nothing "
-                       "submitted") from exc
-
-
-def job_id_for(spec: JobSpec, idempotency_key: str | None) -> str:
-    """The spec's own id; else one derived from the idempotency key (a resubmission names the
-    same job); else a fresh uuid4."""
-    if spec.job_id is not None:
-        return spec.job_id
-    if idempotency_key is not None:
-        return uuid.uuid5(IDEMPOTENT_JOB_IDS, idempotency_key).hex
-    return uuid.uuid4().hex
-
-
-def worker_warnings(spec: JobSpec, alive: dict[str, dict[str, Any]]) -> list[str]:
-    """What the live workers' registrations say against ``spec``, one line per worker: not
-    registered (the job waits for it until its start deadline) or unable to run its
-    participant (the daemon refuses the job at once). Pure."""
-    lines: dict[str, str] = {}
-    for pid in spec.participant_ids():
-        worker = spec.participant_spec(pid).worker
-        role = Role.SERVER if pid == "server" else Role.CLIENT
-        problem = unsuitable(pid, role, worker, spec.workload, alive.get(worker))
-        if problem is None or worker in lines:
-            continue
-        if problem.permanent:
-            lines[worker] = (f"warning: {problem.message}: the daemon will refuse the job "
-                             "(cannot_schedule)")
-        else:
-            lines[worker] = (f"warning: {problem.message} now: the job waits for it for at "
-                             f"most its start timeout ({spec.timeouts.start_s:g}s)")
-    return list(lines.values())
-
-
-async def warn_about_workers(bus: Bus, spec: JobSpec) -> None:
-    """Warn (stderr) about the spec's workers as they are registered now; a failed read only
-    skips the check (the daemon decides anyway)."""
-    names = sorted({spec.participant_spec(pid).worker for pid in spec.participant_ids()})
-    try:
-        alive = await bus.alive_workers(names)
-    except OrchestratorError:
-        return
-    for line in worker_warnings(spec, alive):
+        spec, warnings = parse_spec(text, name)
+    except SpecProblems as exc:
+        for line in [*exc.warnings, *exc.problems]:
+            warn(line)
+        raise BadInput(str(exc)) from exc
+    for line in warnings:
         warn(line)
+    return spec
 
 
 @click.command()
@@ -141,41 +81,41 @@ def submit(spec_file: str, idempotency_key: str | None, wait: bool, timeout_s: f
     """Validate a job spec locally and put it on the submissions stream; print the job id.
 
     An invalid spec prints every problem with its field path and submits nothing (exit 2).
+    With --wait, a submission the daemon refuses (a reused job id or idempotency key with
+    another spec: duplicate_job) prints the daemon's reason and exits 1.
     """
     text, name = read_spec_text(spec_file)
     spec = validate_spec(text, name)
     settings = cli_settings()
-    key = idempotency_key or spec.idempotency_key
-    job_id = job_id_for(spec, key)
-    update: dict[str, Any] = {"job_id": job_id}
-    if key is not None:
-        update["idempotency_key"] = key
-    spec = spec.model_copy(update=update)
 
     async def main() -> int:
-        async with open_redis(settings) as redis:
-            bus = bus_for(redis, settings)
-            await warn_about_workers(bus, spec)
-            entry_id = await bus.submit(spec.model_dump_json(exclude_none=True),
-                                        idempotency_key=key)
+        async with Client(settings) as client:
+            handle = await client.submit(spec, idempotency_key=idempotency_key)
+            for line in handle.warnings:
+                warn(line)
+            key = handle.spec.idempotency_key
             if as_json:
-                echo_json({"id": job_id, "entry_id": entry_id, "idempotency_key": key,
+                echo_json({"id": handle.id, "entry_id": handle.entry_id, "idempotency_key": key,
                            "submitted": True}, lines=wait)
             else:
-                click.echo(job_id)
+                click.echo(handle.id)
                 sys.stdout.flush()
             if not wait:
                 return EXIT_OK
-            async with open_store(settings) as store:
-                mode: Mode = "json" if as_json else "plain"
-                outcome = await follow_job(store, redis, settings, job_id, mode=mode,
-                                           wait_for_job_s=None, timeout_s=timeout_s)
+            mode: Mode = "json" if as_json else "plain"
+            outcome = await follow_job(client, handle.id, mode=mode, wait_for_job_s=None,
+                                       timeout_s=timeout_s, entry_id=handle.entry_id,
+                                       spec=handle.spec)
             if outcome.message:
                 warn(outcome.message)
             elif outcome.job is not None and not as_json:
                 error = outcome.job.error
                 detail = f": {error.code.value}: {error.message}" if error else ""
-                warn(f"job {job_id} {outcome.job.status.value}{detail}")
+                warn(f"job {handle.id} {outcome.job.status.value}{detail}")
             return outcome.exit_code
 
     sys.exit(run_waiting(settings, main, wait))
+
+
+__all__ = ["IDEMPOTENT_JOB_IDS", "job_id_for", "read_spec_text", "submit", "validate_spec",
+           "worker_warnings"]

@@ -1,4 +1,5 @@
-"""``orchestrator watch [JOB]``: the live view of jobs (rich), or JSON lines for scripts.
+"""``orchestrator watch [JOB]``: the live view of jobs (rich), or JSON lines for scripts; the
+frames come from the Python client (:meth:`orchestrator.client.Client.frames`).
 
 Without a job id: a table of recent and active jobs, until Ctrl-C (exit 0). With a job id: the
 job in detail until it finishes — exit 0 if it FINISHED_SUCCESSFULLY, 1 otherwise (also when
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 import click
@@ -20,19 +21,14 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestrator.cli.common import EXIT_FAILURE, EXIT_OK, BadInput, cli_settings
-from orchestrator.cli.connect import keys_for, open_redis, open_store
 from orchestrator.cli.output import console, echo_json, screen_fit, warn
 from orchestrator.cli.running import run, run_interruptible
-from orchestrator.core import Job, JobStatus
+from orchestrator.client import Client
+from orchestrator.core import Job, JobSpec, JobStatus
 from orchestrator.settings import Settings
-from orchestrator.watch.follow import Follower, Frame, load_detail, load_jobs, utcnow
+from orchestrator.watch.follow import Frame, load_detail, load_jobs, utcnow
 from orchestrator.watch.model import JobDetail, job_summary
 from orchestrator.watch.render import job_view, jobs_view, progress_line
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from orchestrator.store.mongo import MongoJobStore
 
 Mode = Literal["live", "plain", "json", "quiet"]
 
@@ -128,44 +124,60 @@ class _Printer:
 
 
 async def follow_job(
-    store: MongoJobStore,
-    redis: Redis,
-    settings: Settings,
+    client: Client,
     job_id: str,
     *,
     mode: Mode,
     wait_for_job_s: float | None,
     timeout_s: float | None = None,
     on_frame: Callable[[Frame], None] | None = None,
+    entry_id: str | None = None,
+    spec: JobSpec | None = None,
 ) -> JobOutcome:
     """Follow one job until it is FINISHED_*; render according to ``mode``.
 
     ``wait_for_job_s``: how long an unknown id may take to appear (None: forever, for a job just
-    submitted); a submission the daemon rejected ends the wait with its reason.
+    submitted); a submission the daemon rejected ends the wait with its reason. With the
+    submission's ``entry_id`` and ``spec`` (``submit --wait``), a job of that id with another
+    spec is not ours: it is not shown, and the daemon's rejection of ours (``duplicate_job``)
+    ends the wait.
     """
-    follower = Follower(store, redis, keys_for(settings), job_id)
     started = anyio.current_time()
     live = Live(console=console(), auto_refresh=False, transient=False) if mode == "live" else None
     printer = _Printer(job_id, mode, live)
     seen: JobDetail | None = None
+    submission = entry_id is not None or spec is not None
     try:
         if live is not None:
             live.start()
-        async for frame in follower.frames():
-            seen = frame.detail or seen
-            if on_frame is not None:
-                on_frame(frame)
-            printer.job_frame(frame)
+        async for frame in client.frames(job_id):
+            job = None if frame.detail is None else frame.detail.job
+            other = False
+            if submission and (job is not None or frame.rejection is not None):
+                other, rejection = await client.submission_refused(
+                    job_id, job, entry_id=entry_id, spec=spec)
+                if rejection is not None:
+                    return JobOutcome(message=f"job {job_id} was rejected: {rejection.kind}: "
+                                              f"{rejection.reason}")
+            if not other:
+                seen = frame.detail or seen
+                if on_frame is not None:
+                    on_frame(frame)
+                printer.job_frame(frame)
             elapsed = anyio.current_time() - started
             if frame.detail is None:
-                if frame.rejection is not None:
+                if frame.rejection is not None and not submission:
                     return JobOutcome(message=f"job {job_id} was rejected: {frame.rejection}")
                 if frame.banner is None and wait_for_job_s is not None and (
                         elapsed >= wait_for_job_s):
                     raise BadInput(f"no job with id {job_id!r}")
-            elif frame.detail.job.is_terminal:
+            elif frame.detail.job.is_terminal and not other:
                 return JobOutcome(frame.detail)
             if timeout_s is not None and elapsed >= timeout_s:
+                if other:
+                    return JobOutcome(message=f"gave up after {timeout_s:g}s: the daemon has not "
+                                              f"handled the submission yet (job {job_id} exists "
+                                              "with a different spec)")
                 status = seen.job.status.value if seen else "not created yet"
                 return JobOutcome(seen, message=f"gave up after {timeout_s:g}s: job {job_id} is "
                                                 f"{status}")
@@ -175,17 +187,14 @@ async def follow_job(
     return JobOutcome()  # pragma: no cover - frames() never ends
 
 
-async def _watch_table(
-    store: MongoJobStore, redis: Redis, settings: Settings, *, mode: Mode, limit: int
-) -> None:
-    follower = Follower(store, redis, keys_for(settings), None, limit=limit)
+async def _watch_table(client: Client, *, mode: Mode, limit: int) -> None:
     if mode == "live":
         with Live(console=console(), auto_refresh=False, transient=False) as live:
-            async for frame in follower.frames():
+            async for frame in client.frames(None, limit=limit):
                 live.update(jobs_view(frame.jobs, frame.now, banner=frame.banner), refresh=True)
         return
     versions: dict[str, int] = {}
-    async for frame in follower.frames():
+    async for frame in client.frames(None, limit=limit):
         if frame.banner:
             warn(frame.banner)
         for job in reversed(frame.jobs):  # oldest first
@@ -202,7 +211,8 @@ async def _watch_table(
 
 
 async def _once(settings: Settings, job_id: str | None, as_json: bool, limit: int) -> int:
-    async with open_store(settings) as store:
+    async with Client(settings) as client:
+        store = await client.connections.store()
         now = utcnow()
         if job_id is None:
             jobs = await load_jobs(store, limit)
@@ -212,26 +222,34 @@ async def _once(settings: Settings, job_id: str | None, as_json: bool, limit: in
             else:
                 console().print(jobs_view(jobs, now))
             return EXIT_OK
-        job = await store.get(job_id)
+        found = await store.find_by_id(job_id)
+        if found is None:
+            rejection = await client.rejection(job_id)
+            if rejection is None:
+                await client.get(job_id)  # raises: no job with id
+            else:
+                warn(f"job {job_id} was rejected: {rejection.kind}: {rejection.reason}")
+                return EXIT_FAILURE
+        job = await client.get(job_id)
         if as_json:
             echo_json(json_line(job, now, None), lines=True)
         else:
             out = console()
-            logs = await _failed_logs(settings, job)
+            logs = await _failed_logs(client, job)
             out.print(job_view(await load_detail(store, job, now, failed_logs=logs),
                                **screen_fit(out)))
         return EXIT_OK
 
 
-async def _failed_logs(settings: Settings, job: Job) -> dict[str, list[str]]:
+async def _failed_logs(client: Client, job: Job) -> dict[str, list[str]]:
     """The last lines of the job's failed participants (none when Redis is unreachable)."""
     from orchestrator.watch.follow import load_failed_logs  # noqa: PLC0415
 
     if not any(p.state.value == "failed" for p in job.participants.values()):
         return {}
     try:
-        async with open_redis(settings) as redis:
-            return await load_failed_logs(redis, keys_for(settings), job)
+        return await load_failed_logs(await client.connections.redis(), client.connections.keys,
+                                      job)
     except Exception:  # the lines are extra: the view is shown without them
         return {}
 
@@ -259,11 +277,11 @@ def watch(job_id: str | None, as_json: bool, once: bool, limit: int,
     mode = default_mode(as_json)
 
     async def main() -> int:
-        async with open_store(settings) as store, open_redis(settings) as redis:
+        async with Client(settings) as client:
             if job_id is None:
-                await _watch_table(store, redis, settings, mode=mode, limit=limit)
+                await _watch_table(client, mode=mode, limit=limit)
                 return EXIT_OK
-            outcome = await follow_job(store, redis, settings, job_id, mode=mode,
+            outcome = await follow_job(client, job_id, mode=mode,
                                        wait_for_job_s=wait_for_job_s)
             if outcome.message:
                 warn(outcome.message)

@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from orchestrator.cli.common import EXIT_OK, cli_settings
-from orchestrator.cli.connect import bus_for, open_redis
 from orchestrator.cli.output import echo_json, json_option
 from orchestrator.cli.running import run
+from orchestrator.client import Client
 
 
 def offered(alive: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -39,8 +39,8 @@ def workloads(as_json: bool) -> None:
     settings = cli_settings()
 
     async def main() -> int:
-        async with open_redis(settings) as redis:
-            alive = await bus_for(redis, settings).alive_workers()
+        async with Client(settings) as client:
+            alive = await client.alive_workers()
         found = offered(alive)
         if as_json:
             echo_json({"workloads": found})

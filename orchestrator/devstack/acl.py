@@ -9,9 +9,12 @@ only as SHA-256 hashes); the README's production section gives the same rules as
 Roles
 -----
 ``daemon``     everything on the namespace's keys (``~NS:*``), stream commands and the liveness
-               keys (SCAN/MGET of ``NS:worker:*``); no admin, no pub/sub, no scripts.
+               keys (SCAN/MGET of ``NS:worker:*``; on a cluster ZRANGE of the registry
+               ``NS:workers`` and GET); no admin, no pub/sub, no scripts.
 ``worker-N``   one user per worker ``N``: its own command stream ``NS:commands:{N}`` (consumer
-               group reads, acks, claims); its liveness key ``NS:worker:N`` (SET … GET, DEL);
+               group reads, acks, claims); its liveness key ``NS:worker:N`` (SET … GET, DEL)
+               and, on a cluster, its name in the registry ``NS:workers`` (ZADD, ZREM;
+               ZREMRANGEBYSCORE drops names long dead);
                XADD only (no reads) on the event shards ``NS:events:*``, the control stream
                (the registration announcement) and the dead-letter stream (a bad command);
                read and write on every mailbox ``NS:job:*:mailbox:*`` (XADD, XREAD, EXPIRE).
@@ -25,6 +28,7 @@ Roles
 ``admin``      (dev stack only) all commands, for ``dev add-worker`` (``ACL LOAD``) and the
                readiness probe; never given to the orchestrator's processes.
 
+Every role may also send what a Redis Cluster client needs to find the nodes (:data:`CLUSTER`).
 The ``default`` user is off: an unauthenticated client is refused.
 """
 
@@ -52,13 +56,17 @@ CONNECTION = (
 )
 """What every client may send on connect (redis-py: HELLO/AUTH, CLIENT SETINFO) and PING."""
 
+CLUSTER = "+cluster|slots +cluster|shards +command +asking"
+"""What a Redis Cluster client sends to find the nodes (``CLUSTER SLOTS``) and the keys of
+each command (``COMMAND``); read-only metadata. On a cluster every node loads the same users."""
+
 READ_ONLY = (
     "+xread +xrange +xrevrange +xlen +xinfo|stream +xinfo|groups +xinfo|consumers +xpending "
-    "+get +mget +exists +type +ttl +pttl +scan"
+    "+get +mget +exists +type +ttl +pttl +scan +zrange"
 )
 """The read commands of watchers (and submitters): follow updates, show events, list workers."""
 
-_BASE = "resetkeys resetchannels -@all " + CONNECTION
+_BASE = f"resetkeys resetchannels -@all {CONNECTION} {CLUSTER}"
 
 
 def _checked(value: str, what: str) -> str:
@@ -75,7 +83,7 @@ def worker_user(worker: str) -> str:
 def daemon_rules(ns: str) -> str:
     ns = _checked(ns, "namespace")
     return (f"{_BASE} +multi +exec +discard +@stream +get +mget +set +del +exists +expire "
-            f"+pexpire +type +scan ~{ns}:*")
+            f"+pexpire +type +scan +zrange ~{ns}:*")
 
 
 def worker_rules(ns: str, worker: str) -> str:
@@ -86,6 +94,7 @@ def worker_rules(ns: str, worker: str) -> str:
         f"+xreadgroup +xack +xclaim +xautoclaim +xpending +xgroup|create ~{commands} "
         f"(%W~{ns}:events:* %W~{ns}:control %W~{ns}:dead-letter +xadd) "
         f"(~{ns}:worker:{worker} +set +get +del) "
+        f"(~{ns}:workers +zadd +zrem +zremrangebyscore) "
         f"(~{ns}:job:*:mailbox:* +xadd +xread +expire) "
         f"(~{ns}:job:*:logs +xadd +expire)"
     )

@@ -2,10 +2,18 @@
 
 from orchestrator.store.memory import MemoryJobStore
 from orchestrator.store.mongo import MongoJobStore, connect_mongo
-from orchestrator.store.port import REFUSED_EVENTS_CAP, JobStore, JobWrite, RefusedEvent, Rejection
+from orchestrator.store.port import (
+    REFUSED_EVENTS_CAP,
+    JobQuery,
+    JobStore,
+    JobWrite,
+    RefusedEvent,
+    Rejection,
+)
 
 __all__ = [
     "REFUSED_EVENTS_CAP",
+    "JobQuery",
     "JobStore",
     "JobWrite",
     "MemoryJobStore",

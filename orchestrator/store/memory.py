@@ -18,6 +18,7 @@ from typing import Any
 from orchestrator.core import ACTIVE, CheckpointRecord, Job, JobStatus, MetricRecord
 from orchestrator.store.port import (
     REFUSED_EVENTS_CAP,
+    JobQuery,
     JobStore,
     JobWrite,
     RefusedEvent,
@@ -110,6 +111,13 @@ class MemoryJobStore(JobStore):
                       reverse=True)
         return jobs[skip: skip + limit]
 
+    async def find_jobs(self, query: JobQuery, limit: int = 50, skip: int = 0) -> list[Job]:
+        self.round_trips += 1
+        ids = self.jobs if query.status is None else self.by_status[query.status]
+        jobs = sorted((j for j in (self.jobs[i] for i in ids) if query.matches(j)),
+                      key=lambda j: (j.created_at, j.id), reverse=True)
+        return jobs[skip: skip + limit]
+
     async def find_due(self, now: datetime, limit: int = 500) -> list[Job]:
         self.round_trips += 1
         found: dict[str, Job] = {}
@@ -143,9 +151,11 @@ class MemoryJobStore(JobStore):
         self.round_trips += 1
         self.rejection_rows.extend(rejections)
 
-    async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
+    async def rejections(self, limit: int = 100, job_id: str | None = None,
+                         since: datetime | None = None) -> list[Rejection]:
         rows = reversed(self.rejection_rows)
-        return [r for r in rows if job_id is None or r.job_id == job_id][:limit]
+        return [r for r in rows if (job_id is None or r.job_id == job_id)
+                and (since is None or r.at >= since)][:limit]
 
     async def record_refused_events(self, rows: Sequence[RefusedEvent]) -> None:
         self.round_trips += 1

@@ -29,6 +29,7 @@ from orchestrator.core import (
 from orchestrator.errors import StoreError, StoreUnavailableError
 from orchestrator.store.port import (
     REFUSED_EVENTS_CAP,
+    JobQuery,
     JobStore,
     JobWrite,
     RefusedEvent,
@@ -104,6 +105,9 @@ class MongoJobStore(JobStore):
                 [("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"
             )
             await self.jobs.create_index([("created_at", DESCENDING)], name="created")
+            await self.jobs.create_index(
+                [("spec.workload", ASCENDING), ("created_at", DESCENDING)], name="workload_created"
+            )
             await self.metric_rows.create_index(
                 [("job_id", ASCENDING), ("round", ASCENDING)], name="job_round"
             )
@@ -226,6 +230,11 @@ class MongoJobStore(JobStore):
             query, [("created_at", DESCENDING), ("_id", DESCENDING)], limit, skip
         )
 
+    async def find_jobs(self, query: JobQuery, limit: int = 50, skip: int = 0) -> list[Job]:
+        return await self._find(
+            job_filter(query), [("created_at", DESCENDING), ("_id", DESCENDING)], limit, skip
+        )
+
     async def find_due(self, now: datetime, limit: int = 500) -> list[Job]:
         query = {"status": {"$in": [s.value for s in ACTIVE]}, "deadline_at": {"$lte": now}}
         return await self._find(query, [("deadline_at", ASCENDING)], limit)
@@ -256,8 +265,11 @@ class MongoJobStore(JobStore):
         async with _translated("record rejections"):
             await self.rejection_rows.insert_many([r.model_dump() for r in rejections])
 
-    async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
-        query = {} if job_id is None else {"job_id": job_id}
+    async def rejections(self, limit: int = 100, job_id: str | None = None,
+                         since: datetime | None = None) -> list[Rejection]:
+        query: dict[str, Any] = {} if job_id is None else {"job_id": job_id}
+        if since is not None:
+            query["at"] = {"$gte": since}
         async with _translated("rejections"):
             cursor = self.rejection_rows.find(query, {"_id": 0}).sort([("at", DESCENDING)])
             return [Rejection.model_validate(d) async for d in cursor.limit(limit)]
@@ -284,6 +296,27 @@ class MongoJobStore(JobStore):
             cursor = self.refused_rows.find(query, {"_id": 0}).sort(
                 [("at", DESCENDING), ("_id", DESCENDING)])
             return [RefusedEvent.model_validate(d) async for d in cursor.limit(limit)]
+
+
+def job_filter(query: JobQuery) -> dict[str, Any]:
+    """The MongoDB filter of a :class:`JobQuery`."""
+    clauses: list[dict[str, Any]] = []
+    if query.status is not None:
+        clauses.append({"status": query.status.value})
+    if query.workload is not None:
+        clauses.append({"spec.workload": query.workload})
+    clauses.extend({f"spec.labels.{k}": v} for k, v in query.labels)
+    if query.created_after is not None:
+        clauses.append({"created_at": {"$gte": query.created_after}})
+    if query.created_before is not None:
+        clauses.append({"created_at": {"$lt": query.created_before}})
+    if query.older_than is not None:
+        at, job_id = query.older_than
+        clauses.append({"$or": [{"created_at": {"$lt": at}},
+                                {"created_at": at, "_id": {"$lt": job_id}}]})
+    if not clauses:
+        return {}
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _checkpoint_upsert(doc: dict[str, Any]) -> UpdateOne:

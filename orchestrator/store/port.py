@@ -30,7 +30,7 @@ class Rejection(BaseModel):
     at: UtcDatetime
     source: str  # e.g. the stream name
     entry_id: str | None = None
-    kind: str  # not_json, invalid_spec, oversize, unknown_workload, duplicate_job, ...
+    kind: str  # not_json, invalid_spec, oversize, too_deep, duplicate_job, ...
     reason: str
     job_id: str | None = None
     payload_excerpt: str = Field(default="", max_length=2048)
@@ -58,6 +58,30 @@ class RefusedEvent(BaseModel):
     job_id: Short | None = None
     participant: Short | None = None
     worker: Short | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """Filters of :meth:`JobStore.find_jobs` (all optional, combined with AND). ``older_than``
+    is a paging cursor: only jobs created before ``(created_at, id)`` in the newest-first
+    order, so a page never repeats or skips a job while new ones arrive."""
+
+    status: JobStatus | None = None
+    workload: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    older_than: tuple[datetime, str] | None = None
+
+    def matches(self, job: Job) -> bool:
+        """The same filter in Python (the memory store's; tests)."""
+        key = (job.created_at, job.id)
+        return ((self.status is None or job.status is self.status)
+                and (self.workload is None or job.spec.workload == self.workload)
+                and all(job.spec.labels.get(k) == v for k, v in self.labels)
+                and (self.created_after is None or job.created_at >= self.created_after)
+                and (self.created_before is None or job.created_at < self.created_before)
+                and (self.older_than is None or key < self.older_than))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +142,11 @@ class JobStore(abc.ABC):
         """Jobs newest first, optionally of one status."""
 
     @abc.abstractmethod
+    async def find_jobs(self, query: JobQuery, limit: int = 50, skip: int = 0) -> list[Job]:
+        """Jobs matching ``query``, newest first (``created_at``, then id); indexed on status,
+        workload and creation time."""
+
+    @abc.abstractmethod
     async def find_due(self, now: datetime, limit: int = 500) -> list[Job]:
         """Non-terminal jobs whose earliest deadline has passed (indexed query)."""
 
@@ -136,8 +165,10 @@ class JobStore(abc.ABC):
     async def record_rejections(self, rejections: Sequence[Rejection]) -> None: ...
 
     @abc.abstractmethod
-    async def rejections(self, limit: int = 100, job_id: str | None = None) -> list[Rejection]:
-        """Recorded rejections, newest first; only those naming ``job_id`` when given."""
+    async def rejections(self, limit: int = 100, job_id: str | None = None,
+                         since: datetime | None = None) -> list[Rejection]:
+        """Recorded rejections, newest first; only those naming ``job_id`` when given, and
+        only those at or after ``since``."""
 
     @abc.abstractmethod
     async def record_refused_events(self, rows: Sequence[RefusedEvent]) -> None:

@@ -78,7 +78,7 @@ def _normalised(replies: list[object]) -> list[object]:
 
 
 async def test_execute_batch_returns_every_reply_in_order(redis: Redis, keys: Keys) -> None:
-    commands, expected = _mixed_batch(f"{keys.namespace}:batch")
+    commands, expected = _mixed_batch(f"{keys.namespace}:{{batch}}")  # one slot (the DEL)
     assert _normalised(await execute_batch(redis, commands)) == expected
     assert await execute_batch(redis, []) == []
 
@@ -98,7 +98,7 @@ async def test_an_error_reply_is_raised_after_all_replies_are_read(redis: Redis,
 
 async def test_a_batch_cancelled_half_read_closes_its_connection(redis: Redis,
                                                                   keys: Keys) -> None:
-    key = f"{keys.namespace}:cancel"
+    key = f"{keys.namespace}:{{cancel}}"  # one slot, so one connection on a cluster too
     # BLPOP holds its reply (and the INCR queued behind it) back; the batch is cancelled
     # while waiting. Its connection is closed, so Redis drops the rest of it.
     with anyio.move_on_after(0.3) as scope:
