@@ -176,7 +176,10 @@ def rule_of(entry: HistoryEntry) -> str:
     (any but a heartbeat deadline, which only marks its participant lost), or the joint-state
     rule of ``JOINT`` (named as there) that ended an IN_PROGRESS job —
     among those that end in the entry's status, the one whose name shares most words with
-    the entry's reason (``server failed`` → ``server down``)."""
+    the entry's reason (``server failed`` → ``server down``). The daemon records the rule in
+    each history entry (``entry.rule``); the guess is for entries written before it did."""
+    if entry.rule:
+        return entry.rule
     deadline = deadline_of(entry.event_id)
     if deadline is not None and deadline[0] != "heartbeat":  # (a lost participant: JOINT)
         return f"event: deadline.expired ({deadline[0]})"

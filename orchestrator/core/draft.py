@@ -37,6 +37,7 @@ class Draft:
         self.original = job
         self.now = now
         self.event_id = ""
+        self.rule = ""  # the rule deciding now: recorded with each status change
         self.fields: dict[str, Any] = {}
         self.participants = job.participants  # copied on the first participant change
         self.history: list[HistoryEntry] = []
@@ -123,7 +124,8 @@ class Draft:
             return
         self.set("status", status)
         self.history.append(HistoryEntry(from_status=current, to_status=status, at=self.now,
-                                         event_id=self.event_id, reason=reason))
+                                         event_id=self.event_id, reason=reason,
+                                         rule=self.rule or None))
         if status is JobStatus.IN_PROGRESS:
             self.set("started_at", self.now)
         if status in TERMINAL:

@@ -35,7 +35,8 @@ class JobError(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    """One status change: from, to, when, which event caused it, and why."""
+    """One status change: from, to, when, which event caused it, why, and the rule of the
+    state machine that made it (``RULES``' summary, the deadline, or the ``JOINT`` rule)."""
 
     model_config = _MODEL
 
@@ -44,6 +45,7 @@ class HistoryEntry(BaseModel):
     at: UtcDatetime
     event_id: str
     reason: str
+    rule: str | None = None  # (None in documents written before it was recorded)
 
 
 class CheckpointRef(BaseModel):

@@ -87,7 +87,7 @@ def new_job(job_id: str, spec: JobSpec, now: datetime, *, event_id: str = "submi
     job = Job(id=job_id, spec=spec, participants=participants, created_at=now, updated_at=now,
               idempotency_key=spec.idempotency_key,
               history=[HistoryEntry(from_status=None, to_status=JobStatus.NOT_STARTED, at=now,
-                                    event_id=event_id, reason="submitted")])
+                                    event_id=event_id, reason="submitted", rule="submission")])
     return replace(job, deadline_at=next_deadline_at(job))
 
 
@@ -141,6 +141,7 @@ def _cancel_running(d: Draft, e: CancelRequested) -> str:
 def _deadline(d: Draft, e: DeadlineExpired) -> str:
     if not any(x.kind == e.kind and x.participant == e.participant for x in due(d, d.now)):
         return f"deadline {e.kind} not due (state moved on)"
+    d.rule = f"the {e.kind} deadline"
     t = d.spec.timeouts
     if e.kind == "heartbeat" and e.participant is not None:
         p = d.participants[e.participant]
@@ -434,6 +435,7 @@ def _settle(d: Draft) -> None:
     state = _joint(d)
     rule = first_rule(state)
     if rule.ends is not None:
+        d.rule = f"joint: {rule.name}"
         d.set_status(rule.ends, rule.reason(state), rule.error(state))
     elif rule.phase is not None:
         d.set("phase", rule.phase)
@@ -467,7 +469,7 @@ def decide(job: Job, events: Sequence[Event], now: datetime) -> Decision:
         if problem is not None:
             outcomes.append(Outcome(e.event_id, job.id, False, problem))
             continue
-        d.event_id = e.event_id
+        d.event_id, d.rule = e.event_id, rule.summary
         before = d.edits
         reason = rule.handler(d, e)
         if d.joint_due and d.get("status") is JobStatus.IN_PROGRESS:

@@ -43,7 +43,7 @@ class Stats:
     transient_errors: int = 0
     #: Status changes by (from, to, error code of a failed job); labelled when scraped
     #: (:meth:`transition_counts`).
-    transitions: dict[tuple[JobStatus | None, JobStatus, ErrorCode | None], int] = field(
+    transitions: dict[tuple[str, JobStatus | None, JobStatus, ErrorCode | None], int] = field(
         default_factory=dict)
     #: Refused events by the kind of refusal (``no MAC``, ``bad MAC``, ...).
     refused_by_reason: Counter[str] = field(default_factory=Counter)
@@ -65,14 +65,16 @@ class Stats:
         to = entry.to_status
         code = (job.error.code if to is JobStatus.FINISHED_WITH_ERROR and job.error is not None
                 else None)
-        key = (entry.from_status, to, code)
+        key = (entry.rule or "", entry.from_status, to, code)
         self.transitions[key] = self.transitions.get(key, 0) + 1
 
-    def transition_counts(self) -> Counter[tuple[str, str, str]]:
-        """Status changes by (cause, from, to) label values (see :func:`transition_cause`)."""
-        counts: Counter[tuple[str, str, str]] = Counter()
-        for (frm, to, code), n in list(self.transitions.items()):
-            counts[(transition_cause(to, code), frm.value if frm else "none", to.value)] += n
+    def transition_counts(self) -> Counter[tuple[str, str, str, str]]:
+        """Status changes by (rule, cause, from, to) label values: the state machine's rule
+        that made the change, and :func:`transition_cause`."""
+        counts: Counter[tuple[str, str, str, str]] = Counter()
+        for (rule, frm, to, code), n in list(self.transitions.items()):
+            counts[(rule or "unknown", transition_cause(to, code),
+                    frm.value if frm else "none", to.value)] += n
         return counts
 
     def note_refused(self, reasons: Iterable[str]) -> None:
@@ -84,7 +86,7 @@ class Stats:
 def transition_cause(to: JobStatus, code: ErrorCode | None) -> str:
     """A bounded label for why a job changed status: the error code of a failed job
     (``workload_failed``, ``worker_lost``, ``timed_out``, ...), else what the new status means.
-    (History entries carry a free-text reason, not the rule's name.)"""
+    (The rule that made the change is a label of its own.)"""
     if to is JobStatus.FINISHED_WITH_ERROR:
         return code.value if code is not None else "error"
     return _CAUSES.get(to, to.value.lower())

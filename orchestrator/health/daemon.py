@@ -71,10 +71,11 @@ class DaemonCollector:
         for kind, n in sorted(s.rejected_by_kind.items()):
             rejected.add_metric([kind], n)
         yield rejected
-        transitions = CounterMetricFamily(p + "transitions", "Job status changes by cause, "
-                                          "from and to", labels=["cause", "from", "to"])
-        for (cause, frm, to), n in sorted(s.transition_counts().items()):
-            transitions.add_metric([cause, frm, to], n)
+        transitions = CounterMetricFamily(p + "transitions", "Job status changes by the state "
+                                          "machine's rule, cause, from and to",
+                                          labels=["rule", "cause", "from", "to"])
+        for (rule, cause, frm, to), n in sorted(s.transition_counts().items()):
+            transitions.add_metric([rule, cause, frm, to], n)
         yield transitions
         yield counter(p + "submissions_accepted", "Submissions that created a job",
                       s.submissions_accepted)

@@ -369,6 +369,10 @@ def test_a_finished_server_waits_for_its_clients_then_the_job_succeeds() -> None
     assert not any(isinstance(c, StopParticipant) for d in decisions for c in d.commands)
     job, _ = run(job, [Emitter(job, "client-1").failed("gone after the last round")])
     assert job.status is JobStatus.FINISHED_SUCCESSFULLY and job.error is None
+    # Each status change records the rule that made it.
+    assert [h.rule for h in job.history] == [
+        "submission", "dispatch (refused if too few clients)",
+        "joint: server finished, final checkpoint recorded, clients done"]
     assert {p.id: p.state for p in job.participants.values()} == {
         "server": ParticipantState.FINISHED, "client-0": ParticipantState.FINISHED,
         "client-1": ParticipantState.FAILED}
@@ -382,5 +386,6 @@ def test_clients_still_running_at_the_finalize_deadline_are_stopped_and_the_job_
     d = decide_one(job, DeadlineExpired(event_id="f", job_id=job.id, kind="finalize"), at)
     assert d.job.status is JobStatus.FINISHED_SUCCESSFULLY and d.job.error is None
     assert "client-0, client-1 still running, stopped" in d.job.history[-1].reason
+    assert d.job.history[-1].rule == "the finalize deadline"
     stops = {c.participant for c in d.commands if isinstance(c, StopParticipant)}
     assert stops == {"client-0", "client-1"}

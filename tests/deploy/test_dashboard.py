@@ -32,7 +32,7 @@ class _Agent:
 def exported() -> set[str]:
     samples = Samples(jobs={"NOT_STARTED": 0}, groups={("s", "daemon"): (0, 0)}, dead_letters=0)
     stats = Stats()
-    stats.transitions[(JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY, None)] = 1
+    stats.transitions[("a rule", JobStatus.IN_PROGRESS, JobStatus.FINISHED_SUCCESSFULLY, None)] = 1
     stats.refused_by_reason["bad MAC"] += 1
     stats.rejected_by_kind["not_json"] += 1
     names: set[str] = set()

@@ -22,7 +22,9 @@ import pytest
 import redis
 import redis.asyncio
 from helpers import subprocess_env, unique
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.retry import Retry
 
 from orchestrator.bus import Bus, StreamConsumer
 from orchestrator.bus.keys import Keys
@@ -86,12 +88,16 @@ def _refused(call: object, *args: object) -> None:
 
 # --- connecting ---------------------------------------------------------------------------------
 
+#: A refused login is the answer under test: not retried with backoff (redis-py retries
+#: connection errors, authentication failures among them, by default).
+NO_RETRY = Retry(NoBackoff(), 0)
+
 
 def test_an_unauthenticated_client_is_refused(acl_stack: stack.DevStack) -> None:
     port = acl_stack.servers["redis"].port
     for protocol in (2, 3):
-        with redis.Redis(host="127.0.0.1", port=port, protocol=protocol,
-                         socket_timeout=5) as client:
+        with redis.Redis(host="127.0.0.1", port=port, protocol=protocol, socket_timeout=5,
+                         retry=NO_RETRY) as client:
             with pytest.raises((AuthenticationError, ResponseError), match=r"(?i)auth"):
                 client.ping()
             with pytest.raises((AuthenticationError, ResponseError), match=r"(?i)auth"):
@@ -103,7 +109,8 @@ def test_the_default_user_is_off_and_wrong_passwords_fail(
 ) -> None:
     port = acl_stack.servers["redis"].port
     for user in ("default", acl.DAEMON, acl.worker_user(W1)):
-        client = redis.Redis(host="127.0.0.1", port=port, username=user, password="wrong")
+        client = redis.Redis(host="127.0.0.1", port=port, username=user, password="wrong",
+                             retry=NO_RETRY)
         with client, pytest.raises(AuthenticationError):
             client.ping()
     assert callable(connect)

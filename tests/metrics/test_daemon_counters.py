@@ -17,8 +17,9 @@ from tests.daemon.harness import job_spec
 NOW = datetime.now(UTC)
 
 
-def entry(frm: JobStatus | None, to: JobStatus) -> HistoryEntry:
-    return HistoryEntry(from_status=frm, to_status=to, at=NOW, event_id="e", reason="free text")
+def entry(frm: JobStatus | None, to: JobStatus, rule: str = "a rule") -> HistoryEntry:
+    return HistoryEntry(from_status=frm, to_status=to, at=NOW, event_id="e", reason="free text",
+                        rule=rule)
 
 
 def test_transitions_are_labelled_by_cause_from_and_to() -> None:
@@ -31,9 +32,9 @@ def test_transitions_are_labelled_by_cause_from_and_to() -> None:
     stats.note_transition(entry(None, JobStatus.NOT_STARTED), job)
     assert stats.status_changes == 4
     assert stats.transition_counts() == {
-        ("dispatched", "NOT_STARTED", "IN_PROGRESS"): 1,
-        ("worker_lost", "IN_PROGRESS", "FINISHED_WITH_ERROR"): 2,
-        ("submitted", "none", "NOT_STARTED"): 1,
+        ("a rule", "dispatched", "NOT_STARTED", "IN_PROGRESS"): 1,
+        ("a rule", "worker_lost", "IN_PROGRESS", "FINISHED_WITH_ERROR"): 2,
+        ("a rule", "submitted", "none", "NOT_STARTED"): 1,
     }
 
 
