@@ -20,7 +20,8 @@ START, END = "<!-- state-diagram:start -->", "<!-- state-diagram:end -->"
 
 _PAGE_HEAD = """# The job state machine
 
-Generated from `orchestrator/core/machine.py` by
+Generated from `orchestrator/core/machine.py` (`RULES`) and `orchestrator/core/joint.py`
+(`JOINT`) by
 `python -m orchestrator.core.diagram --tables docs/state-machine.md` (a test fails when this
 page and the tables disagree). Read the module's docstring for the theory of operation.
 

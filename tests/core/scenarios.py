@@ -24,7 +24,7 @@ from orchestrator.core import (
     RoundMetrics,
     RoundStarted,
     decide,
-    machine,
+    joint,
 )
 from orchestrator.core import new_job as core_new_job
 from orchestrator.core.draft import Draft
@@ -137,23 +137,23 @@ def run(job: Job, events: Sequence[Event], now: datetime | None = None
 def joint_rules_hit() -> Iterator[list[str]]:
     """Record the name of every ``JOINT`` rule ``decide`` settles a job with, while open.
 
-    (``decide`` looks ``first_rule`` up in its module on each call, so wrapping it there sees
+    (``settle`` looks ``first_rule`` up in its module on each call, so wrapping it there sees
     exactly the rules the real code path picks.)
     """
     hit: list[str] = []
-    real = machine.first_rule
+    real = joint.first_rule
 
-    def recording(state: machine.Joint) -> machine.JointRule:
+    def recording(state: joint.Joint) -> joint.JointRule:
         rule = real(state)
         hit.append(rule.name)
         return rule
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(machine, "first_rule", recording)
+        patch.setattr(joint, "first_rule", recording)
         yield hit
 
 
-def joint_of(job: Job) -> machine.Joint:
-    """The joint state ``decide`` would read from ``job`` (through the machine's own summary,
+def joint_of(job: Job) -> joint.Joint:
+    """The joint state ``decide`` would read from ``job`` (through the joint table's own summary,
     so the test and the code cannot disagree on what it means)."""
-    return machine._joint(Draft(job, job.updated_at))
+    return joint.joint_state(Draft(job, job.updated_at))

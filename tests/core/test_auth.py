@@ -67,7 +67,9 @@ def test_a_signed_event_verifies_after_a_trip_over_the_wire() -> None:
     # as ``metrics`` is covered: it is the producer's.)
     fields = json.loads(event.model_dump_json())
     respelled = json.dumps(dict(reversed(fields.items())), indent=2)
-    assert verify(secret, EVENT_ADAPTER.validate_json(respelled)) is None
+    parsed = EVENT_ADAPTER.validate_json(respelled)
+    assert isinstance(parsed, RoundMetrics)
+    assert verify(secret, parsed) is None
 
 
 def test_missing_wrong_and_tampered_macs_are_refused() -> None:

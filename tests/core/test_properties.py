@@ -34,7 +34,7 @@ from orchestrator.core import (
     due,
 )
 from orchestrator.core.events import DeadlineKind
-from orchestrator.core.machine import first_rule
+from orchestrator.core.joint import first_rule
 from tests.core.scenarios import T0, Emitter, decide_one, dispatched, joint_of, new_job, spec
 
 OUTCOMES = ("finish", "fail", "silent", "stop")

@@ -111,7 +111,7 @@ def test_every_pair_is_exercised(status: JobStatus, event_type: str) -> None:
     if status in TERMINAL:
         assert decision.job.status is status
         assert decision.job.history == job.history and not decision.history
-    if rule.handler.__name__ in ("refuse", "_ignore"):
+    if rule.handler.__name__ in ("refuse", "ignore"):
         # Illegal is loud and harmless: the reason names the state (and the event).
         assert outcome.reason.startswith(("refused", "ignored")) and str(status) in outcome.reason
         if rule.handler.__name__ == "refuse":
