@@ -33,6 +33,7 @@ from orchestrator.devstack.servers import (
     start_redis,
     start_s3,
 )
+from tests.storage.support import BUCKET, OwnS3
 
 if TYPE_CHECKING:
     pass
@@ -156,3 +157,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
         terminalreporter.section("fault suite")
         for line in table.lines():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+async def own_s3(tmp_path: Path) -> AsyncIterator[OwnS3]:
+    """An rclone S3 server of this test only (``OwnS3``: the test may stop and restart it)."""
+    access_key, secret_key = stack.new_credentials()
+    data_dir = tmp_path / "s3"
+    server = start_s3(data_dir, access_key=access_key, secret_key=secret_key)
+    own = OwnS3(data_dir, access_key, secret_key, server)
+    try:
+        stack.ensure_bucket(server.url, access_key, secret_key, BUCKET)
+        yield own
+    finally:
+        own.server.stop()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,3 +53,48 @@ def run_cli(
 def s3_client(s3_env: Mapping[str, str]) -> S3Client:
     """A boto3 S3 client for an ``s3_env`` dict (see the fixture in conftest.py)."""
     return stack.s3_client(s3_env["endpoint_url"], s3_env["access_key"], s3_env["secret_key"])
+
+
+@contextlib.contextmanager
+def live_system(stack_env: Mapping[str, str], directory: Path, prefix: str, server: str,
+                clients: Sequence[str]) -> Iterator[dict[str, str]]:
+    """A real daemon, a server worker and client workers (processes) in their own namespace
+    and database, registered before it yields their environment; stopped by pid after."""
+    from orchestrator.demo import Supervisor  # noqa: PLC0415 - only for the live tests
+    from orchestrator.devstack.servers import pid_alive  # noqa: PLC0415
+
+    env = subprocess_env(stack_env, ORCHESTRATOR_NAMESPACE=unique(prefix),
+                         ORCHESTRATOR_MONGO_DB=unique(f"{prefix}db").replace("-", "_"),
+                         ORCHESTRATOR_REAPER_INTERVAL_S="0.2")
+    supervisor = Supervisor(directory, env)
+    try:
+        supervisor.start_daemon()
+        supervisor.start_worker(server, "server")
+        for name in clients:
+            supervisor.start_worker(name, "client")
+        wait_registered(env, [server, *clients])
+        yield env
+        supervisor.check()  # nothing crashed during the tests
+    finally:
+        supervisor.stop_all()
+        for child in supervisor.children:
+            assert child.popen.returncode is not None
+            assert not pid_alive(child.pid)
+
+
+def wait_registered(env: Mapping[str, str], workers: Sequence[str],
+                    timeout_s: float = 60) -> None:
+    """Until every worker's alive key exists (submit's checks read them)."""
+    from redis import Redis  # noqa: PLC0415
+
+    from orchestrator.bus.keys import Keys  # noqa: PLC0415
+
+    redis = Redis.from_url(env["ORCHESTRATOR_REDIS_URL"])
+    keys = Keys(env["ORCHESTRATOR_NAMESPACE"])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while redis.exists(*(keys.worker_alive(w) for w in workers)) < len(workers):
+            assert time.monotonic() < deadline, "workers did not register"
+            time.sleep(0.1)
+    finally:
+        redis.close()

@@ -17,8 +17,6 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -29,56 +27,11 @@ from helpers import s3_client, unique
 from orchestrator.bus import Redis
 from orchestrator.bus.keys import Keys
 from orchestrator.core.status import ErrorCode, Role
-from orchestrator.devstack import stack
-from orchestrator.devstack.servers import S3ServerProcess, start_s3
 from orchestrator.storage.s3 import S3ObjectStore
 from tests.agent.support import FakeDaemon, new_id, running_agent
-from tests.storage.support import s3_store
+from tests.storage.support import BUCKET, OwnS3, s3_store
 
 OUTAGE_S = float(os.environ.get("OUTAGE_TEST_S", "8"))
-BUCKET = "outage-bucket"
-
-
-@dataclass
-class OwnS3:
-    """An rclone S3 server of this test only, which the test stops and starts again."""
-
-    data_dir: Path
-    access_key: str
-    secret_key: str
-    server: S3ServerProcess
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "endpoint_url": self.server.url, "access_key": self.access_key,
-            "secret_key": self.secret_key, "region": stack.REGION, "bucket": BUCKET,
-        }  # fmt: skip
-
-    async def stop(self) -> None:
-        await anyio.to_thread.run_sync(self.server.stop)  # SIGTERM by PID (blocking: a thread)
-        assert not self.server.alive()
-
-    async def start_again(self) -> None:
-        port = self.server.port
-        self.server = await anyio.to_thread.run_sync(
-            lambda: start_s3(self.data_dir, port, access_key=self.access_key,
-                             secret_key=self.secret_key)
-        )  # fmt: skip
-        assert self.server.port == port
-
-
-@pytest.fixture
-async def own_s3(tmp_path: Path) -> AsyncIterator[OwnS3]:
-    access_key, secret_key = stack.new_credentials()
-    data_dir = tmp_path / "s3"
-    server = start_s3(data_dir, access_key=access_key, secret_key=secret_key)
-    own = OwnS3(data_dir, access_key, secret_key, server)
-    try:
-        stack.ensure_bucket(server.url, access_key, secret_key, BUCKET)
-        yield own
-    finally:
-        own.server.stop()
 
 
 @pytest.fixture

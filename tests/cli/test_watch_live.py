@@ -18,12 +18,7 @@ from typing import Any
 
 import pexpect
 import pytest
-from helpers import run_cli, subprocess_env, unique
-from redis import Redis as SyncRedis
-
-from orchestrator.bus.keys import Keys
-from orchestrator.demo import Supervisor
-from orchestrator.devstack.servers import pid_alive
+from helpers import live_system, run_cli, unique
 
 SERVER, CLIENTS = "live-server", ["live-client-1", "live-client-2"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
@@ -33,36 +28,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
 def system(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[dict[str, str]]:
     """A daemon and three workers in their own namespace and database; stopped by pid after."""
-    env = subprocess_env(stack_env, ORCHESTRATOR_NAMESPACE=unique("live"),
-                         ORCHESTRATOR_MONGO_DB=unique("livedb").replace("-", "_"),
-                         ORCHESTRATOR_REAPER_INTERVAL_S="0.2")
-    supervisor = Supervisor(tmp_path_factory.mktemp("live"), env)
-    try:
-        supervisor.start_daemon()
-        supervisor.start_worker(SERVER, "server")
-        for name in CLIENTS:
-            supervisor.start_worker(name, "client")
-        _wait_registered(env, [SERVER, *CLIENTS])
+    with live_system(stack_env, tmp_path_factory.mktemp("live"), "live", SERVER,
+                     CLIENTS) as env:
         yield env
-        supervisor.check()  # nothing crashed during the tests
-    finally:
-        supervisor.stop_all()
-        for child in supervisor.children:
-            assert child.popen.returncode is not None
-            assert not pid_alive(child.pid)
-
-
-def _wait_registered(env: dict[str, str], workers: list[str], timeout_s: float = 60) -> None:
-    """Until every worker's alive key exists (submit's checks read them)."""
-    redis = SyncRedis.from_url(env["ORCHESTRATOR_REDIS_URL"])
-    keys = Keys(env["ORCHESTRATOR_NAMESPACE"])
-    deadline = time.monotonic() + timeout_s
-    try:
-        while redis.exists(*(keys.worker_alive(w) for w in workers)) < len(workers):
-            assert time.monotonic() < deadline, "workers did not register"
-            time.sleep(0.1)
-    finally:
-        redis.close()
 
 
 SERVER_KEYS = {"seed", "features", "classes", "test_samples", "round_timeout_s"}

@@ -34,14 +34,11 @@ from orchestrator.core import (
     Role,
 )
 from orchestrator.daemon import Daemon
-from orchestrator.devstack import stack
-from orchestrator.devstack.servers import start_s3
 from orchestrator.errors import IntegrityError
 from orchestrator.storage import ObjectStore
 from orchestrator.storage.checkpoints import checkpoint_key
 from orchestrator.store import MemoryJobStore
 from tests.agent.support import running_agent
-from tests.agent.test_outages import BUCKET, OwnS3
 from tests.daemon.harness import (
     assert_history_sane,
     daemon_pending,
@@ -52,20 +49,7 @@ from tests.daemon.harness import (
 )
 from tests.daemon.test_trust import genuine, register_workers, wait_starts
 from tests.helpers import s3_client, unique
-from tests.storage.support import s3_store
-
-
-@pytest.fixture
-async def own_s3(tmp_path: Path) -> AsyncIterator[OwnS3]:
-    access_key, secret_key = stack.new_credentials()
-    data_dir = tmp_path / "s3"
-    server = start_s3(data_dir, access_key=access_key, secret_key=secret_key)
-    own = OwnS3(data_dir, access_key, secret_key, server)
-    try:
-        stack.ensure_bucket(server.url, access_key, secret_key, BUCKET)
-        yield own
-    finally:
-        own.server.stop()
+from tests.storage.support import BUCKET, OwnS3, s3_store
 
 
 @pytest.fixture
