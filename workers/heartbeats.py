@@ -9,8 +9,9 @@ was added, each next one an interval after the one before was queued: a late wak
 the next beat as much, so two heartbeats of one participant are never closer than its
 interval and a stalled loop causes no burst (participants that were late together stay
 together: one wake-up for all of them). Adding a participant wakes the task only when its first
-beat is due before the task would wake anyway; removing one never does (its heap entry is
-dropped when it comes up).
+beat is due before the task would wake anyway; removing one never does, and the schedule lets
+go of a removed participant at once (a worker that ends thousands of short runs per heartbeat
+interval does not keep them alive until their next beat would have been due).
 """
 
 from __future__ import annotations
@@ -31,13 +32,22 @@ MIN_INTERVAL_S = 0.01
 
 K = TypeVar("K", bound=Hashable)
 
+COMPACT_AT = 64
+"""Dropped heap entries (beyond twice the live ones) that make the schedule rebuild its heap."""
+
 
 class HeartbeatSchedule(Generic[K]):
-    """When each participant's next heartbeat is due; no clock inside."""
+    """When each participant's next heartbeat is due; no clock inside.
+
+    The heap holds ``(due, tag)`` pairs only; the key of a live tag is in ``_keys``. Removing a
+    key forgets its tag at once, so the schedule keeps no reference to a removed participant
+    (its heap pair is dropped when it comes up, or when dropped pairs outnumber the live ones:
+    the heap is then rebuilt, as asyncio does with cancelled timers)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, K]] = []
-        self._entries: dict[K, tuple[int, float]] = {}  # key -> (its live heap entry, interval)
+        self._heap: list[tuple[float, int]] = []
+        self._keys: dict[int, K] = {}  # live tag -> its key
+        self._entries: dict[K, tuple[int, float]] = {}  # key -> (its live tag, interval)
         self._counter = itertools.count()
 
     def __len__(self) -> int:
@@ -53,15 +63,20 @@ class HeartbeatSchedule(Generic[K]):
 
     def remove(self, key: K) -> None:
         """Stop scheduling ``key`` (nothing happens if it is not scheduled)."""
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        del self._keys[entry[0]]
+        if len(self._heap) > COMPACT_AT + 2 * len(self._keys):
+            self._heap = [pair for pair in self._heap if pair[1] in self._keys]
+            heapq.heapify(self._heap)
 
     def next_due(self) -> float | None:
         """The earliest due time of a scheduled key; ``None`` when nothing is scheduled."""
         heap = self._heap
         while heap:
-            due, tag, key = heap[0]
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] == tag:
+            due, tag = heap[0]
+            if tag in self._keys:
                 return due
             heapq.heappop(heap)  # removed, or rescheduled since
         return None
@@ -70,16 +85,20 @@ class HeartbeatSchedule(Generic[K]):
         """Every key due at ``now``, each rescheduled an interval after ``now``."""
         due_keys: list[K] = []
         while (due := self.next_due()) is not None and due <= now:
-            _, _, key = heapq.heappop(self._heap)
-            interval_s = self._entries[key][1]
-            self._push(key, now + interval_s, interval_s)
+            _, tag = heapq.heappop(self._heap)
+            key = self._keys.pop(tag)
+            self._push(key, now + self._entries[key][1], self._entries[key][1])
             due_keys.append(key)
         return due_keys
 
     def _push(self, key: K, due: float, interval_s: float) -> float:
         tag = next(self._counter)
+        previous = self._entries.get(key)
+        if previous is not None:  # (added again: its earlier pair is dropped)
+            self._keys.pop(previous[0], None)
         self._entries[key] = (tag, interval_s)
-        heapq.heappush(self._heap, (due, tag, key))
+        self._keys[tag] = key
+        heapq.heappush(self._heap, (due, tag))
         return due
 
 

@@ -175,6 +175,10 @@ class ParticipantRun:
         finally:
             self.resources.heartbeats.remove(self)
         self._finish(ending)
+        # The context and the uploads refer back to this run (its callbacks): let them go now,
+        # so that an ended run is freed at once instead of by the cyclic garbage collector,
+        # whose passes grow with every run still waiting for one.
+        self.context = self.uploads = None
         # One INFO line per run, at its end (the start is at DEBUG).
         self.log.info(f"participant {ending.outcome}", workload=command.workload,
                       run_id=command.run_id, detail=ending.detail or None,

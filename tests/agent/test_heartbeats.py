@@ -87,3 +87,30 @@ async def test_the_task_wakes_for_a_participant_due_sooner() -> None:
     assert len(fast.beats) == count  # none after remove
     assert slow.beats == []
     assert logs and {entry["event"] for entry in logs} == {"cannot queue a heartbeat"}
+
+
+class Run:
+    """A participant stand-in that a weak reference can follow."""
+
+
+def test_a_removed_key_is_let_go_at_once() -> None:
+    import gc  # noqa: PLC0415
+    import weakref  # noqa: PLC0415
+
+    schedule: HeartbeatSchedule[Run] = HeartbeatSchedule()
+    kept = Run()
+    schedule.add(kept, 5.0, now=0.0)
+    gone = [Run() for _ in range(1000)]
+    refs = [weakref.ref(run) for run in gone]
+    for run in gone:
+        schedule.add(run, 5.0, now=0.0)
+    gc.disable()  # (freed by reference counting, or not at all)
+    try:
+        for run in gone:
+            schedule.remove(run)
+        del gone, run
+        assert all(ref() is None for ref in refs)  # not held until its beat would be due
+    finally:
+        gc.enable()
+    assert len(schedule) == 1 and schedule.pop_due(5.0) == [kept]
+    assert schedule.next_due() == 10.0

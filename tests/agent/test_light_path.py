@@ -161,3 +161,34 @@ async def test_an_uploader_only_for_a_participant_that_saves(
     assert saver_end.type == "participant.finished"
     assert saver_end.final_checkpoint == saved.key
     assert await memory_store.get_data(saved.key) == b"weights"
+
+
+async def test_an_ended_run_is_freed_without_the_garbage_collector(
+    redis: Redis, keys: Keys, memory_store: ObjectStore, daemon: FakeDaemon,
+    register_workload: RegisterWorkload,
+) -> None:
+    """A run's context and uploads refer back to it; it lets them go when it ends, so a worker
+    ending thousands of runs does not leave them for the cyclic collector to find."""
+    import gc  # noqa: PLC0415
+    import weakref  # noqa: PLC0415
+
+    contexts: list[weakref.ref[WorkloadContext]] = []
+
+    async def remember(ctx: WorkloadContext) -> WorkloadResult:
+        contexts.append(weakref.ref(ctx))
+        return WorkloadResult()
+
+    name = register_workload(remember)
+    async with running_agent(redis, keys, memory_store, capacity=2) as agent:
+        gc.collect()
+        gc.disable()
+        try:
+            starts = [await daemon.start(agent.config.name, workload=name) for _ in range(6)]
+            for start in starts:
+                assert (await daemon.wait_terminal(start)).type == "participant.finished"
+            with anyio.fail_after(5):
+                while agent.runs or any(ref() is not None for ref in contexts):
+                    await anyio.sleep(0.02)
+        finally:
+            gc.enable()
+    assert len(contexts) == 6
