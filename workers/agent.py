@@ -24,7 +24,8 @@ carries it too, so a worker that no longer runs the participant can still say ``
 the secret is never logged. Starts are deduplicated by ``run_id``: a reconciling daemon may
 send one again. A start is refused with a ``failed`` event (no ``started``) when the worker
 has the other role (``cannot_schedule``), does not know the workload, or its ``data_path`` is
-not allowed under the worker's data root (``invalid_spec``, see :mod:`workers.data_paths`).
+not allowed under the worker's data root, or its config is not valid (``invalid_spec``, see
+:mod:`workers.admission`).
 Nothing a workload does can crash the agent: its exceptions become ``failed`` events.
 
 :meth:`WorkerAgent.shutdown` (SIGTERM/SIGINT in the CLI) stops taking commands, stops every
@@ -51,24 +52,20 @@ from orchestrator.bus.keys import Keys
 from orchestrator.bus.retry import Backoff
 from orchestrator.core.commands import MembershipChanged, StartParticipant, StopParticipant
 from orchestrator.core.events import ParticipantFailed, ParticipantStopped
-from orchestrator.core.status import ErrorCode
-from orchestrator.errors import BusError, UnknownWorkloadError
+from orchestrator.errors import BusError
 from orchestrator.logs import get_logger
 from orchestrator.storage import ObjectStore
+from workers.admission import Refusal, admit
 from workers.commands import Recent, decode_command
 from workers.config import SHUTDOWN_REASON, AgentConfig, short
-from workers.data_paths import DataPathError, confine
 from workers.heartbeats import Heartbeats
 from workers.isolation.supervisor import ChildTarget, child_target
 from workers.outbox import Outbox, ParticipantEvents
 from workers.participant import ParticipantRun, WorkerResources
 from workers.registration import deregister, keep_registered
 from workers.registry import (
-    ConfigError,
     Workload,
-    get_spec,
     offered_workloads,
-    validate_config,
     workload_source,
 )
 
@@ -282,34 +279,12 @@ class WorkerAgent:
             return
         self._seen.add(command.run_id)
         events = self._events(command.job_id, command.participant, command.run_secret)
-        if command.role is not self.config.role:
-            message = (
-                f"worker {self.config.name} is a {self.config.role.value} worker and cannot run "
-                f"{command.participant}, whose role is {command.role.value}"
-            )
-            log.warning("refused a start", reason=message)
-            events.emit(ParticipantFailed, code=ErrorCode.CANNOT_SCHEDULE, message=message)
+        admitted = admit(command, self.config)
+        if isinstance(admitted, Refusal):
+            log.warning("refused a start", reason=admitted.message)
+            events.emit(ParticipantFailed, code=admitted.code, message=short(admitted.message))
             return
-        try:
-            spec = get_spec(command.workload)
-        except UnknownWorkloadError as exc:
-            log.warning("refused a start", reason=str(exc))
-            events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
-            return
-        try:
-            data_path = confine(command.data_path, self.config.data_root)
-        except DataPathError as exc:
-            log.warning("refused a start", reason=str(exc))
-            events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
-            return
-        try:  # the workload sees its config validated, with its defaults filled in
-            config = validate_config(command.workload, command.role, command.config)
-        except ConfigError as exc:
-            log.warning("refused a start", reason=str(exc))
-            events.emit(ParticipantFailed, code=ErrorCode.INVALID_SPEC, message=short(str(exc)))
-            return
-        if data_path != command.data_path or config != command.config:
-            command = command.model_copy(update={"data_path": data_path, "config": config})
+        command, spec = admitted
         assert self._participants is not None and self._resources is not None
         run = ParticipantRun(command, events, spec.fn, self._resources, log,
                              target=self._target(command.workload, spec))

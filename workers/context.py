@@ -20,23 +20,12 @@ Theory of operation:
   of its own; only awaiting coroutines sleep, so heartbeats and the outbox carry on. Past the
   budget they raise :class:`~orchestrator.storage.retry.StorageOutageError`. A blob's key
   carries its sha256, and ``get_blob`` verifies against it.
-* ``send`` XADDs ``{sender, id, body}`` to the recipient's mailbox stream
-  (``Keys.mailbox(job_id, to)``); ``receive`` XREADs this participant's own mailbox from the
-  beginning (messages sent before it started are not lost), blocking in short slices so a stop
-  request or a lost connection is noticed quickly. Redis connection errors are retried with
-  backoff; a resent message carries the same ``id`` and the receiver drops the duplicate.
-* Messages are authenticated with the job's mailbox key from the start command
-  (``orchestrator.core.auth.message_mac`` over job, recipient, sender, id and the body as
-  sent): ``send`` adds a ``mac`` field, ``receive`` drops (and logs, without the key) a
-  message whose MAC is missing or wrong. Every participant of the job holds that key, so it
-  proves a message comes from the job, not which participant wrote it. A start command without
-  a mailbox key (no daemon sent it) sends and accepts unsigned messages.
+* ``send`` and ``receive`` go through the participant's :class:`~workers.mailbox.Mailbox`
+  (the job's Redis mailbox streams, authenticated with the job's mailbox key).
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -44,20 +33,17 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
-import redis.exceptions
 from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.retry import Backoff
-from orchestrator.core.auth import message_mac, verify_message
 from orchestrator.core.commands import StartParticipant
 from orchestrator.core.events import CheckpointSaved, RoundMetrics, RoundStarted
 from orchestrator.core.status import Role
-from orchestrator.errors import BusUnavailableError
 from orchestrator.storage import ObjectStore, UploadOutcome
 from orchestrator.storage.hashing import sha256_hex_async
 from orchestrator.storage.retry import StorageRetryPolicy
+from workers.mailbox import Mailbox
 from workers.outbox import ParticipantEvents
 from workers.sdk import (
     ContextBase,
@@ -73,15 +59,8 @@ from workers.uploads import ParticipantUploads
 
 T = TypeVar("T")
 
-MAILBOX_TTL_S = 7 * 24 * 3600
-"""A job's mailbox streams expire this long after their last message."""
-MAILBOX_MAXLEN = 10_000
-"""Approximate cap of one mailbox stream."""
 RECEIVE_SLICE_MS = 1000
 """Longest single XREAD BLOCK (below the client's socket timeout)."""
-
-_REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                 BusUnavailableError, OSError)
 
 OnCheckpointFailed = Callable[[str, BaseException | None], None]
 """Called with the failure message and the upload's final error."""
@@ -121,19 +100,15 @@ class RedisWorkloadContext(ContextBase):
             ),
             log,
         )
-        self._redis = redis
-        self._keys = keys
         self._store = store
         self._uploads = uploads
         self._events = events
         self._on_checkpoint_failed = on_checkpoint_failed
-        self._backoff_max_s = backoff_max_s
         self._storage_retry = storage_retry or StorageRetryPolicy()
-        self._mailbox = keys.mailbox(command.job_id, command.participant)
-        self._mailbox_key = command.mailbox_key
-        self._last_id = "0-0"
+        self._mail = Mailbox(redis, keys, command.job_id, command.participant,
+                             mailbox_key=command.mailbox_key, log=log,
+                             backoff_max_s=backoff_max_s)
         self._buffer: deque[PeerMessage] = deque()
-        self._seen_messages: set[str] = set()
         self._last_checkpoint: tuple[str, str | None] | None = None  # (key, its parent)
         #: The sha256 of each checkpoint this run saved (as its upload recorded it, i.e. the
         #: manifest's): ``load_checkpoint`` verifies against it, not the store's metadata.
@@ -238,21 +213,7 @@ class RedisWorkloadContext(ContextBase):
 
     async def send(self, to: str, body: Mapping[str, Any]) -> None:
         check_recipient(self.participant, to, self.peers)
-        raw = json.dumps(encode_message_body(body), separators=(",", ":"))
-        message_id = uuid.uuid4().hex
-        fields: dict[str, str] = {"sender": self.participant, "id": message_id, "body": raw}
-        if self._mailbox_key is not None:
-            fields["mac"] = message_mac(self._mailbox_key, job_id=self.job_id, to=to,
-                                        sender=self.participant, message_id=message_id, body=raw)
-        mailbox = self._keys.mailbox(self.job_id, to)
-
-        async def xadd() -> None:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(mailbox, fields, maxlen=MAILBOX_MAXLEN, approximate=True)  # type: ignore[arg-type]
-                pipe.expire(mailbox, MAILBOX_TTL_S)
-                await pipe.execute()
-
-        await self._retry_redis("send a message", xadd)
+        await self._mail.send(to, encode_message_body(body))
 
     def _deliver(self, message: PeerMessage) -> None:
         self._buffer.append(message)  # (a waiting receive sees it at its next slice, <= 1 s)
@@ -287,57 +248,8 @@ class RedisWorkloadContext(ContextBase):
         return message
 
     async def _read_mailbox(self, block_ms: int | None) -> None:
-        """XREAD this participant's mailbox; ``block_ms=None`` does not block."""
-
-        async def xread() -> Any:
-            return await self._redis.xread({self._mailbox: self._last_id}, count=32, block=block_ms)
-
-        reply = await self._retry_redis("read messages", xread)
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                self._last_id = _text(entry_id)
-                message = self._decode(_text_fields(fields))
-                if message is not None:
-                    self._buffer.append(message)
-
-    def _decode(self, fields: dict[str, str]) -> PeerMessage | None:
-        message_id = fields.get("id", "")
-        if message_id and message_id in self._seen_messages:
-            return None  # a send retried after a lost reply
-        if self._mailbox_key is not None and not verify_message(
-                self._mailbox_key, fields.get("mac"), job_id=self.job_id, to=self.participant,
-                sender=fields.get("sender", ""), message_id=message_id,
-                body=fields.get("body", "")):
-            self._log.warning("dropped a peer message without a valid MAC",
-                              claimed_sender=fields.get("sender"), message_id=message_id[:64],
-                              mac="missing" if not fields.get("mac") else "wrong")
-            return None
-        if message_id:
-            self._seen_messages.add(message_id)
-        try:
-            body = json.loads(fields["body"])
-            sender = fields["sender"]
-        except (KeyError, ValueError):
-            self._log.warning("dropped a malformed peer message", fields=sorted(fields))
-            return None
-        if not isinstance(body, dict):
-            self._log.warning("dropped a peer message whose body is not an object", sender=sender)
-            return None
-        return PeerMessage(sender=sender, body=body)
-
-    async def _retry_redis(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
-        backoff = Backoff(cap_s=self._backoff_max_s)
-        while True:
-            try:
-                return await op()
-            except _REDIS_ERRORS as exc:
-                if backoff.attempts % 20 == 0:
-                    self._log.warning(
-                        f"cannot {what}; retrying",
-                        error=f"{type(exc).__name__}: {exc}",
-                        attempts=backoff.attempts + 1,
-                    )
-                await backoff.sleep()
+        """Read this participant's mailbox into the buffer; ``block_ms=None`` does not block."""
+        self._buffer.extend(await self._mail.read(block_ms))
 
     # --- cancellation -----------------------------------------------------------------------
 
@@ -356,10 +268,3 @@ class RedisWorkloadContext(ContextBase):
             for listener in list(self.gone_listeners):
                 listener(new, reason)
 
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _text_fields(fields: Mapping[str | bytes, str | bytes]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in fields.items()}

@@ -1,7 +1,7 @@
 """Redis ACL users per role: who may run which commands on which keys (least privilege).
 
 Every rule below follows from the commands the code sends (``orchestrator.bus.producer``,
-``.consumer``, ``.housekeeping``, ``workers.context``, ``orchestrator.watch``) and the key names
+``.consumer``, ``.housekeeping``, ``workers.mailbox``, ``orchestrator.watch``) and the key names
 of ``orchestrator.bus.keys``. ``orchestrator dev up`` writes them to an ``aclfile`` (passwords
 only as SHA-256 hashes); the README's production section gives the same rules as
 ``ACL SETUSER`` lines (:func:`setuser_command` prints them).
