@@ -39,11 +39,14 @@ def client_worker(index: int) -> str:
     return f"demo-client-{index + 1}"
 
 
-def demo_spec(job_id: str, *, rounds: int, clients: int, seed: int = 7) -> JobSpec:
+def demo_spec(job_id: str, *, rounds: int, clients: int, seed: int = 7,
+              min_round_s: float = 0.0) -> JobSpec:
     """A fedavg job on synthetic data: one server worker and ``clients`` client workers.
 
     The problem (10 classes in 20 dimensions, 200 samples per client, a small learning rate)
-    is hard enough that accuracy visibly climbs and loss falls over the first rounds.
+    is hard enough that accuracy visibly climbs and loss falls over the first rounds. Each
+    round takes a few milliseconds; ``min_round_s`` paces them (``demo --ui``: charts that
+    fill round by round while one watches).
     """
     shared = {"seed": seed, "features": 20, "classes": 10, "round_timeout_s": 60}
     return JobSpec.model_validate(
@@ -51,14 +54,15 @@ def demo_spec(job_id: str, *, rounds: int, clients: int, seed: int = 7) -> JobSp
             "job_id": job_id,
             "workload": "fedavg",
             "rounds": rounds,
-            "server": {"worker": SERVER_WORKER, "config": {**shared, "test_samples": 1000}},
+            "server": {"worker": SERVER_WORKER,
+                       "config": {**shared, "test_samples": 1000, "min_round_s": min_round_s}},
             "clients": [
                 {"worker": client_worker(i),
                  "config": {**shared, "samples": 200, "epochs": 1, "lr": 0.05}}
                 for i in range(clients)
             ],
             "timeouts": {"start_s": 60, "heartbeat_s": 15, "round_s": 120,
-                         "job_s": max(600, 120 * rounds)},
+                         "job_s": max(600, 120 * rounds + rounds * min_round_s)},
             "labels": {"source": "orchestrator-demo"},
         }
     )

@@ -20,6 +20,8 @@ PREFIX = "ORCHESTRATOR_"
 NOT_SETTINGS = frozenset({
     "ORCHESTRATOR_DEV_DIR",  # `orchestrator dev` and `demo`: the stack directory (a CLI option)
     "ORCHESTRATOR_WORKER_ROLE",  # deploy/systemd: the worker unit's --role
+    "ORCHESTRATOR_UI_TOKEN",  # `orchestrator ui`: the dashboard's access token
+    "ORCHESTRATOR_UI_TOKEN_FILE",  # `orchestrator ui`: a file holding it
 })
 """``ORCHESTRATOR_*`` variables that are read elsewhere than the settings, and so are known."""
 

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     storage_retry_s: Annotated[float, Field(ge=0, le=86_400, description=(
         "how long a worker retries an unreachable object store (uploads, downloads, "
         "put_blob/get_blob) before the participant fails with storage_unavailable"))] = 60.0
+    connect_timeout_s: Annotated[float, Field(gt=0, le=600, description=(
+        "how long a command (`orchestrator submit`, `status`, `watch`, …) and the Python "
+        "client wait for Redis or MongoDB on first use before calling it unreachable"))] = 3.0
     stream_maxlen: Annotated[int, Field(ge=1000, description="approx. stream cap")] = 1_000_000
     max_submission_bytes: Annotated[
         int, Field(ge=1024, description="largest accepted submission entry")

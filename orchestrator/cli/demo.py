@@ -32,6 +32,7 @@ from orchestrator.cli.connect import (
     open_store,
     redact,
 )
+from orchestrator.cli.demo_ui import Dashboard, linger, start_dashboard, stop_dashboard
 from orchestrator.cli.output import warn
 from orchestrator.cli.running import run_interruptible
 from orchestrator.cli.watch import JobOutcome, default_mode, follow_job
@@ -86,16 +87,21 @@ async def _wait_for_workers(bus: Bus, redis: Redis, settings: Settings, names: l
 
 
 async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, clients: int,
-                   timeout_s: float, workload: str = "fedavg") -> JobOutcome:
+                   timeout_s: float, workload: str = "fedavg",
+                   dashboard: Dashboard | None = None, pace_s: float = 0.0) -> JobOutcome:
     """Submit the demo job once every worker registered, watch it: how following it ended."""
     job_id = f"demo-{uuid.uuid4().hex[:12]}"
     spec = (demo_flower.flower_demo_spec(job_id, rounds=rounds, clients=clients)
-            if workload == "flower" else demo_spec(job_id, rounds=rounds, clients=clients))
+            if workload == "flower"
+            else demo_spec(job_id, rounds=rounds, clients=clients, min_round_s=pace_s))
     names = [SERVER_WORKER, *(client_worker(i) for i in range(clients))]
     async with open_store(settings), open_redis(settings) as redis:
         bus = bus_for(redis, settings)
         _say(f"waiting for {len(names)} workers to register …")
         await _wait_for_workers(bus, redis, settings, names, supervisor)
+        if dashboard is not None:
+            await dashboard.ready(supervisor)
+            _say(f"dashboard: {dashboard.url}jobs/{job_id}  (all jobs: {dashboard.url})")
         await bus.submit(spec.model_dump_json(exclude_none=True))
         _say(f"submitted job {job_id}: {workload}, {rounds} rounds, {clients} clients "
              "(synthetic data)")
@@ -122,8 +128,14 @@ async def _run_job(settings: Settings, supervisor: Supervisor, *, rounds: int, c
 @click.option("--workload", type=click.Choice(["fedavg", "flower"]), default="fedavg",
               show_default=True, help="fedavg, or the example Flower App "
               "(examples/flower-app; needs pip install -e '.[flower]').")
+@click.option("--ui", "with_ui", is_flag=True,
+              help="Also serve the web dashboard (orchestrator ui) on 127.0.0.1 and print "
+                   "its URL before the job is submitted.")
+@click.option("--pace", "pace_s", type=click.FloatRange(0, 60), default=None,
+              help="Each fedavg round lasts at least this many seconds, so that the charts "
+                   "fill while you watch  [default: 2 with --ui, else 0]")
 def demo(rounds: int, clients: int, directory: Path, keep: bool,  # noqa: PLR0917 - one parameter per click option
-         timeout_s: float, workload: str) -> None:
+         timeout_s: float, workload: str, with_ui: bool, pace_s: float | None) -> None:
     """Run the whole system here: stack, daemon, 1 server + N client workers, a fedavg job
     (or, with --workload flower, the example Flower App).
 
@@ -162,9 +174,11 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool,  # noqa: PLR091
         _say(f"started daemon (pid {daemon.pid}), {SERVER_WORKER} (pid {server.pid}) and "
              f"{clients} client workers (pids {', '.join(str(w.pid) for w in workers)}); "
              f"logs in {sup.run_dir}/")
+        dashboard = start_dashboard(sup, stack) if with_ui else None
         outcome = run_interruptible(settings, lambda: _run_job(
             settings, sup, rounds=rounds, clients=clients, timeout_s=timeout_s,
-            workload=workload))
+            workload=workload, dashboard=dashboard,
+            pace_s=pace_s if pace_s is not None else 2.0 if with_ui else 0.0))
         code = outcome.exit_code
         if workload == "flower" and code == 0 and outcome.detail is not None:
             detail = outcome.detail
@@ -178,6 +192,8 @@ def demo(rounds: int, clients: int, directory: Path, keep: bool,  # noqa: PLR091
                 outcome.detail, directory=directory, env_file=stack.env_file,
                 settings=settings, elapsed_s=time.monotonic() - began, kept=keep,
                 stack_preexisting=not started_stack)
+        if dashboard is not None:
+            linger(dashboard)
     except KeyboardInterrupt:
         warn("interrupted: stopping everything the demo started …")
     except ChildDiedError as exc:
@@ -213,6 +229,8 @@ async def _flower_problems(settings: Settings, detail: JobDetail, *, rounds: int
 
 
 def _cleanup(supervisor: Supervisor | None, stack: DevStack | None, *, stop_stack: bool) -> None:
+    if supervisor is not None:
+        stop_dashboard(supervisor)
     if supervisor is not None and supervisor.children:
         stopped = supervisor.stop_all()
         if stopped:

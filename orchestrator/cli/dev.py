@@ -95,8 +95,10 @@ _NAMESPACE_OPTION = click.option(
                    "old env files must then be restarted).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the env (without secrets) as JSON.")
-def up_command(directory: Path, namespace: str, workers: tuple[str, ...], new_ports: bool,
-               as_json: bool) -> None:
+@click.option("--no-ui", is_flag=True,
+              help="Do not start the web dashboard (orchestrator ui) for the stack.")
+def up_command(directory: Path, namespace: str, workers: tuple[str, ...], new_ports: bool,  # noqa: PLR0917 - one parameter per click option
+               as_json: bool, no_ui: bool) -> None:
     """Start the stack (idempotent) and write DIR/env and DIR/env.ROLE.
 
     On a directory that held a stack, the servers come back on the same ports with the same
@@ -106,10 +108,25 @@ def up_command(directory: Path, namespace: str, workers: tuple[str, ...], new_po
         result = up(directory, workers=workers, namespace=namespace, new_ports=new_ports)
     except (ServerStartError, StackError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    ui_line = None if no_ui else _start_dashboard(result.stack)
     if as_json:
         click.echo(json.dumps(_public_env(result.stack), indent=2, sort_keys=True))
     else:
         click.echo(_summary(result.stack, started=result.started))
+        if ui_line:
+            click.echo(ui_line)
+
+
+def _start_dashboard(stack: DevStack) -> str:
+    """Start the stack's dashboard (the watcher's credentials); the line that says where."""
+    from orchestrator.devstack import dashboard  # noqa: PLC0415
+
+    try:
+        server, started = dashboard.start(stack.directory, namespace=stack.namespace)
+    except (ServerStartError, StackError, OSError) as exc:
+        return f"dashboard: did not start ({exc}); dev up --no-ui skips it"
+    state = "" if started else " (already running)"
+    return f"dashboard: {server.url}{state}   log {server.log_path}"
 
 
 @dev.command("add-worker")
@@ -160,6 +177,11 @@ def _status_text(report: dict[str, Any]) -> str:
         else:
             health = "down" + (" (dev up restarts it on the same port)" if server["port"] else "")
         lines.append(f"  {server['name']:<6} pid {pid:<8} {where:<28} {health}")
+    ui = report.get("dashboard")
+    if ui is not None:
+        health = "alive" if ui["alive"] else "down (dev up starts it)"
+        pid = str(ui["pid"]) if ui["alive"] else "-"
+        lines.append(f"  {'ui':<6} pid {pid:<8} {ui['url']:<28} {health}")
     lines.append("env files:")
     for entry in report["env_files"]:
         missing = "" if entry["exists"] else "  (missing)"

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("orchestrator.cli.dev:dev", "start/stop a local stack of real servers"),
     "storage": ("orchestrator.cli.storage:storage", "prepare and check the checkpoint store"),
     "demo": ("orchestrator.cli.demo:demo", "run the whole system on this machine"),
+    "ui": ("orchestrator.cli.ui:ui", "serve the live web dashboard"),
 }
 
 

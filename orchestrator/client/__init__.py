@@ -13,6 +13,7 @@ from orchestrator.client.logs import LogLine
 from orchestrator.client.records import CancelResult, Change, JobPage, WorkerInfo
 from orchestrator.client.specs import SpecProblems, parse_spec
 from orchestrator.client.sync import SyncClient, SyncJobHandle
+from orchestrator.client.updates import UpdatesTrimmedError
 from orchestrator.client.why import Explanation
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "SpecProblems",
     "SyncClient",
     "SyncJobHandle",
+    "UpdatesTrimmedError",
     "WorkerInfo",
     "parse_spec",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import getpass
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
-from orchestrator.client.connections import CONNECT_TIMEOUT_S, Connections
+from orchestrator.client.connections import Connections
 from orchestrator.client.downloads import download_verified
 from orchestrator.client.following import changes, finished
 from orchestrator.client.handle import JobHandle
@@ -48,6 +48,7 @@ from orchestrator.client.specs import (
     same_request,
     worker_warnings,
 )
+from orchestrator.client.updates import batches, position, recent
 from orchestrator.client.why import Explanation, explain, explain_rejection
 from orchestrator.core import Job, JobSpec, JobStatus
 from orchestrator.errors import (
@@ -81,14 +82,17 @@ class Client:
     """
 
     def __init__(self, settings: Settings | None = None, *,
-                 connect_timeout_s: float = CONNECT_TIMEOUT_S, **overrides: Any) -> None:
+                 connect_timeout_s: float | None = None, **overrides: Any) -> None:
         """``settings`` default to the environment's (``ORCHESTRATOR_*``); ``overrides``
-        (``redis_url=…``, ``namespace=…``) are applied to either."""
+        (``redis_url=…``, ``namespace=…``) are applied to either. ``connect_timeout_s``
+        defaults to the settings' (``ORCHESTRATOR_CONNECT_TIMEOUT_S``, 3 s)."""
         if settings is None:
             self.settings = load_settings(**overrides)
         else:
             self.settings = settings.model_copy(update=overrides) if overrides else settings
-        self.connections = Connections(self.settings, timeout_s=connect_timeout_s)
+        timeout_s = (self.settings.connect_timeout_s if connect_timeout_s is None
+                     else connect_timeout_s)
+        self.connections = Connections(self.settings, timeout_s=timeout_s)
 
     async def __aenter__(self) -> Self:
         return self
@@ -255,6 +259,30 @@ class Client:
             return await finished(self.frames(job_id), job_id,
                                   refused=refused if entry_id or spec else None)
         raise WaitTimeoutError(f"job {job_id} did not finish within {timeout_s:g}s")
+
+    async def updates_position(self) -> str:
+        """The id of the updates stream's last entry (``"0-0"`` when empty): read it *before*
+        reading state, then follow :meth:`updates` from it, and no change is missed."""
+        redis = await self.connections.redis()
+        return await position(redis, self.connections.keys.updates)
+
+    async def recent_updates(self, job_id: str | None = None, *, count: int = 20
+                             ) -> builtins.list[dict[str, Any]]:
+        """The last ``count`` update notes (of ``job_id`` when given), oldest first."""
+        redis = await self.connections.redis()
+        return await recent(redis, self.connections.keys.updates, job_id=job_id, count=count)
+
+    async def updates(self, *, after: str, job_id: str | None = None, block_ms: int = 1000
+                      ) -> AsyncGenerator[builtins.list[dict[str, Any]], None]:
+        """Batches of the daemon's update notes after entry ``after`` (of ``job_id`` only,
+        when given), forever; an empty batch each time ``block_ms`` passes without one.
+        ``UpdatesTrimmedError`` when ``after`` is older than the stream's first entry (reload
+        the state), ``BusUnavailableError`` when Redis fails (start again from the last note's
+        ``entry_id``). See :mod:`orchestrator.client.updates`."""
+        redis = await self.connections.redis()
+        async for batch in batches(redis, self.connections.keys.updates, after=after,
+                                   job_id=job_id, block_ms=block_ms):
+            yield batch
 
     # --- acting ----------------------------------------------------------------------------
     async def cancel(self, job_id: str, *, reason: str = "cancelled by user",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from orchestrator.devstack import acl
+from orchestrator.devstack import acl, dashboard
 from orchestrator.devstack.envfiles import (
     BUCKET,
     DEFAULT_ROLE,
@@ -40,7 +40,7 @@ DEFAULT_DIR = Path(".orchestrator-dev")
 
 STACK_FILE = "stack.json"
 ACL_FILE = "users.acl"
-_STACK_ENTRIES = frozenset({ENV_FILE, STACK_FILE, "redis", "s3", "mongo"})
+_STACK_ENTRIES = frozenset({ENV_FILE, STACK_FILE, "redis", "s3", "mongo", "ui"})
 DEFAULT_NAMESPACE = "orchestrator"
 """The Redis namespace the stack's ACL covers unless told otherwise (the settings' default)."""
 
@@ -294,7 +294,8 @@ def down(directory: Path, *, purge: bool = False) -> list[str]:
     """
     directory = directory.resolve()
     stack = DevStack.load(directory)
-    stopped = stack.stop() if stack is not None else []
+    stopped = ["ui"] if dashboard.stop(directory) else []  # first: it uses the servers
+    stopped += stack.stop() if stack is not None else []
     if purge and directory.exists():
         foreign = sorted(p.name for p in directory.iterdir()
                          if p.name not in _STACK_ENTRIES and not p.name.startswith(f"{ENV_FILE}."))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator.devstack import acl
+from orchestrator.devstack import acl, dashboard
 from orchestrator.devstack.envfiles import ENV_FILE, role_env_path
 from orchestrator.devstack.lifecycle import DevStack, known_workers
 from orchestrator.devstack.previous import port_in_use, remembered
@@ -27,7 +27,9 @@ def stack_status(directory: Path) -> dict[str, Any]:
     ``servers`` lists each server with ``pid`` (None when not recorded), ``port``, ``url``,
     ``alive`` and, when not alive, ``port_in_use`` (another process holds its port: ``dev up``
     would refuse); ``env_files`` each role's file and whether it exists; ``workers`` the workers
-    with a Redis user and their env files.
+    with a Redis user and their env files; ``dashboard`` the stack's web dashboard (pid,
+    port, URL, alive; None if ``dev up`` never started one). The dashboard does not count in
+    ``state``.
     """
     directory = directory.resolve()
     stack = DevStack.load(directory)
@@ -65,9 +67,13 @@ def stack_status(directory: Path) -> dict[str, Any]:
                   "exists": (directory / ENV_FILE).exists()}]
     env_files += [{"role": role, "path": str(path), "exists": path.exists()}
                   for role in roles if (path := role_env_path(directory, role))]
+    ui, ui_port = dashboard.load(directory)
     return {
         "directory": str(directory),
         "state": state,
+        "dashboard": None if ui is None else {
+            "pid": ui.pid, "port": ui_port, "url": ui.url, "alive": ui.alive(),
+            "log": str(ui.log_path)},
         "namespace": stack.namespace if stack is not None else None,
         "servers": servers,
         "env_files": env_files,

@@ -236,3 +236,13 @@ async def test_resumes_from_an_initial_checkpoint() -> None:
         timeout_s=30,
     )
     assert resumed.metrics["server"][1]["loss"] < first.metrics["server"][1]["loss"]
+
+
+async def test_min_round_s_paces_every_round_but_the_last() -> None:
+    """``demo --ui`` paces rounds so that a dashboard's charts fill while one watches."""
+    began = anyio.current_time()
+    result = await run_local_job("fedavg", clients=1, rounds=3, timeout_s=30,
+                                 server_config={**FAST, "min_round_s": 0.3})
+    elapsed_s = anyio.current_time() - began
+    assert result.succeeded and result.rounds_started == [1, 2, 3]
+    assert elapsed_s >= 0.6  # rounds 1 and 2 paced; the last round ends the job at once

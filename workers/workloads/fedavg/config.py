@@ -31,6 +31,9 @@ class FedAvgServerConfig(BaseModel):
     round_timeout_s: float = Field(DEFAULT_ROUND_TIMEOUT_S, gt=0,
                                    description="how long to wait for the clients' updates")
     initial_checkpoint: str | None = Field(None, description="checkpoint key to start from")
+    min_round_s: float = Field(0.0, ge=0, le=3600,
+                               description="each round but the last lasts at least this "
+                               "long: a pace for demos and dashboards (0: as fast as it goes)")
 
 
 class FedAvgClientConfig(BaseModel):

@@ -44,7 +44,8 @@ async def serve(ctx: WorkloadContext) -> WorkloadResult:
         raise WorkloadError(msg)
     clients = [peer for peer in ctx.peers if peer != ctx.participant]
     try:
-        final, loss, accuracy = await _run_rounds(ctx, model, test, clients, round_timeout_s)
+        final, loss, accuracy = await _run_rounds(ctx, model, test, clients, round_timeout_s,
+                                                  min_round_s=cfg.min_round_s)
     except Exception as exc:
         await _tell_all(ctx, clients, {"type": "abort", "reason": str(exc)[:1000]})
         raise
@@ -61,6 +62,8 @@ async def _run_rounds(
     test: Dataset,
     clients: Sequence[str],
     round_timeout_s: float,
+    *,
+    min_round_s: float = 0.0,
 ) -> tuple[str, float, float]:
     """Every round, server side; returns the final checkpoint's key and its held-out loss and
     accuracy."""
@@ -69,6 +72,7 @@ async def _run_rounds(
     loss = accuracy = 0.0
     for round_ in range(1, ctx.rounds + 1):
         await ctx.checkpoint_cancel()
+        began = anyio.current_time()
         await ctx.round_started(round_)
         key = await ctx.put_blob(f"global-r{round_}.npz", model_to_npz(model))
         for client in clients:
@@ -95,7 +99,16 @@ async def _run_rounds(
         )
         final = round_ == ctx.rounds  # the last round's model is the final one: saved once
         checkpoint = await ctx.save_checkpoint(round_, model_to_npz(model), final=final)
+        if not final:
+            await _pace(ctx, began + min_round_s)
     return checkpoint, loss, accuracy
+
+
+async def _pace(ctx: WorkloadContext, until: float) -> None:
+    """Sleep until ``until`` (``min_round_s``), noticing a stop request within 50 ms."""
+    while (left := until - anyio.current_time()) > 0:
+        await ctx.checkpoint_cancel()
+        await anyio.sleep(min(left, 0.05))
 
 
 async def _collect_updates(
