@@ -9,6 +9,9 @@
   these servers; the S3 URL is ``s3://test-bucket/<unique prefix>``.
 - ``namespace``     a unique Redis key namespace per test; ``tmp_env`` an environment for
   subprocesses (``os.environ`` + ``stack_env``).
+- ``live_env``      a running system (``helpers.live_system``: a daemon, ``LIVE_SERVER`` and
+  ``LIVE_CLIENTS`` as processes, in their own namespace and database), started on first use
+  and shared by tests/cli/test_watch_live.py and tests/client/test_live.py.
 
 Servers listen on free ports of 127.0.0.1 and keep their data and logs under pytest's session
 temporary directory, so a failing run leaves the logs behind to read.
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import TEST_BUCKET, subprocess_env, unique
+from helpers import LIVE_CLIENTS, LIVE_SERVER, TEST_BUCKET, live_system, subprocess_env, unique
 
 from orchestrator.bus import Redis, connect_redis
 from orchestrator.bus.keys import Keys
@@ -33,12 +36,17 @@ from orchestrator.devstack.servers import (
     start_redis,
     start_s3,
 )
+from tests.cluster.fixtures import redis_cluster
 from tests.storage.support import BUCKET, OwnS3
 
 if TYPE_CHECKING:
     pass
 
 _FAULT_TABLE = pytest.StashKey["FaultTable"]()
+
+#: ``redis_cluster`` (tests/cluster/fixtures.py) lives here so that tests/bus and tests/cluster
+#: share one three-primary cluster per session instead of starting one each.
+__all__ = ["redis_cluster"]
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +110,16 @@ def stack_env(
         access_key=s3_server.access_key,
         secret_key=s3_server.secret_key,
     )
+
+
+@pytest.fixture(scope="session")
+def live_env(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[dict[str, str]]:
+    """The environment of a live system for the session (starting one takes seconds): the
+    tests that use it submit jobs of their own ids and read only those."""
+    with live_system(stack_env, tmp_path_factory.mktemp("live"), "live", LIVE_SERVER,
+                     LIVE_CLIENTS) as env:
+        yield env
 
 
 @pytest.fixture

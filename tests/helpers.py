@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
 TEST_BUCKET = "test-bucket"
+#: The workers of the session's live system (the ``live_env`` fixture, tests/conftest.py).
+LIVE_SERVER, LIVE_CLIENTS = "live-server", ["live-client-1", "live-client-2"]
 
 
 def unique(prefix: str = "test") -> str:
@@ -48,6 +50,27 @@ def run_cli(
         timeout=timeout_s,
         check=False,
     )
+
+
+def run_clis(commands: Sequence[Sequence[str | Path]], env: Mapping[str, str],
+             timeout_s: float = 60.0) -> list[subprocess.CompletedProcess[str]]:
+    """``run_cli`` of several independent commands, their processes running at once (each
+    spends most of its time importing); the results in the order of ``commands``."""
+    procs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", *map(str, c)],
+                              env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for c in commands]
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                if other.poll() is None:
+                    other.kill()
+                    other.wait()
+            raise
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results
 
 
 def s3_client(s3_env: Mapping[str, str]) -> S3Client:

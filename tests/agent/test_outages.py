@@ -31,7 +31,7 @@ from orchestrator.storage.s3 import S3ObjectStore
 from tests.agent.support import FakeDaemon, new_id, running_agent
 from tests.storage.support import BUCKET, OwnS3, s3_store
 
-OUTAGE_S = float(os.environ.get("OUTAGE_TEST_S", "8"))
+OUTAGE_S = float(os.environ.get("OUTAGE_TEST_S", "4"))
 
 
 @pytest.fixture

@@ -14,14 +14,12 @@ import pytest
 from orchestrator.bus import Redis, connect_redis
 from orchestrator.devstack.cluster import ClusterProcess
 from orchestrator.devstack.servers import ServerProcess
-from tests.cluster.fixtures import redis_cluster
-
-__all__ = ["redis_cluster"]
 
 
 @pytest.fixture(params=["node", "cluster"])
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
-    """A bus client on the session's single server, or on the session's cluster."""
+    """A bus client on the session's single server, or on the session's cluster
+    (``redis_cluster``, tests/conftest.py)."""
     if request.param == "cluster":
         if "redis_server" in request.fixturenames:
             pytest.skip("a test of the single server itself")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import run_cli, s3_client, unique
+from helpers import run_cli, run_clis, s3_client, unique
 
 from orchestrator.bus import Bus, Redis
 from orchestrator.core import CancelRequested, CheckpointRecord, Heartbeat, JobSpec
@@ -64,7 +65,10 @@ async def test_status_json_has_id_status_participants_metrics_checkpoints(
 
 
 async def test_list_is_newest_first_and_filters(filled: CliWorld) -> None:
-    result = run_cli("list", "--json", env=filled.env)
+    every, in_progress, first = run_clis(
+        [("list", "--json"), ("list", "--status", "in_progress", "--json"),
+         ("list", "--limit", "1")], filled.env)
+    result = every
     ok(result)
     rows = json.loads(result.stdout)
     ids = [r["id"] for r in rows]
@@ -72,11 +76,11 @@ async def test_list_is_newest_first_and_filters(filled: CliWorld) -> None:
     assert ids == expected
     assert [r["status"] for r in rows] == ["NOT_STARTED", "IN_PROGRESS", "FINISHED_SUCCESSFULLY"]
 
-    result = run_cli("list", "--status", "in_progress", "--json", env=filled.env)
+    result = in_progress
     ok(result)
     assert [r["id"] for r in json.loads(result.stdout)] == [filled.jobs["running"].job_id]
 
-    result = run_cli("list", "--limit", "1", env=filled.env)
+    result = first
     ok(result)
     assert filled.jobs["queued"].job_id in result.stdout
     assert filled.jobs["done"].job_id not in result.stdout
@@ -103,7 +107,10 @@ async def test_events_shows_history_and_the_jobs_own_events(filled: CliWorld, re
     job = await store.get(running.job_id)
     await bus.publish_update(job, "round 2 metrics")
 
-    result = run_cli("events", running.job_id, "--json", env=filled.env)
+    as_json, with_beats, as_text = run_clis(  # (independent reads, side by side)
+        [("events", running.job_id, "--json"), ("events", running.job_id, "--heartbeats", "--json"),
+         ("events", running.job_id)], filled.env)
+    result = as_json
     ok(result)
     data = json.loads(result.stdout)
     assert data["id"] == running.job_id
@@ -111,12 +118,12 @@ async def test_events_shows_history_and_the_jobs_own_events(filled: CliWorld, re
     assert [e["event_id"] for e in data["events"]] == [mine.event_id]  # no heartbeat, no other
     assert data["updates"][-1]["reason"] == "round 2 metrics"
 
-    result = run_cli("events", running.job_id, "--heartbeats", "--json", env=filled.env)
+    result = with_beats
     ok(result)
     assert [e["type"] for e in json.loads(result.stdout)["events"]] == [
         "cancel.requested", "participant.heartbeat"]
 
-    result = run_cli("events", running.job_id, env=filled.env)
+    result = as_text
     ok(result)
     assert "cancel.requested" in result.stdout
     assert "test me" in result.stdout
@@ -128,15 +135,18 @@ async def test_events_shows_history_and_the_jobs_own_events(filled: CliWorld, re
 
 async def test_checkpoints_lists_downloads_and_presigns(filled: CliWorld, tmp_path: Path) -> None:
     done = filled.jobs["done"]
-    result = run_cli("checkpoints", done.job_id, "--json", env=filled.env)
+    target = tmp_path / "models"
+    listed, downloaded, final = run_clis(
+        [("checkpoints", done.job_id, "--json"),
+         ("checkpoints", done.job_id, "--download", str(target), "--presign", "--json"),
+         ("checkpoints", done.job_id, "--final")], filled.env)
+    result = listed
     ok(result)
     rows = json.loads(result.stdout)["checkpoints"]
     assert [(r["round"], r["final"]) for r in rows] == [(1, False), (2, False), (3, False),
                                                         (4, True)]
 
-    target = tmp_path / "models"
-    result = run_cli("checkpoints", done.job_id, "--download", target, "--presign", "--json",
-                     env=filled.env)
+    result = downloaded
     ok(result)
     rows = json.loads(result.stdout)["checkpoints"]
     for row in rows:
@@ -147,7 +157,7 @@ async def test_checkpoints_lists_downloads_and_presigns(filled: CliWorld, tmp_pa
         assert response.status_code == 200
         assert response.content == data
 
-    result = run_cli("checkpoints", done.job_id, "--final", env=filled.env)
+    result = final
     ok(result)
     assert "round-0004.npz" in result.stdout
     assert "round-0001.npz" not in result.stdout
@@ -320,12 +330,13 @@ JOB_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", JOB_COMMANDS, ids=" ".join)
-def test_unknown_job_id_is_exit_2(cli_world: CliWorld, command: tuple[str, ...]) -> None:
-    result = run_cli(command[0], "no-such-job", *command[1:], env=cli_world.env)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "no job with id 'no-such-job'" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_unknown_job_id_is_exit_2(cli_world: CliWorld) -> None:
+    """Every job command (their processes side by side: each spends its time importing)."""
+    commands = [(command[0], "no-such-job", *command[1:]) for command in JOB_COMMANDS]
+    for command, result in zip(commands, run_clis(commands, cli_world.env), strict=True):
+        assert result.returncode == 2, (command, result.stdout + result.stderr)
+        assert "no job with id 'no-such-job'" in result.stderr, command
+        assert "Traceback" not in result.stderr, command
 
 
 def run_all(commands: list[tuple[str, ...]], env: dict[str, str]) -> list[tuple[int, str, str]]:
@@ -341,7 +352,8 @@ def run_all(commands: list[tuple[str, ...]], env: dict[str, str]) -> list[tuple[
 
 
 def test_mongo_unreachable_is_exit_1_with_one_line(cli_world: CliWorld) -> None:
-    env = cli_world.env | {"ORCHESTRATOR_MONGO_URL": "mongodb://127.0.0.1:9/"}
+    env = cli_world.env | {"ORCHESTRATOR_MONGO_URL": "mongodb://127.0.0.1:9/",
+                           "ORCHESTRATOR_CONNECT_TIMEOUT_S": "0.5"}  # (a refused port)
     commands = [("status", "x"), ("list",), ("events", "x"), ("checkpoints", "x"),
                 ("cancel", "x"), ("watch", "--once"), ("watch", "x"), ("watch", "x", "--json")]
     for command, (code, out, err) in zip(commands, run_all(commands, env), strict=True):
@@ -351,17 +363,15 @@ def test_mongo_unreachable_is_exit_1_with_one_line(cli_world: CliWorld) -> None:
         assert len(err.strip().splitlines()) == 1, (command, err)
 
 
-@pytest.mark.parametrize("command", [
-    ("submit", str(EXAMPLES / "noop.json")), ("watch",), ("events", "JOB"), ("cancel", "JOB"),
-], ids=" ".join)
-def test_redis_unreachable_is_exit_1_with_one_line(filled: CliWorld,
-                                                   command: tuple[str, ...]) -> None:
+def test_redis_unreachable_is_exit_1_with_one_line(filled: CliWorld) -> None:
     env = filled.env | {"ORCHESTRATOR_REDIS_URL": "redis://127.0.0.1:9/0"}
-    args = [filled.jobs["running"].job_id if a == "JOB" else a for a in command]
-    result = run_cli(*args, env=env)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "cannot reach Redis at redis://127.0.0.1:9/0" in result.stderr
-    assert "Traceback" not in result.stderr
+    job_id = filled.jobs["running"].job_id
+    commands = [("submit", str(EXAMPLES / "noop.json")), ("watch",), ("events", job_id),
+                ("cancel", job_id)]
+    for command, result in zip(commands, run_clis(commands, env), strict=True):
+        assert result.returncode == 1, (command, result.stdout + result.stderr)
+        assert "cannot reach Redis at redis://127.0.0.1:9/0" in result.stderr, command
+        assert "Traceback" not in result.stderr, command
 
 
 def test_invalid_settings_are_exit_2(cli_world: CliWorld, tmp_path: Path) -> None:
@@ -377,12 +387,12 @@ def test_invalid_settings_are_exit_2(cli_world: CliWorld, tmp_path: Path) -> Non
     assert not (tmp_path / "demo").exists()  # the demo started nothing
 
 
-@pytest.mark.parametrize("command", ["submit", "status", "list", "cancel", "events",
-                                     "checkpoints", "watch", "demo"])
-def test_every_command_has_help(command: str) -> None:
-    result = run_cli(command, "--help")
-    ok(result)
-    assert "Usage: orchestrator " + command in result.stdout
+def test_every_command_has_help() -> None:
+    commands = ["submit", "status", "list", "cancel", "events", "checkpoints", "watch", "demo"]
+    results = run_clis([(command, "--help") for command in commands], {**os.environ})
+    for command, result in zip(commands, results, strict=True):
+        ok(result)
+        assert "Usage: orchestrator " + command in result.stdout
 
 
 def test_bad_usage_is_exit_2() -> None:

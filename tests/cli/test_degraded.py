@@ -56,6 +56,8 @@ async def test_watch_survives_a_server_going_away(cli_world: CliWorld, tmp_path:
                              else start_mongo(tmp_path / "mongo"))
     key = "ORCHESTRATOR_REDIS_URL" if victim == "redis" else "ORCHESTRATOR_MONGO_URL"
     env = cli_world.env | {key: server.url}
+    if victim == "mongo":  # a stopped server is called unreachable after 1.5 s, not 3 s
+        env["ORCHESTRATOR_CONNECT_TIMEOUT_S"] = "1.5"
     mongo_url = env["ORCHESTRATOR_MONGO_URL"]
     store = connect_mongo(mongo_url, cli_world.db)
     try:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from helpers import run_cli, unique
+from helpers import run_cli, run_clis, unique
 
 from orchestrator.client.why import deadline_of
 from orchestrator.core import DeadlineExpired
@@ -59,28 +59,27 @@ async def records(cli_world: CliWorld) -> dict[str, str]:
 
 def test_rejections_lists_the_daemons_reasons_newest_first(
         cli_world: CliWorld, records: dict[str, str]) -> None:
-    result = run_cli("rejections", "--json", env=cli_world.env)
+    since = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S")
+    result, recent_run, older_run, text, bad = run_clis(  # (independent reads, side by side)
+        [("rejections", "--json"), ("rejections", "--since", "1h", "--json"),
+         ("rejections", "--since", since, "--json"), ("rejections",),
+         ("rejections", "--since", "yesterday-ish")], cli_world.env)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["rejections"]
     assert [r["job_id"] for r in rows][:2] == [records["rejected"], records["old"]]
     assert rows[0]["kind"] == "invalid_spec"
     assert "rounds: must be at least 1" in rows[0]["reason"]
 
-    recent = json.loads(run_cli("rejections", "--since", "1h", "--json",
-                                env=cli_world.env).stdout)["rejections"]
+    recent = json.loads(recent_run.stdout)["rejections"]
     assert records["rejected"] in [r["job_id"] for r in recent]
     assert records["old"] not in [r["job_id"] for r in recent]
-    since = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S")
-    older = json.loads(run_cli("rejections", "--since", since, "--json",
-                               env=cli_world.env).stdout)["rejections"]
+    older = json.loads(older_run.stdout)["rejections"]
     assert records["old"] in [r["job_id"] for r in older]
 
-    text = run_cli("rejections", env=cli_world.env)
     assert text.returncode == 0, text.stderr
     for expected in (records["rejected"], "invalid_spec", "oversize"):
         assert expected in text.stdout
 
-    bad = run_cli("rejections", "--since", "yesterday-ish", env=cli_world.env)
     assert bad.returncode == 2
     assert "--since" in bad.stderr
 
@@ -88,16 +87,17 @@ def test_rejections_lists_the_daemons_reasons_newest_first(
 def test_status_and_watch_of_a_rejected_id_show_the_rejection(
         cli_world: CliWorld, records: dict[str, str]) -> None:
     job_id = records["rejected"]
-    shown = run_cli("status", job_id, env=cli_world.env)
+    watches = [("watch", job_id, "--once"), ("watch", job_id, "--wait-for-job", "5")]
+    shown, as_json, *watched_runs = run_clis(  # (independent reads, side by side)
+        [("status", job_id), ("status", job_id, "--json"), *watches], cli_world.env)
     assert shown.returncode == 0, shown.stderr
     assert f"job {job_id} was rejected" in shown.stdout
     assert "invalid_spec: invalid job spec: rounds" in shown.stdout
-    data = json.loads(run_cli("status", job_id, "--json", env=cli_world.env).stdout)
+    data = json.loads(as_json.stdout)
     assert data["status"] == "REJECTED"
     assert data["rejection"]["kind"] == "invalid_spec"
 
-    for command in (("watch", job_id, "--once"), ("watch", job_id, "--wait-for-job", "5")):
-        watched = run_cli(*command, env=cli_world.env)
+    for command, watched in zip(watches, watched_runs, strict=True):
         assert watched.returncode == 1, (command, watched.stdout + watched.stderr)
         assert f"job {job_id} was rejected: invalid_spec" in watched.stderr, command
         assert "no job with id" not in watched.stderr
@@ -106,7 +106,7 @@ def test_status_and_watch_of_a_rejected_id_show_the_rejection(
 def test_why_of_a_lost_worker_names_it_its_last_heartbeat_and_what_to_do(
         cli_world: CliWorld, records: dict[str, str]) -> None:
     job_id = records["lost"]
-    result = run_cli("why", job_id, env=cli_world.env)
+    result, as_json = run_clis([("why", job_id), ("why", job_id, "--json")], cli_world.env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for expected in (f"job {job_id}: FINISHED_WITH_ERROR", "healthy clients left",
@@ -114,7 +114,7 @@ def test_why_of_a_lost_worker_names_it_its_last_heartbeat_and_what_to_do(
                      "client-1 (timeout 15s)", "worker_lost", "cli-1", "last heard from",
                      "last sequence number", "what to do: check worker cli-1"):
         assert expected in out, f"{expected!r} not in:\n{out}"
-    data = json.loads(run_cli("why", job_id, "--json", env=cli_world.env).stdout)
+    data = json.loads(as_json.stdout)
     assert data["participant"] == "client-1"
     assert data["deadline"] == "heartbeat"
     assert data["event_id"].startswith(f"deadline.{job_id}.heartbeat.client-1")
@@ -131,11 +131,11 @@ def test_why_of_a_job_never_scheduled_says_which_worker_to_start(
 
 def test_why_of_a_rejection_and_of_an_unknown_id(cli_world: CliWorld,
                                                 records: dict[str, str]) -> None:
-    out = run_cli("why", records["rejected"], env=cli_world.env)
+    out, missing = run_clis([("why", records["rejected"]), ("why", "no-such-job")],
+                            cli_world.env)
     assert out.returncode == 0, out.stderr
     assert "rejected (invalid_spec)" in out.stdout
     assert "what to do: fix the spec" in out.stdout
-    missing = run_cli("why", "no-such-job", env=cli_world.env)
     assert missing.returncode == 2
     assert "no job with id 'no-such-job'" in missing.stderr
 
@@ -143,12 +143,15 @@ def test_why_of_a_rejection_and_of_an_unknown_id(cli_world: CliWorld,
 def test_operator_commands_report_an_unreachable_server_in_one_line(
         cli_world: CliWorld) -> None:
     redis_down = cli_world.env | {"ORCHESTRATOR_REDIS_URL": "redis://127.0.0.1:9/0"}
-    result = run_cli("workers", env=redis_down)
+    # (a refused port: half a second of server selection says as much as the default 3 s)
+    mongo_down = cli_world.env | {"ORCHESTRATOR_MONGO_URL": "mongodb://127.0.0.1:9/",
+                                  "ORCHESTRATOR_CONNECT_TIMEOUT_S": "0.5"}
+    commands = [("rejections",), ("why", "x")]
+    result, *mongo_results = [run_clis([("workers",)], redis_down)[0],
+                              *run_clis(commands, mongo_down)]
     assert result.returncode == 1, result.stdout + result.stderr
     assert "cannot reach Redis at redis://127.0.0.1:9/0" in result.stderr
-    mongo_down = cli_world.env | {"ORCHESTRATOR_MONGO_URL": "mongodb://127.0.0.1:9/"}
-    for command in (("rejections",), ("why", "x")):
-        result = run_cli(*command, env=mongo_down)
+    for command, result in zip(commands, mongo_results, strict=True):
         assert result.returncode == 1, (command, result.stderr)
         assert "cannot reach MongoDB at mongodb://127.0.0.1:9/" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr

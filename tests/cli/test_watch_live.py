@@ -12,25 +12,22 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pexpect
 import pytest
-from helpers import live_system, run_cli, unique
+from helpers import LIVE_CLIENTS, LIVE_SERVER, run_cli, unique
 
-SERVER, CLIENTS = "live-server", ["live-client-1", "live-client-2"]
+SERVER, CLIENTS = LIVE_SERVER, LIVE_CLIENTS
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
 
 
-@pytest.fixture(scope="module")
-def system(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[dict[str, str]]:
-    """A daemon and three workers in their own namespace and database; stopped by pid after."""
-    with live_system(stack_env, tmp_path_factory.mktemp("live"), "live", SERVER,
-                     CLIENTS) as env:
-        yield env
+@pytest.fixture
+def system(live_env: dict[str, str]) -> dict[str, str]:
+    """A daemon and three workers in their own namespace and database (the session's
+    ``live_env``, shared with tests/client/test_live.py)."""
+    return live_env
 
 
 SERVER_KEYS = {"seed", "features", "classes", "test_samples", "round_timeout_s"}

@@ -5,21 +5,18 @@ settings from (``ORCHESTRATOR_*``, ``AWS_*``: the same as the CLI's)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
-from helpers import live_system
+from helpers import LIVE_CLIENTS, LIVE_SERVER
 
-SERVER, CLIENTS = "cl-server", ["cl-client-1", "cl-client-2"]
+SERVER, CLIENTS = LIVE_SERVER, LIVE_CLIENTS
 
 
-@pytest.fixture(scope="module")
-def system(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[dict[str, str]]:
-    """A daemon, a server worker and two client workers; stopped by pid afterwards."""
-    with live_system(stack_env, tmp_path_factory.mktemp("client"), "client", SERVER,
-                     CLIENTS) as env:
-        yield env
+@pytest.fixture
+def system(live_env: dict[str, str]) -> dict[str, str]:
+    """A daemon, a server worker and two client workers (the session's ``live_env``, shared
+    with tests/cli/test_watch_live.py)."""
+    return live_env
 
 
 @pytest.fixture

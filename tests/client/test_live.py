@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_cli, unique
+from helpers import run_cli, run_clis, unique
 
 from orchestrator.client import Client, SyncClient
 from orchestrator.core import JobStatus
@@ -167,14 +167,14 @@ def test_why_names_the_failed_participant_and_what_to_do(system: dict[str, str],
                                     server_config=config)))
     done = run_cli("submit", path, "--wait", "--timeout", "60", env=system, timeout_s=90)
     assert done.returncode == 1, done.stdout + done.stderr
-    result = run_cli("why", job_id, env=system)
+    result, as_json = run_clis([("why", job_id), ("why", job_id, "--json")], system)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for expected in (f"job {job_id}: FINISHED_WITH_ERROR", "client-1", CLIENTS[1],
                      "workload_failed", "boom for why", "last sequence number",
                      "what to do:", f"orchestrator logs {job_id} -p client-1"):
         assert expected in out, f"{expected!r} not in:\n{out}"
-    data = json.loads(run_cli("why", job_id, "--json", env=system).stdout)
+    data = json.loads(as_json.stdout)
     assert data["participant"] == "client-1"
     assert data["status"] == "FINISHED_WITH_ERROR"
     assert data["rule"].startswith("joint:")

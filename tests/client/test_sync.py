@@ -21,7 +21,8 @@ SCRIPT = """
 from orchestrator.client import SyncClient
 from orchestrator.errors import StoreUnavailableError
 from orchestrator.settings import Settings
-client = SyncClient(Settings(redis_url="redis://127.0.0.1:9/0", mongo_url="mongodb://127.0.0.1:9/"))
+client = SyncClient(Settings(redis_url="redis://127.0.0.1:9/0", mongo_url="mongodb://127.0.0.1:9/",
+                             connect_timeout_s=0.5))  # (a refused port: no need to wait 3 s)
 try:
     client.get("x")
 except StoreUnavailableError as exc:

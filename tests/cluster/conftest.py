@@ -1,7 +1,8 @@
-"""Fixtures of the Redis Cluster tests: the session's local cluster and a client on it."""
+"""Fixtures of the Redis Cluster tests: a client on the session's local cluster
+(``redis_cluster`` itself is in tests/conftest.py, shared with tests/bus)."""
 
 from __future__ import annotations
 
-from tests.cluster.fixtures import cluster_redis, redis_cluster
+from tests.cluster.fixtures import cluster_redis
 
-__all__ = ["cluster_redis", "redis_cluster"]
+__all__ = ["cluster_redis"]

@@ -1,7 +1,8 @@
 """The local three-primary cluster for the tests (``orchestrator.devstack.cluster``).
 
-Imported by the conftests that use it (``tests/bus``, ``tests/cluster``): one cluster per
-session and directory, stopped by PID at the end.
+``redis_cluster`` is imported by tests/conftest.py (one cluster per session, shared by
+``tests/bus`` and ``tests/cluster``), ``cluster_redis`` by tests/cluster/conftest.py; the
+cluster is stopped by PID at the end.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def check_deadlines(job: Job) -> None:
         assert armed == []
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data(), run=runs())
 def test_the_stored_deadline_is_the_earliest_armed_one(data: st.DataObject, run: Run) -> None:
     job, events, _ = run

@@ -90,7 +90,7 @@ def check_partial_write(before: Job, d: Decision) -> None:
             assert document_value(before, path) != document_value(d.job, path), path
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data(), run=runs())
 def test_changed_paths_rebuild_the_new_document(data: st.DataObject, run: Run) -> None:
     """Every decision's ``changed`` paths, set from ``document_value`` on the old document,

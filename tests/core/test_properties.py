@@ -145,7 +145,7 @@ def singles(events: list[Event]) -> list[list[Event]]:
 # --- order and duplicates ------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data(), run=runs())
 def test_any_order_and_duplication_gives_the_same_status(data: st.DataObject, run: Run) -> None:
     job, events, expected = run
@@ -156,7 +156,7 @@ def test_any_order_and_duplication_gives_the_same_status(data: st.DataObject, ru
     assert settle(job, [mixed]).status is expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data(), run=runs())
 def test_finished_never_changes(data: st.DataObject, run: Run) -> None:
     job, events, _ = run
@@ -177,7 +177,7 @@ def test_finished_never_changes(data: st.DataObject, run: Run) -> None:
         assert len(job.history) == n_history  # no transition after the terminal one
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(run=runs(), index=st.integers(0, 10_000))
 def test_a_resent_event_changes_nothing(run: Run, index: int) -> None:
     job, events, _ = run
@@ -234,7 +234,7 @@ def comparable(job: Job) -> Job:
     return replace(job, version=0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data(), run=runs(),
        offset_s=st.sampled_from([0, 5, 11, 35, 70, 700, 86_400]))
 def test_batching_does_not_change_the_result(data: st.DataObject, run: Run,
@@ -278,7 +278,7 @@ def check_step(before: Job, events: list[Event], d: Decision) -> None:
     assert len({c.command_id for c in commands}) == len(commands)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data(), run=runs())
 def test_every_step_keeps_the_invariants(data: st.DataObject, run: Run) -> None:
     """Over random deliveries with cancels and deadlines at random times, in random batches:

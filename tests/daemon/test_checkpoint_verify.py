@@ -211,7 +211,8 @@ async def test_a_checkpoint_announced_while_s3_is_down_is_parked_and_recorded_on
     store, bus, job_id = MemoryJobStore(), Bus(redis, keys), unique("parked")
     await register_workers(bus)
     model = b"the model" * 500
-    async with running_daemon(store, redis, keys, objects) as daemon:
+    # a reclaim pass that would dead-letter an unheld entry within 5 x 0.5 s
+    async with running_daemon(store, redis, keys, objects, reclaim_idle_ms=500) as daemon:
         await bus.submit(_spec(job_id, heartbeat_s=30))  # (the test sends no heartbeats)
         cmds = await wait_starts(redis, keys, 2)
         srv, cli = cmds["server"], cmds["client-0"]
@@ -228,8 +229,8 @@ async def test_a_checkpoint_announced_while_s3_is_down_is_parked_and_recorded_on
         with anyio.fail_after(10):
             while daemon.verifier.deferred == 0:
                 await anyio.sleep(0.05)
-        # longer than the reclaim pass needs to dead-letter it (1 s idle, 5 deliveries)
-        await anyio.sleep(7)
+        # longer than the reclaim pass needs to dead-letter it (0.5 s idle, 5 deliveries)
+        await anyio.sleep(3.5)
         assert await store.checkpoints(job_id) == []
         assert await daemon_pending(redis, keys.all_event_streams()) == 1, "still pending"
         assert await dead_letters(redis, keys) == []
@@ -269,7 +270,10 @@ def _spec(job_id: str, *, rounds: int = 1, heartbeat_s: float = 5) -> str:
     return job_spec(job_id, clients=1, rounds=rounds, heartbeat_s=heartbeat_s).model_dump_json()
 
 
-OUTAGE_S = float(os.environ.get("OUTAGE_TEST_S", "8"))
+OUTAGE_S = float(os.environ.get("OUTAGE_TEST_S", "4"))
+#: The daemon's reclaim idle time in the outage test: the outage lasts 8 of them, more than the
+#: 5 deliveries after which an entry nobody held would be dead-lettered.
+OUTAGE_RECLAIM_IDLE_MS = 500
 
 
 @pytest.mark.slow
@@ -294,8 +298,9 @@ async def test_a_fedavg_job_rides_out_an_s3_outage_and_its_manifest_matches_the_
         s3_store(own_s3.env, prefix) as workers_store,
         s3_store(own_s3.env, prefix) as daemon_store,  # the daemon's own client
         # (a checkpoint.saved the daemon cannot verify while S3 is down is parked, and held
-        # from the reclaim pass — 1 s here, 5 deliveries — until S3 is back)
-        running_daemon(jobs, redis, keys, daemon_store) as daemon,
+        # from the reclaim pass — 0.5 s here, 5 deliveries — until S3 is back)
+        running_daemon(jobs, redis, keys, daemon_store,
+                       reclaim_idle_ms=OUTAGE_RECLAIM_IDLE_MS) as daemon,
         running_agent(redis, keys, workers_store, name=server_name, **agent_options),
         running_agent(redis, keys, workers_store, name=client_names[0], role=Role.CLIENT,
                       **agent_options),

@@ -209,7 +209,7 @@ def test_a_daemon_and_workers_left_running_carry_on_after_down_and_up(
         assert "FINISHED_SUCCESSFULLY" in first.stdout + first.stderr
 
         assert run_cli("dev", "down", "--dir", dev_dir).returncode == 0
-        time.sleep(2.0)  # the processes see their servers gone and start retrying
+        time.sleep(1.0)  # the processes (reads block 200 ms) see their servers gone, retry
         assert all(p.popen.poll() is None for p in procs), [p.log()[-2000:] for p in procs]
         up = run_cli("dev", "up", "--dir", dev_dir)
         assert up.returncode == 0, up.stderr

@@ -223,14 +223,14 @@ async def test_submit_warns_about_a_misspelled_worker_and_the_job_fails_naming_i
     job_id = unique("typo")
     spec = {"job_id": job_id, "workload": "mine", "server": {"worker": stack.server},
             "clients": [{"worker": "clinet-1"}],
-            "timeouts": {"start_s": 2, "heartbeat_s": 10, "round_s": 60, "job_s": 60}}
+            "timeouts": {"start_s": 1, "heartbeat_s": 10, "round_s": 60, "job_s": 60}}
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     result = run_cli("submit", path, env=stack.env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == job_id
     assert ("warning: worker 'clinet-1' is not registered now: the job waits for it for at "
-            "most its start timeout (2s)") in result.stderr
+            "most its start timeout (1s)") in result.stderr
     store = connect_mongo(stack.env["ORCHESTRATOR_MONGO_URL"], stack.db)
     try:
         with anyio.fail_after(30):
@@ -241,6 +241,6 @@ async def test_submit_warns_about_a_misspelled_worker_and_the_job_fails_naming_i
     assert job.status is JobStatus.FINISHED_WITH_ERROR
     assert job.error is not None and job.error.code is ErrorCode.CANNOT_SCHEDULE
     assert job.error.message == ("worker 'clinet-1' is not registered (0 of 1 required client "
-                                 "workers available); gave up after the start timeout of 2s")
+                                 "workers available); gave up after the start timeout of 1s")
     status = run_cli("status", job_id, env=stack.env)
     assert "worker 'clinet-1' is not registered" in status.stdout, status.stdout

@@ -82,10 +82,16 @@ async def test_the_cli_reads_jobs_over_tls(tls_mongo: ServerProcess, pki: PKI) -
 # leaves the socket of a handshake that failed certificate verification unclosed
 # (pool_shared._configured_protocol_interface re-raises without sock.close(); the synchronous
 # driver closes it), and its ResourceWarning would surface in whichever test ran next.
+# A refused handshake fails within milliseconds; one second of server selection (instead of the
+# default three) still ends in the handshake's own error.
+REFUSED_FAST = {"ORCHESTRATOR_CONNECT_TIMEOUT_S": "1"}
+
+
 @pytest.mark.parametrize("client", ["wrong CA", "system CAs", "no TLS"])
 async def test_an_untrusted_server_or_a_plain_client_is_refused(
         tls_mongo: ServerProcess, pki: PKI, client: str) -> None:
     env = {"ORCHESTRATOR_MONGO_CA_FILE": str(pki.wrong_ca)} if client == "wrong CA" else {}
+    env |= REFUSED_FAST
     url = tls_mongo.url + ("?tls=true" if client == "system CAs" else "")
     code, out = await anyio.to_thread.run_sync(lambda: _list_jobs(url, _db(), **env))
     assert code == 1, out
@@ -97,7 +103,7 @@ async def test_an_untrusted_server_or_a_plain_client_is_refused(
 async def test_mutual_tls_refuses_a_client_without_certificate(
         tls_mongo_mutual: ServerProcess, pki: PKI) -> None:
     code, out = await anyio.to_thread.run_sync(lambda: _list_jobs(
-        tls_mongo_mutual.url, _db(), ORCHESTRATOR_MONGO_CA_FILE=str(pki.ca)))
+        tls_mongo_mutual.url, _db(), ORCHESTRATOR_MONGO_CA_FILE=str(pki.ca), **REFUSED_FAST))
     assert code == 1, out
     assert "cannot reach MongoDB" in out
 
