@@ -202,7 +202,9 @@ def test_the_job_view_follows_a_running_job(ui_server: UiServer,
     events = Events(ui_server, {"view": "job", "job": job_id, "after": position})
     try:
         client.submit(job_spec(job_id, "fedavg", server=SERVER, clients=CLIENTS, rounds=2,
-                               config=FEDAVG_SERVER, client_config=FEDAVG_CLIENT))
+                               # (paced: two rounds of milliseconds could share a batch)
+                               config={**FEDAVG_SERVER, "min_round_s": 0.3},
+                               client_config=FEDAVG_CLIENT))
         got = events.until(lambda m: m.event == "detail"
                            and m.data["status"] == "FINISHED_SUCCESSFULLY")
     finally:
@@ -243,7 +245,7 @@ def test_closed_streams_give_their_connections_back(ui_server: UiServer) -> None
             stream.next()  # (after the position was read; the block follows)
         for stream in streams:
             stream.close()
-        time.sleep(1.5)  # a keep-alive write fails after a block (1 s): the streams end
+        time.sleep(2.5)  # a keep-alive write fails after a block (1 s): the streams end
 
     round_of_streams()
     after_first = connected_clients(ui_server)

@@ -86,13 +86,16 @@ async def workers_of(client: Client) -> tuple[str, list[str]]:
 
 async def submit_fedavg(client: Client, prefix: str, rounds: int = ROUNDS,
                         job_id: str | None = None) -> str:
-    """A small fedavg job (a few hundred samples): a round takes about a second."""
+    """A small fedavg job (a few hundred samples), its rounds paced to half a second each
+    (unpaced they take milliseconds: a page could open on a job already done, or a daemon
+    restart come after its end)."""
     server, clients = await workers_of(client)
     job_id = job_id or unique(prefix)
     shared = {"seed": 5, "features": 8, "classes": 3}
     handle = await client.submit({
         "job_id": job_id, "workload": "fedavg", "rounds": rounds,
-        "server": {"worker": server, "config": {**shared, "test_samples": 200}},
+        "server": {"worker": server,
+                   "config": {**shared, "test_samples": 200, "min_round_s": 0.5}},
         "clients": [{"worker": name, "config": {**shared, "samples": 150, "epochs": 1}}
                     for name in clients],
         "timeouts": {"start_s": 60, "heartbeat_s": 15, "round_s": 90, "job_s": 300},
