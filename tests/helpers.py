@@ -17,6 +17,8 @@ from orchestrator.devstack import stack
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
+    from orchestrator.demo import Supervisor
+
 TEST_BUCKET = "test-bucket"
 #: The workers of the session's live system (the ``live_env`` fixture, tests/conftest.py).
 LIVE_SERVER, LIVE_CLIENTS = "live-server", ["live-client-1", "live-client-2"]
@@ -79,10 +81,11 @@ def s3_client(s3_env: Mapping[str, str]) -> S3Client:
 
 
 @contextlib.contextmanager
-def live_system(stack_env: Mapping[str, str], directory: Path, prefix: str, server: str,
-                clients: Sequence[str]) -> Iterator[dict[str, str]]:
+def live_supervisor(stack_env: Mapping[str, str], directory: Path, prefix: str, server: str,
+                    clients: Sequence[str]) -> Iterator[tuple[dict[str, str], Supervisor]]:
     """A real daemon, a server worker and client workers (processes) in their own namespace
-    and database, registered before it yields their environment; stopped by pid after."""
+    and database, registered before it yields their environment and supervisor; stopped by
+    pid after."""
     from orchestrator.demo import Supervisor  # noqa: PLC0415 - only for the live tests
     from orchestrator.devstack.servers import pid_alive  # noqa: PLC0415
 
@@ -96,13 +99,21 @@ def live_system(stack_env: Mapping[str, str], directory: Path, prefix: str, serv
         for name in clients:
             supervisor.start_worker(name, "client")
         wait_registered(env, [server, *clients])
-        yield env
-        supervisor.check()  # nothing crashed during the tests
+        yield env, supervisor
     finally:
         supervisor.stop_all()
         for child in supervisor.children:
             assert child.popen.returncode is not None
             assert not pid_alive(child.pid)
+
+
+@contextlib.contextmanager
+def live_system(stack_env: Mapping[str, str], directory: Path, prefix: str, server: str,
+                clients: Sequence[str]) -> Iterator[dict[str, str]]:
+    """:func:`live_supervisor`'s environment; nothing may have crashed when it is left."""
+    with live_supervisor(stack_env, directory, prefix, server, clients) as (env, supervisor):
+        yield env
+        supervisor.check()  # nothing crashed during the tests
 
 
 def wait_registered(env: Mapping[str, str], workers: Sequence[str],

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from helpers import subprocess_env, unique, wait_registered
+from helpers import live_supervisor, unique
 
 from orchestrator.demo import Child, Supervisor
 from orchestrator.settings import Settings
@@ -129,21 +129,10 @@ class LiveSystem:
 def live_system(stack_env: Mapping[str, str], directory: Path, prefix: str, server: str,
                 clients: Sequence[str]) -> Iterator[LiveSystem]:
     """A daemon and the workers, registered before it yields; stopped by pid afterwards."""
-    env = subprocess_env(stack_env, ORCHESTRATOR_NAMESPACE=unique(prefix),
-                         ORCHESTRATOR_MONGO_DB=unique(f"{prefix}db").replace("-", "_"),
-                         ORCHESTRATOR_REAPER_INTERVAL_S="0.2")
-    supervisor = Supervisor(directory, env)
-    try:
-        supervisor.start_daemon()
-        supervisor.start_worker(server, "server")
-        for name in clients:
-            supervisor.start_worker(name, "client")
-        wait_registered(env, [server, *clients])
+    with live_supervisor(stack_env, directory, prefix, server, clients) as (env, supervisor):
         system = LiveSystem(env, supervisor, [server, *clients])
         yield system
         system.check()
-    finally:
-        supervisor.stop_all()
 
 
 @dataclass

@@ -86,7 +86,7 @@ async def workers_of(client: Client) -> tuple[str, list[str]]:
 
 async def submit_fedavg(client: Client, prefix: str, rounds: int = ROUNDS,
                         job_id: str | None = None) -> str:
-    """A small fedavg job (a few hundred samples), its rounds paced to half a second each
+    """A small fedavg job (a few hundred samples), its rounds paced to a second each
     (unpaced they take milliseconds: a page could open on a job already done, or a daemon
     restart come after its end)."""
     server, clients = await workers_of(client)
@@ -95,7 +95,7 @@ async def submit_fedavg(client: Client, prefix: str, rounds: int = ROUNDS,
     handle = await client.submit({
         "job_id": job_id, "workload": "fedavg", "rounds": rounds,
         "server": {"worker": server,
-                   "config": {**shared, "test_samples": 200, "min_round_s": 0.5}},
+                   "config": {**shared, "test_samples": 200, "min_round_s": 1.0}},
         "clients": [{"worker": name, "config": {**shared, "samples": 150, "epochs": 1}}
                     for name in clients],
         "timeouts": {"start_s": 60, "heartbeat_s": 15, "round_s": 90, "job_s": 300},
