@@ -204,7 +204,7 @@ async def read_first(cluster: RedisCluster, commands: Sequence[tuple[Any, ...]]
             scope.cancel()
             return
         replies[i] = reply
-        if reply or isinstance(reply, Exception):
+        if reply:  # (an exception in the reply is truthy too)
             scope.cancel()
 
     async with anyio.create_task_group() as tg:

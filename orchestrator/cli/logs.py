@@ -25,9 +25,8 @@ from orchestrator.cli.common import EXIT_OK, cli_settings
 from orchestrator.cli.output import echo_json, json_option, warn
 from orchestrator.cli.running import run_interruptible
 from orchestrator.client import Client, LogLine
-from orchestrator.client.logs import StreamState, parse_stored
 
-__all__ = ["LogLine", "Printer", "StreamState", "logs", "parse_stored"]
+__all__ = ["Printer", "logs"]
 
 
 class Printer:

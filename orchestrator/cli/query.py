@@ -12,7 +12,7 @@ filter.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,7 +23,7 @@ from orchestrator.cli.common import BadInput, cli_settings
 from orchestrator.cli.output import console, echo_json, json_option, screen_fit
 from orchestrator.cli.running import run
 from orchestrator.client import Client
-from orchestrator.core import JobStatus
+from orchestrator.core import JobStatus, parse_utc
 from orchestrator.watch.follow import (
     StreamTail,
     entry_time,
@@ -101,12 +101,10 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     """An ISO 8601 time (UTC when it names no zone); bad input otherwise."""
     if value is None:
         return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"{option} {value!r}: not an ISO 8601 time (e.g. 2026-12-01T10:00)"
-                       ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = parse_utc(value)
+    if when is None:
+        raise BadInput(f"{option} {value!r}: not an ISO 8601 time (e.g. 2026-12-01T10:00)")
+    return when
 
 
 @click.command("list")

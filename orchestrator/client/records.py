@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from orchestrator.core import Job, JobStatus
+from orchestrator.core import Job, JobStatus, parse_utc
 from orchestrator.errors import InvalidSpecError, PermanentError
 
 
@@ -31,13 +31,10 @@ def encode_cursor(job: Job) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """``(created_at, id)`` of a cursor; a malformed one is ``InvalidSpecError``."""
     at, sep, job_id = cursor.partition("|")
-    try:
-        when = datetime.fromisoformat(at)
-    except ValueError:
-        when = None
+    when = parse_utc(at)
     if not sep or not job_id or when is None:
         raise InvalidSpecError(f"not a job list cursor: {cursor!r}")
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)), job_id
+    return when, job_id
 
 
 def status_filter(status: JobStatus | str | None) -> JobStatus | None:
@@ -100,15 +97,7 @@ class WorkerInfo:
 
     @classmethod
     def from_registration(cls, name: str, info: Mapping[str, Any]) -> WorkerInfo:
-        at = info.get("at")
-        when: datetime | None = None
-        if isinstance(at, str):
-            try:
-                when = datetime.fromisoformat(at)
-            except ValueError:
-                when = None
-        if when is not None and when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
+        when = parse_utc(info.get("at")) if isinstance(info.get("at"), str) else None
         return cls(
             name=name,
             role=str(info.get("role", "?")),

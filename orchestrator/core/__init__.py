@@ -3,7 +3,7 @@
 Importing this package loads no I/O library (redis, pymongo, motor, aioboto3, anyio).
 """
 
-from orchestrator.core._types import is_name, validation_problems
+from orchestrator.core._types import is_name, parse_utc, validation_problems
 from orchestrator.core.commands import (
     COMMAND_ADAPTER,
     Command,
@@ -109,6 +109,7 @@ __all__ = [
     "mermaid",
     "new_job",
     "next_deadline_at",
+    "parse_utc",
     "start_command",
     "validation_problems",
 ]

@@ -21,6 +21,17 @@ def _as_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
+
+def parse_utc(value: object) -> datetime | None:
+    """A datetime in UTC (a naive one taken as UTC) from a datetime or an ISO 8601 string;
+    None for anything else (what a stream note or a worker's registration may carry)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return _as_utc(value) if isinstance(value, datetime) else None
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 
 

@@ -30,6 +30,7 @@ from orchestrator.core.events import (
     RoundStarted,
 )
 from orchestrator.core.job import CheckpointRef, JobError, Participant
+from orchestrator.core.joint import final_recorded
 from orchestrator.core.records import CheckpointRecord, MetricRecord
 from orchestrator.core.status import TERMINAL, ErrorCode, JobStatus, ParticipantState, Phase, Role
 
@@ -97,18 +98,15 @@ def deadline(d: Draft, e: DeadlineExpired) -> str:
         d.set_status(JobStatus.FINISHED_WITH_ERROR, "cannot schedule", error)
         return "start deadline expired"
     if e.kind == "finalize":
-        server = d.participants["server"]
-        final = d.get("final_checkpoint")
-        if server.final_checkpoint is None or (
-                final is not None and final.key == server.final_checkpoint):
+        if final_recorded(d):
             # The result is complete; clients that did not end after it are stopped.
             late = sorted(p.id for p in d.participants.values() if p.state in ACTIVE_STATES)
             d.set_status(JobStatus.FINISHED_SUCCESSFULLY,
                          f"server finished; {', '.join(late)} still running, stopped")
             return "finalize deadline expired: clients stopped"
+        wanted = d.participants["server"].final_checkpoint
         error = JobError(code=ErrorCode.CHECKPOINT_FAILED, participant="server",
-                         message=f"final checkpoint {server.final_checkpoint} was never "
-                                 "recorded")
+                         message=f"final checkpoint {wanted} was never recorded")
         d.set_status(JobStatus.FINISHED_WITH_ERROR, "final checkpoint missing", error)
         return "finalize deadline expired"
     limit, what = (t.round_s, f"round {d.get('round')}") if e.kind == "round" else (t.job_s, "job")

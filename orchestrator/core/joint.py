@@ -70,18 +70,24 @@ JOINT: tuple[JointRule, ...] = (
 )
 
 
+def final_recorded(d: Draft) -> bool:
+    """Whether the final checkpoint the server named (if it named one) is the job's recorded
+    final checkpoint: the result is complete."""
+    wanted = d.participants["server"].final_checkpoint
+    final = d.get("final_checkpoint")
+    return wanted is None or (final is not None and final.key == wanted)
+
+
 def joint_state(d: Draft) -> Joint:
     """The participants' states of the draft, summed up for ``JOINT``."""
     parts = d.participants.values()
     server = d.participants["server"]
-    wanted = server.final_checkpoint
-    final = d.get("final_checkpoint")
     clients = [p for p in parts if p.role is Role.CLIENT]
     return Joint(
         cancelling=d.get("phase") is Phase.CANCELLING,
         active=sum(p.state in ACTIVE_STATES for p in parts),
         server=server,
-        final_recorded=wanted is None or (final is not None and final.key == wanted),
+        final_recorded=final_recorded(d),
         healthy_clients=sum(p.state in HEALTHY_STATES for p in clients),
         required_clients=d.original.spec.required_clients,
         client_error=next((p.error for p in clients

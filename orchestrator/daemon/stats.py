@@ -41,7 +41,8 @@ class Stats:
     commands_sent: int = 0
     cas_retries: int = 0
     transient_errors: int = 0
-    #: Status changes by (from, to, error code of a failed job); labelled when scraped
+    #: Status changes by (the rule that made it, from, to, error code of a failed job);
+    #: labelled when scraped
     #: (:meth:`transition_counts`).
     transitions: dict[tuple[str, JobStatus | None, JobStatus, ErrorCode | None], int] = field(
         default_factory=dict)
@@ -65,7 +66,7 @@ class Stats:
         to = entry.to_status
         code = (job.error.code if to is JobStatus.FINISHED_WITH_ERROR and job.error is not None
                 else None)
-        key = (entry.rule or "", entry.from_status, to, code)
+        key = (entry.rule or "unknown", entry.from_status, to, code)
         self.transitions[key] = self.transitions.get(key, 0) + 1
 
     def transition_counts(self) -> Counter[tuple[str, str, str, str]]:
@@ -73,7 +74,7 @@ class Stats:
         that made the change, and :func:`transition_cause`."""
         counts: Counter[tuple[str, str, str, str]] = Counter()
         for (rule, frm, to, code), n in list(self.transitions.items()):
-            counts[(rule or "unknown", transition_cause(to, code),
+            counts[(rule, transition_cause(to, code),
                     frm.value if frm else "none", to.value)] += n
         return counts
 

@@ -30,10 +30,10 @@ from orchestrator.devstack.process import (
     spawn,
     start_server,
 )
+from orchestrator.ui.options import DEFAULT_PORT
 
 UI_DIR = "ui"
 RECORD = "ui.json"
-DEFAULT_PORT = 8710
 MARKER = "orchestrator.cli.main"
 
 

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.ui import views
 from orchestrator.ui.filters import JobFilters
+from orchestrator.watch.follow import utcnow
 
 if TYPE_CHECKING:
     from orchestrator.client import Client
     from orchestrator.client.records import JobPage
     from orchestrator.watch.model import JobDetail
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 async def jobs_page(client: Client, filters: JobFilters) -> JobPage:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.cli.output import jsonable
-from orchestrator.core import Job, Role
+from orchestrator.core import Job, Role, parse_utc
 from orchestrator.watch.model import PREFERRED_METRICS, JobDetail, job_summary
 
 EVENTS_SHOWN = 20
@@ -38,34 +38,23 @@ def script_json(value: Any) -> str:
     return text
 
 
-def as_datetime(value: datetime | str | None) -> datetime | None:
-    """A datetime (naive ones taken as UTC) from a datetime or an ISO 8601 string; None for
-    anything else."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def iso(value: datetime | str | None) -> str:
     """ISO 8601 in UTC with its offset (``2026-12-02T01:02:03.456000+00:00``); '' for None."""
-    when = as_datetime(value)
+    when = parse_utc(value)
     return "" if when is None else when.astimezone(UTC).isoformat()
 
 
 def shown_time(value: datetime | str | None) -> str:
     """``2026-12-02 01:02:03 UTC`` (what a page shows before its script localises it)."""
-    when = as_datetime(value)
+    when = parse_utc(value)
     return "-" if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def age_seconds(value: datetime | str | None, now: datetime) -> float | None:
     """Seconds from ``value`` to ``now`` (never negative); None without ``value``."""
-    when = as_datetime(value)
+    when = parse_utc(value)
     return None if when is None else max(0.0, (now - when).total_seconds())
 
 
@@ -147,7 +136,7 @@ def _participant_order(item: tuple[str, Any]) -> tuple[str, int, str]:
 def event_line(note: Mapping[str, Any]) -> str:
     """One line of ``#events``: time, status, phase, round, reason."""
     at = note.get("at")
-    when = shown_time(at) if as_datetime(at) is not None else str(at or "-")
+    when = shown_time(at) if parse_utc(at) is not None else str(at or "-")
     parts = [when, str(note.get("status") or "-"), str(note.get("phase") or "-"),
              f"round {note.get('round', '-')}", str(note.get("reason") or "")]
     return "  ".join(parts).rstrip()
@@ -192,7 +181,6 @@ __all__ = [
     "EXCERPT_CHARS",
     "LOG_LINES_SHOWN",
     "age_seconds",
-    "as_datetime",
     "charts",
     "detail_data",
     "error_text",

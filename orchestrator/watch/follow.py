@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from orchestrator.core import Job, JobStatus, ParticipantState
+from orchestrator.core import Job, JobStatus, ParticipantState, parse_utc
 from orchestrator.errors import error_gist
 from orchestrator.watch.model import JobDetail
 
@@ -69,16 +69,7 @@ def parse_update(entry_id: Any, fields: Mapping[Any, Any]) -> dict[str, Any]:
         data[key] = value
     eid = _text(entry_id)
     data["entry_id"] = eid
-    at = data.get("at")
-    parsed: datetime | None = None
-    if isinstance(at, str):
-        try:
-            parsed = datetime.fromisoformat(at)
-        except ValueError:
-            parsed = None
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    data["at"] = parsed or entry_time(eid)
+    data["at"] = parse_utc(data.get("at")) or entry_time(eid)
     for name in ("round", "version"):
         if isinstance(data.get(name), str) and data[name].lstrip("-").isdigit():
             data[name] = int(data[name])
