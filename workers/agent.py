@@ -8,12 +8,13 @@ Theory of operation. :meth:`WorkerAgent.run` is one anyio task group holding
   this worker is alive;
 * the heartbeat timer (:class:`~workers.heartbeats.Heartbeats`): one task for every
   participant, each beating at the ``heartbeat_interval_s`` of its start command;
-* the command loop: a :class:`~orchestrator.bus.consumer.StreamConsumer` on this worker's
-  command stream. Each entry of a read is handled in turn — a ``participant.start`` once its
-  run exists and beats (it says ``started`` when it gets a slot), a ``participant.stop`` once
-  the stop was requested, a bad entry dead-lettered — and then the handled ones are acknowledged
-  with one XACK for the whole read. A read's entries are handled and acknowledged shielded from
-  a shutdown, so a shutdown never leaves started runs unacknowledged while Redis is up;
+* the command loop (:mod:`workers.command_loop`): a
+  :class:`~orchestrator.bus.consumer.StreamConsumer` on this worker's command stream. Each
+  entry of a read is handled in turn (:meth:`WorkerAgent._handle_entry`) — a
+  ``participant.start`` once its run exists and beats (it says ``started`` when it gets a
+  slot), a ``participant.stop`` once the stop was requested, a bad entry dead-lettered — and
+  then the handled ones are acknowledged with one XACK for the whole read, shielded from a
+  shutdown;
 * one task per participant (:class:`~workers.participant.ParticipantRun`), whose workload runs
   in a child process of its own (:mod:`workers.isolation`) unless the workload is declared
   ``light``, the worker runs ``isolation="inline"``, or a child could not import it (a
@@ -35,10 +36,8 @@ participant with reason "worker shutting down", flushes the outbox for at most
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -47,15 +46,14 @@ from redis.asyncio import Redis
 from structlog.typing import FilteringBoundLogger
 
 from orchestrator import __version__
-from orchestrator.bus import Bus, Entry, StreamConsumer
+from orchestrator.bus import Bus, Entry
 from orchestrator.bus.keys import Keys
-from orchestrator.bus.retry import Backoff
 from orchestrator.core.commands import MembershipChanged, StartParticipant, StopParticipant
 from orchestrator.core.events import ParticipantFailed, ParticipantStopped
-from orchestrator.errors import BusError
 from orchestrator.logs import get_logger
 from orchestrator.storage import ObjectStore
 from workers.admission import Refusal, admit
+from workers.command_loop import command_consumer, read_commands
 from workers.commands import Recent, decode_command
 from workers.config import SHUTDOWN_REASON, AgentConfig, short
 from workers.heartbeats import Heartbeats
@@ -174,57 +172,11 @@ class WorkerAgent:
     async def _command_loop(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        cfg = self.config
-        consumer = StreamConsumer(
-            self.redis,
-            [self.keys.commands(cfg.name)],
-            self.keys.worker_group,
-            cfg.name,
-            batch=cfg.batch,
-            block_ms=cfg.block_ms,
-            max_deliveries=cfg.max_deliveries,
-            reclaim_idle_ms=cfg.reclaim_idle_ms,
-            dead_letter=self.keys.dead_letter,
-        )
+        consumer = command_consumer(self.redis, self.keys, self.config)
         task_status.started()
         with self._commands_scope:
-            await self._retry_bus("create the command group", consumer.ensure_groups)
-            backoff = Backoff()
-            entries: list[Entry] = []
-            while True:
-                if not entries:
-                    # Idle (or just started): everything read so far is acknowledged, so our
-                    # pending list holds only entries whose XREADGROUP reply a dropped
-                    # connection lost. Read them again, at no cost to a busy stream.
-                    consumer.rewind()
-                try:
-                    entries = await consumer.read()
-                except BusError as exc:  # read retries connection errors itself; not these
-                    self.log.warning("cannot read commands", error=str(exc))
-                    entries = []
-                    await backoff.sleep()
-                    continue
-                backoff.reset()
-                with anyio.CancelScope(shield=True):
-                    await self._handle_read(consumer, entries)
-
-    async def _handle_read(self, consumer: StreamConsumer, entries: Sequence[Entry]) -> None:
-        """Handle every entry of one read, then acknowledge the handled ones with one XACK."""
-        handled: list[Entry] = []
-        for entry in entries:
-            try:
-                problem = await self._handle_entry(entry)
-            except Exception as exc:  # a bug of ours: never let it kill the worker
-                self.log.exception("cannot handle a command", entry_id=entry.id)
-                problem = f"worker error: {exc!r}"
-            if problem is None:
-                handled.append(entry)
-            else:
-                await self._retry_bus(
-                    "dead-letter a command", functools.partial(consumer.dead_letter, entry, problem)
-                )
-        if handled:
-            await self._retry_bus("acknowledge commands", functools.partial(consumer.ack, handled))
+            await read_commands(consumer, self._handle_entry, log=self.log,
+                                shutdown=self._shutdown)
 
     async def _handle_entry(self, entry: Entry) -> str | None:
         """Carry out one entry's command; return why it cannot be carried out, if it cannot."""
@@ -247,23 +199,6 @@ class WorkerAgent:
                 self.log.info("clients gone", job_id=command.job_id, gone=command.gone,
                               reason=command.reason)
                 run.note_gone(command.gone, command.reason)
-
-    async def _retry_bus(self, what: str, op: Callable[[], Awaitable[None]]) -> None:
-        """Run ``op`` until Redis takes it (commands are idempotent here), or until it failed
-        once a shutdown was requested (what it did not do is then done by the next process)."""
-        backoff = Backoff(cap_s=2.0)
-        while True:
-            try:
-                await op()
-            except BusError as exc:
-                if backoff.attempts == 0 or backoff.attempts % 20 == 0:
-                    self.log.warning(f"cannot {what}; retrying", error=str(exc))
-                if self._shutdown.is_set():
-                    self.log.warning(f"gave up trying to {what}: shutting down")
-                    return
-                await backoff.sleep()
-            else:
-                return
 
     def _events(self, job_id: str, participant: str, secret: str | None) -> ParticipantEvents:
         """The event stamper of one run, signing with the run secret of its command."""

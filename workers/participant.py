@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -179,6 +180,8 @@ class ParticipantRun:
         # so that an ended run is freed at once instead of by the cyclic garbage collector,
         # whose passes grow with every run still waiting for one.
         self.context = self.uploads = None
+        # Let the outbox send the end first: the line below is not on the job's path.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
         # One INFO line per run, at its end (the start is at DEBUG).
         self.log.info(f"participant {ending.outcome}", workload=command.workload,
                       run_id=command.run_id, detail=ending.detail or None,

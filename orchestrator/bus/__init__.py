@@ -1,10 +1,11 @@
 """The Redis Streams event bus.
 
 ``wire`` (entries, the client, error translation), ``consumer`` (``StreamConsumer``: reading a
-consumer group reliably), ``producer`` (``Bus``: what producers write), ``packing``
-(``execute_batch``: many commands in one round trip), ``resp`` (packing them), ``cluster``
-(the same on Redis Cluster: one pipeline per node, reads per stream), ``keys`` (every key
-name), ``retry`` (``Backoff``).
+consumer group reliably), ``reading`` (its XREADGROUP and group commands), ``reclaim`` (its
+taking over and dead-lettering of pending entries), ``producer`` (``Bus``: what producers
+write), ``packing`` (``execute_batch``: many commands in one round trip), ``resp`` (packing
+them), ``cluster`` (the same on Redis Cluster: one pipeline per node, reads per stream),
+``keys`` (every key name), ``retry`` (``Backoff``).
 
 The names below are loaded on first use, so that importing a light submodule
 (``orchestrator.bus.keys`` or ``.retry``, as storage and the CLI do) loads neither redis-py

@@ -16,13 +16,15 @@ dedupe on the producer's ``event_id``, never on the entry id.
 
 On Redis Cluster (``orchestrator.bus.cluster``) the streams of one consumer may live on
 different nodes and always live in different slots, and XREADGROUP cannot span slots. The
-consumer then reads each stream with its own XREADGROUP: first without blocking, all streams
-at once (one round trip per node); only if all are empty, blocking on every stream
-concurrently, where the first that returns entries cancels the others. A read cut off that way
-may have been served by Redis already (entries delivered to us whose reply was never read), so
-the consumer then re-reads its own pending entries of that stream *after the last id it
-returned* (a history read, as on start): nothing is lost and nothing returned twice.
+consumer then reads each stream with its own XREADGROUP (``orchestrator.bus.reading``): first
+without blocking, all streams at once (one round trip per node); only if all are empty,
+blocking on every stream concurrently, where the first that returns entries cancels the
+others. A read cut off that way may have been served by Redis already (entries delivered to
+us whose reply was never read), so the consumer then re-reads its own pending entries of that
+stream *after the last id it returned* (a history read, as on start): nothing is lost and
+nothing returned twice.
 
+What ``reclaim`` claims and what it dead-letters instead is in ``orchestrator.bus.reclaim``.
 Connection errors are retried with backoff by ``read``; the other methods raise
 ``BusUnavailableError`` (transient) and callers retry. Trimming (``trim``) uses XTRIM MINID
 at the oldest entry some group still needs, so it never passes a pending entry.
@@ -31,32 +33,29 @@ at the oldest entry some group still needs, so it never passes a pending entry.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from orchestrator.bus.cluster import read_first
-from orchestrator.bus.housekeeping import id_order, pending_count, trim_streams
+from orchestrator.bus.housekeeping import pending_count, trim_streams
 from orchestrator.bus.packing import execute_batch
-from orchestrator.bus.retry import Backoff
-from orchestrator.bus.wire import (
-    TRANSIENT_REDIS_ERRORS,
-    Batch,
-    Entry,
-    Redis,
-    dead_letter_fields,
-    entries_of_reply,
-    text,
-    translated,
+from orchestrator.bus.reading import create_group, read_cluster, read_group, unless_nogroup
+from orchestrator.bus.reclaim import (
+    DEAD_LETTER_MAXLEN,
+    DELETED_BEFORE_ACK,
+    autoclaim_parts,
+    copy_and_ack,
+    note_newest,
+    unclaimable,
+    with_deliveries,
 )
-from orchestrator.errors import BusError
+from orchestrator.bus.retry import Backoff
+from orchestrator.bus.wire import TRANSIENT_REDIS_ERRORS, Batch, Entry, Redis, translated
 from orchestrator.logs import get_logger
 
 T = TypeVar("T")
-
-DEAD_LETTER_MAXLEN = 100_000
 
 _log = get_logger("orchestrator.bus")
 
@@ -111,21 +110,12 @@ class StreamConsumer:
         """Create the group on every stream (from id 0, creating the stream); BUSYGROUP is ok."""
         async with translated("XGROUP CREATE"):
             for stream in self.streams:
-                await self._create_group(stream)
-
-    async def _create_group(self, stream: str) -> bool:
-        try:
-            await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-            return False
-        return True
+                await create_group(self.redis, stream, self.group)
 
     async def _recreate_groups(self) -> None:
         created = 0
         for stream in self.streams:
-            created += await self._create_group(stream)
+            created += await create_group(self.redis, stream, self.group)
         if created:
             self.groups_recreated += created
             self._log.warning("consumer group recreated after NOGROUP", created=created)
@@ -152,7 +142,7 @@ class StreamConsumer:
             try:
                 entries = await self._read_once()
             except ResponseError as exc:
-                _unless_nogroup(exc, "XREADGROUP")
+                unless_nogroup(exc, "XREADGROUP")
                 await self._with_retry(self._recreate_groups)
                 continue
             except TRANSIENT_REDIS_ERRORS as exc:
@@ -182,33 +172,19 @@ class StreamConsumer:
     async def _read_group(self, streams: Mapping[str, str], block: int | None,
                           deliveries: int = 1) -> list[Entry]:
         if self._cluster is None:
-            return entries_of_reply(await self._xreadgroup(streams, block), deliveries)
+            return await read_group(self.redis, streams, block, group=self.group,
+                                    consumer=self.consumer, count=self.batch,
+                                    deliveries=deliveries)
         try:
-            entries = await self._read_cluster(self._cluster, streams, block, deliveries)
+            entries, cut_off = await read_cluster(
+                self._cluster, streams, block, group=self.group, consumer=self.consumer,
+                count=self.batch, deliveries=deliveries)
         except BaseException:  # the nodes that answered may have delivered entries to us
             self._reread_after_returned(streams)
             raise
+        self._reread_after_returned(cut_off)
         self._returned.update((entry.stream, entry.id) for entry in entries)
         return entries
-
-    async def _read_cluster(self, cluster: RedisCluster, streams: Mapping[str, str],
-                            block: int | None, deliveries: int) -> list[Entry]:
-        """One XREADGROUP per stream (see the module): without blocking first, all streams in
-        one round trip per node; then, with ``block``, blocking on each concurrently. (One
-        stream with ``block`` is one blocking read: nothing to cut off.)"""
-        if block is None or len(streams) > 1:
-            commands = [self._xreadgroup_args({stream: cursor}, None)
-                        for stream, cursor in streams.items()]
-            replies = await execute_batch(cluster, commands)
-            entries = [e for reply in replies for e in entries_of_reply(reply, deliveries)]
-            if entries or block is None:
-                return entries
-        blocking = [self._xreadgroup_args({stream: cursor}, block)
-                    for stream, cursor in streams.items()]
-        names = list(streams)
-        got, cut_off = await read_first(cluster, blocking)
-        self._reread_after_returned([names[i] for i in cut_off])
-        return [e for i in sorted(got) for e in entries_of_reply(got[i], deliveries)]
 
     def _reread_after_returned(self, streams: Iterable[str]) -> None:
         """Read our pending entries of ``streams`` past the last id returned, on the next read
@@ -217,25 +193,6 @@ class StreamConsumer:
         for stream in streams:
             if self._history.get(stream) is None:
                 self._history[stream] = self._returned.get(stream, "0")
-
-    async def _xreadgroup(self, streams: Mapping[str, str], block: int | None) -> Any:
-        """XREADGROUP with the reply as the server sent it, for ``entries_of_reply``.
-
-        The command name goes as bytes, which redis-py has no response callback for, so it
-        does not first rebuild the reply into its own tuples and dicts (whose shape also
-        varies with the protocol and redis-py's ``legacy_responses``).
-        """
-        args = self._xreadgroup_args(streams, block)
-        return await self.redis.execute_command(*args)
-
-    def _xreadgroup_args(self, streams: Mapping[str, str], block: int | None
-                         ) -> tuple[Any, ...]:
-        args: list[Any] = [b"XREADGROUP", "GROUP", self.group, self.consumer,
-                           "COUNT", self.batch]
-        if block is not None:
-            args += ["BLOCK", block]
-        args += ["STREAMS", *streams.keys(), *streams.values()]
-        return tuple(args)
 
     # --- acknowledging ---------------------------------------------------------------------
     def queue_ack(self, batch: Batch, entries: Iterable[Entry]) -> None:
@@ -256,30 +213,13 @@ class StreamConsumer:
         """Copy the entry and the reason to the dead-letter stream and acknowledge it (MULTI;
         on a cluster, where the two keys are in different slots, the copy first, then the
         acknowledgement: a crash between them leaves a copy and a pending entry, never
-        neither)."""
+        neither; ``orchestrator.bus.reclaim.copy_and_ack``)."""
         async with translated("dead-letter"):
-            if self._cluster is not None:
-                await execute_batch(self._cluster, self._dead_letter_batch(entry, reason))
-            else:
-                pipe = self.redis.pipeline(transaction=True)
-                if self.dead_letter_stream is not None:
-                    fields = dead_letter_fields(entry, reason, self.group, self.consumer)
-                    pipe.xadd(self.dead_letter_stream, fields,  # type: ignore[arg-type]
-                              maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-                pipe.xack(entry.stream, self.group, entry.id)
-                await pipe.execute()
+            await copy_and_ack(self.redis, entry, reason, group=self.group,
+                               consumer=self.consumer, dead_letter=self.dead_letter_stream)
         self.dead_lettered += 1
         self._log.warning("entry dead-lettered", stream=entry.stream, entry_id=entry.id,
                           reason=reason, deliveries=entry.deliveries)
-
-    def _dead_letter_batch(self, entry: Entry, reason: str) -> Batch:
-        batch: Batch = []
-        if self.dead_letter_stream is not None:
-            fields = dead_letter_fields(entry, reason, self.group, self.consumer)
-            batch.append(("XADD", self.dead_letter_stream, "MAXLEN", "~", DEAD_LETTER_MAXLEN,
-                          "*", *(part for pair in fields.items() for part in pair)))
-        batch.append(("XACK", entry.stream, self.group, entry.id))
-        return batch
 
     # --- taking over from dead consumers ------------------------------------------------------
     async def reclaim(self) -> list[Entry]:
@@ -294,7 +234,7 @@ class StreamConsumer:
             for stream in self.streams:
                 claimed.extend(await self._reclaim_stream(stream))
         except ResponseError as exc:
-            _unless_nogroup(exc, "XAUTOCLAIM")
+            unless_nogroup(exc, "XAUTOCLAIM")
             await self._with_retry(self._recreate_groups)
         except TRANSIENT_REDIS_ERRORS as exc:
             self._log.warning("redis unavailable during reclaim", error=str(exc))
@@ -305,39 +245,20 @@ class StreamConsumer:
         reply = await self.redis.xautoclaim(
             stream, self.group, self.consumer, self.reclaim_idle_ms, start, count=self.batch
         )
-        cursor, messages = reply[0], reply[1]
-        deleted = reply[2] if len(reply) > 2 else []
-        self._reclaim_cursor[stream] = text(cursor)
+        cursor, messages, deleted = autoclaim_parts(reply)
+        self._reclaim_cursor[stream] = cursor
         for entry_id in deleted:
-            await self.dead_letter(
-                Entry(stream, text(entry_id), {}, 0),
-                "entry was deleted or trimmed from the stream before it was acknowledged",
-            )
-        if not messages:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for entry_id, _fields in messages:
-            pipe.xpending_range(stream, self.group, entry_id, entry_id, 1, self.consumer)
-        counts: list[Any] = await pipe.execute()
+            await self.dead_letter(Entry(stream, entry_id, {}, 0), DELETED_BEFORE_ACK)
         result: list[Entry] = []
-        for (entry_id, fields), pending in zip(messages, counts, strict=True):
-            deliveries = int(pending[0]["times_delivered"]) if pending else 1
-            decoded = {text(k): text(v) for k, v in fields.items()} if fields else {}
-            entry = Entry(stream, text(entry_id), decoded, deliveries)
-            if not decoded:
-                await self.dead_letter(entry, "entry was deleted from the stream while pending")
-            elif deliveries > self.max_deliveries:
-                await self.dead_letter(
-                    entry, f"delivered {deliveries} times (max {self.max_deliveries}) "
-                    "without being acknowledged"
-                )
-            else:
+        for entry in await with_deliveries(self.redis, stream, self.group, self.consumer,
+                                           messages):
+            reason = unclaimable(entry, self.max_deliveries)
+            if reason is None:
                 result.append(entry)
+            else:
+                await self.dead_letter(entry, reason)
         if result and self._cluster is not None:
-            newest = max(result, key=lambda e: id_order(e.id)).id
-            last = self._returned.get(stream)
-            if last is None or id_order(newest) > id_order(last):
-                self._returned[stream] = newest
+            note_newest(self._returned, stream, result)
         if result:
             self._log.info("reclaimed pending entries", stream=stream, count=len(result))
         return result
@@ -364,12 +285,6 @@ class StreamConsumer:
                 continue
             self._backoff.reset()
             return result
-
-
-def _unless_nogroup(exc: ResponseError, command: str) -> None:
-    """Raise ``BusError`` for a refusal other than NOGROUP (a lost group is recreated)."""
-    if "NOGROUP" not in str(exc):
-        raise BusError(f"{command} refused: {exc}") from exc
 
 
 def _ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[str]]:

@@ -9,13 +9,11 @@ checkpoints and stored logs from the object store, each connected on first use. 
 from __future__ import annotations
 
 import builtins
-import getpass
-import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import anyio
 
@@ -31,48 +29,25 @@ from orchestrator.client.logs import (
     participant_lines,
     read_state,
 )
-from orchestrator.client.records import (
-    CancelResult,
-    Change,
-    JobPage,
-    WorkerInfo,
-    decode_cursor,
-    encode_cursor,
-    status_filter,
+from orchestrator.client.lookups import (
+    explanation,
+    find_job,
+    job_page,
+    job_query,
+    manifest_rows,
+    newest_rejection,
 )
-from orchestrator.client.specs import (
-    SpecProblems,
-    SpecSource,
-    named,
-    parse_spec,
-    same_request,
-    worker_warnings,
-)
+from orchestrator.client.records import CancelResult, Change, JobPage, WorkerInfo
+from orchestrator.client.specs import SpecSource, same_request
+from orchestrator.client.submitting import prepared, requested_by, worker_advice
 from orchestrator.client.updates import batches, position, recent
-from orchestrator.client.why import Explanation, explain, explain_rejection
+from orchestrator.client.why import Explanation
 from orchestrator.core import Job, JobSpec, JobStatus
-from orchestrator.errors import (
-    JobNotFoundError,
-    OrchestratorError,
-    PermanentError,
-    WaitTimeoutError,
-)
+from orchestrator.errors import WaitTimeoutError
 from orchestrator.settings import Settings, load_settings
-from orchestrator.store.port import JobQuery, RefusedEvent, Rejection
+from orchestrator.store.port import RefusedEvent, Rejection
 from orchestrator.watch.follow import Follower, Frame, load_detail, utcnow
 from orchestrator.watch.model import JobDetail
-
-if TYPE_CHECKING:
-    from orchestrator.bus import Bus
-
-
-def requested_by() -> str:
-    """Who asks, for the cancel request's record: ``user@host (client)``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} (client)"
 
 
 class Client:
@@ -110,16 +85,7 @@ class Client:
         """The spec as it would be submitted (validated, its job id and key filled in) and
         its warnings; ``SpecProblems`` lists every problem. A ``Path``, or a string that is
         not a JSON object (``"examples/noop.json"``), names a file to read."""
-        if isinstance(spec, str) and not spec.lstrip().startswith(("{", "[")):
-            spec = Path(spec)
-        if isinstance(spec, Path):
-            name = name or str(spec)
-            try:
-                spec = spec.read_bytes()
-            except OSError as exc:
-                raise SpecProblems(f"{name}: cannot read: {exc.strerror}") from exc
-        parsed, warnings = parse_spec(spec, name or "spec")
-        return named(parsed, idempotency_key), warnings
+        return prepared(spec, idempotency_key=idempotency_key, name=name)
 
     async def submit(self, spec: SpecSource | Path, *, idempotency_key: str | None = None,
                      check_workers: bool = True) -> JobHandle:
@@ -129,33 +95,18 @@ class Client:
         ready, warnings = self.prepare(spec, idempotency_key=idempotency_key)
         bus = await self.connections.bus()
         if check_workers:
-            warnings += await self._worker_warnings(bus, ready)
+            warnings += await worker_advice(bus, ready)
         wire = ready.model_dump_json(exclude_none=True)
         entry_id = await bus.submit(wire, idempotency_key=ready.idempotency_key)
         assert ready.job_id is not None  # (named() always names it)
         return JobHandle(self, ready.job_id, entry_id, JobSpec.model_validate_json(wire),
                          warnings)
 
-    async def _worker_warnings(self, bus: Bus, spec: JobSpec) -> list[str]:
-        names = sorted({spec.participant_spec(pid).worker for pid in spec.participant_ids()})
-        try:
-            alive = await bus.alive_workers(names)
-        except OrchestratorError:  # the check is advice: the daemon decides anyway
-            return []
-        return worker_warnings(spec, alive)
-
     # --- reading jobs ----------------------------------------------------------------------
     async def get(self, job_id: str) -> Job:
         """The job as stored; ``JobNotFoundError`` (with the rejection, when the daemon
         refused a submission of that id)."""
-        job = await (await self.connections.store()).find_by_id(job_id)
-        if job is not None:
-            return job
-        rejection = await self.rejection(job_id)
-        if rejection is not None:
-            raise JobNotFoundError(f"no job with id {job_id!r}: its submission was rejected "
-                                   f"({rejection.kind}: {rejection.reason})")
-        raise JobNotFoundError(f"no job with id {job_id!r}")
+        return await find_job(await self.connections.store(), job_id)
 
     async def detail(self, job_id: str) -> JobDetail:
         """The job with its metric rows and manifest, as ``orchestrator status`` shows it."""
@@ -169,30 +120,16 @@ class Client:
                    cursor: str | None = None) -> JobPage:
         """Jobs newest first, filtered (all filters combine). Page with ``cursor`` (the
         previous page's ``next_cursor``: stable while jobs arrive) or ``skip``/``limit``."""
-        if limit < 1:
-            raise PermanentError("limit must be at least 1")
-        for key in labels or {}:  # (a label key is a document path in the store's query)
-            if not key or "." in key or key.startswith("$"):
-                raise PermanentError(f"label key {key!r}: not empty, no '.', no leading '$'")
-        query = JobQuery(
-            status=status_filter(status),
-            workload=workload, labels=tuple(sorted((labels or {}).items())),
-            created_after=created_after, created_before=created_before,
-            older_than=None if cursor is None else decode_cursor(cursor))
+        query = job_query(status=status, workload=workload, labels=labels,
+                          created_after=created_after, created_before=created_before,
+                          limit=limit, cursor=cursor)
         store = await self.connections.store()
-        jobs = await store.find_jobs(query, limit=limit + 1, skip=skip)
-        more = len(jobs) > limit
-        jobs = jobs[:limit]
-        return JobPage(jobs, encode_cursor(jobs[-1]) if more and jobs else None)
+        return job_page(await store.find_jobs(query, limit=limit + 1, skip=skip), limit)
 
     async def rejection(self, job_id: str, entry_id: str | None = None) -> Rejection | None:
         """The daemon's newest rejection naming ``job_id`` (of the submission ``entry_id``
         when given)."""
-        rows = await (await self.connections.store()).rejections(
-            limit=1 if entry_id is None else 50, job_id=job_id)
-        if entry_id is not None:
-            rows = [r for r in rows if r.entry_id == entry_id]
-        return rows[0] if rows else None
+        return await newest_rejection(await self.connections.store(), job_id, entry_id)
 
     async def rejections(self, *, since: datetime | None = None, limit: int = 100,
                          job_id: str | None = None) -> builtins.list[Rejection]:
@@ -203,19 +140,11 @@ class Client:
     async def refused_events(self, job_id: str | None = None, limit: int = 100
                              ) -> builtins.list[RefusedEvent]:
         """Events the daemon refused as not authentic, newest first."""
-        store = await self.connections.store()
-        return await store.refused_events(limit=limit, job_id=job_id)
+        return await (await self.connections.store()).refused_events(limit=limit, job_id=job_id)
 
     async def why(self, job_id: str) -> Explanation:
         """A short causal account of how the job ended (or of its rejection)."""
-        store = await self.connections.store()
-        job = await store.find_by_id(job_id)
-        if job is None:
-            rejection = await self.rejection(job_id)
-            if rejection is None:
-                raise JobNotFoundError(f"no job with id {job_id!r}")
-            return explain_rejection(rejection)
-        return explain(job, utcnow(), await store.refused_events(limit=20, job_id=job_id))
+        return await explanation(await self.connections.store(), job_id)
 
     # --- following -------------------------------------------------------------------------
     async def frames(self, job_id: str | None = None, *, limit: int = 20
@@ -302,16 +231,8 @@ class Client:
                           round_: int | None = None) -> builtins.list[dict[str, Any]]:
         """The job's model trail: its manifest rows (round, participant, key, size, sha256,
         parent, final, at), oldest round first."""
-        from orchestrator.watch.model import checkpoint_rows  # noqa: PLC0415
-
         store = await self.connections.store()
-        await self.get(job_id)
-        rows = checkpoint_rows(await store.checkpoints(job_id))
-        if final_only:
-            rows = [r for r in rows if r["final"]]
-        if round_ is not None:
-            rows = [r for r in rows if r["round"] == round_]
-        return rows
+        return await manifest_rows(store, job_id, final_only=final_only, round_=round_)
 
     async def presign(self, key: str, expires_s: int = 3600) -> str:
         """A presigned GET URL of a checkpoint (S3 only)."""

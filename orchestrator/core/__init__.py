@@ -34,6 +34,7 @@ from orchestrator.core.events import (
     RoundStarted,
 )
 from orchestrator.core.job import (
+    HISTORY_ADAPTER,
     CheckpointRef,
     HistoryEntry,
     Job,
@@ -59,6 +60,7 @@ __all__ = [
     "COMMAND_ADAPTER",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
+    "HISTORY_ADAPTER",
     "JOINT",
     "RULES",
     "TERMINAL",

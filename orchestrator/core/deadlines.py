@@ -59,7 +59,7 @@ def deadlines(job: Timed) -> list[Deadline]:
             found.append(Deadline(start + delta, kind, pid))
 
     if job.status is JobStatus.NOT_STARTED:
-        arm(job.created_at, t.start, "start")
+        arm(job.created_at, t.start, "start")  # (= start_deadline_at)
     elif job.status is JobStatus.IN_PROGRESS and job.phase is Phase.CANCELLING:
         arm(job.cancel_requested_at, t.cancel_grace, "cancel_grace")
     elif job.status is JobStatus.IN_PROGRESS:
@@ -73,6 +73,11 @@ def deadlines(job: Timed) -> list[Deadline]:
             arm(job.participants["server"].finished_at, t.heartbeat, "finalize")
     found.sort(key=lambda d: (d.at, d.kind, d.participant or ""))
     return found
+
+
+def start_deadline_at(spec: JobSpec, created_at: datetime) -> datetime:
+    """The one deadline of a job not started yet: its workers must take it by then."""
+    return created_at + spec.timeouts.deltas.start
 
 
 def next_deadline_at(job: Timed) -> datetime | None:

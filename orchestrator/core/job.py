@@ -34,11 +34,14 @@ class JobError(BaseModel):
     participant: str | None = None
 
 
-class HistoryEntry(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
     """One status change: from, to, when, which event caused it, why, and the rule of the
-    state machine that made it (``RULES``' summary, the deadline, or the ``JOINT`` rule)."""
+    state machine that made it (``RULES``' summary, the deadline, or the ``JOINT`` rule).
+    A dataclass like ``Job``: built by code from validated values (one per status change),
+    validated and dumped by pydantic with the job (``HISTORY_ADAPTER`` on its own)."""
 
-    model_config = _MODEL
+    __pydantic_config__ = _MODEL
 
     from_status: JobStatus | None
     to_status: JobStatus
@@ -137,6 +140,8 @@ class Job:
 
 #: Validates and dumps jobs (``Job`` is a dataclass: pydantic works on it through this).
 JOB_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
+#: Dumps history entries on their own (a partial write's ``$push``).
+HISTORY_ADAPTER: TypeAdapter[HistoryEntry] = TypeAdapter(HistoryEntry)
 
 
 def document_value(job: Job, path: str) -> Any:

@@ -38,11 +38,11 @@ docs/state-machine.md are drawn from the two tables by ``orchestrator.core.diagr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from orchestrator.core import handlers as h
-from orchestrator.core.deadlines import next_deadline_at
+from orchestrator.core.deadlines import start_deadline_at
 from orchestrator.core.draft import Draft
 from orchestrator.core.events import EVENT_TYPES, PARTICIPANT_EVENT_TYPES, Event, ParticipantEvent
 from orchestrator.core.job import HistoryEntry, Job, Participant
@@ -61,11 +61,11 @@ def new_job(job_id: str, spec: JobSpec, now: datetime, *, event_id: str = "submi
                          worker=spec.participant_spec(pid).worker)
         for pid in spec.participant_ids()
     }
-    job = Job(id=job_id, spec=spec, participants=participants, created_at=now, updated_at=now,
-              idempotency_key=spec.idempotency_key,
-              history=[HistoryEntry(from_status=None, to_status=JobStatus.NOT_STARTED, at=now,
-                                    event_id=event_id, reason="submitted", rule="submission")])
-    return replace(job, deadline_at=next_deadline_at(job))
+    return Job(id=job_id, spec=spec, participants=participants, created_at=now, updated_at=now,
+               idempotency_key=spec.idempotency_key,
+               deadline_at=start_deadline_at(spec, now),
+               history=[HistoryEntry(from_status=None, to_status=JobStatus.NOT_STARTED, at=now,
+                                     event_id=event_id, reason="submitted", rule="submission")])
 
 
 # --- the event table -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from orchestrator.bus import Entry, StreamConsumer
@@ -42,6 +43,9 @@ async def read_batches(consumer: StreamConsumer, batches: ObjectSendStream[list[
                 caught_up.set()
             if entries:
                 await batches.send(entries)
+                # Let the handler start on this batch before the next read is issued: at light
+                # load the job's next hop waits on it, not on the read (a yield, not a timer).
+                await anyio.lowlevel.checkpoint()
         tg.cancel_scope.cancel()
 
 

@@ -20,6 +20,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure, PyMongoError
 
 from orchestrator.core import (
     ACTIVE,
+    HISTORY_ADAPTER,
     CheckpointRecord,
     Job,
     JobStatus,
@@ -69,7 +70,8 @@ def _update(write: JobWrite, token: str) -> dict[str, Any]:
     fields[WRITE_TOKEN] = token
     update: dict[str, Any] = {"$set": fields}
     if write.history:
-        update["$push"] = {"history": {"$each": [h.model_dump() for h in write.history]}}
+        pushed = [HISTORY_ADAPTER.dump_python(h) for h in write.history]
+        update["$push"] = {"history": {"$each": pushed}}
     return update
 
 

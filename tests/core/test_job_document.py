@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from orchestrator.core import (
+    HISTORY_ADAPTER,
     Decision,
     Job,
     JobDispatched,
@@ -76,7 +77,7 @@ def apply_update(doc: dict[str, Any], d: Decision) -> dict[str, Any]:
         for key in parents:
             target = target[key]
         target[leaf] = document_value(d.job, path)
-    doc["history"] = [*doc["history"], *(h.model_dump(mode="python") for h in d.history)]
+    doc["history"] = [*doc["history"], *(HISTORY_ADAPTER.dump_python(h) for h in d.history)]
     return doc
 
 
