@@ -126,9 +126,10 @@ class Job:
 
     def to_document(self) -> dict[str, Any]:
         """The Mongo document: ``_id`` is the job id; datetimes stay datetimes."""
-        doc: dict[str, Any] = JOB_ADAPTER.dump_python(self, mode="python", exclude={"id"})
+        doc: dict[str, Any] = JOB_ADAPTER.dump_python(self, mode="python",
+                                                      exclude={"id", "spec"})
         doc["_id"] = self.id
-        doc["spec"] = self.spec.model_dump(mode="json")
+        doc["spec"] = self.spec.model_dump(mode="json")  # (JSON values: the spec as sent)
         return doc
 
     @classmethod
