@@ -40,6 +40,7 @@ class Draft:
         self.rule = ""  # the rule deciding now: recorded with each status change
         self.fields: dict[str, Any] = {}
         self.participants = job.participants  # copied on the first participant change
+        self.touched: dict[str, set[str]] = {}  # participant -> the fields ``update`` changed
         self.history: list[HistoryEntry] = []
         self.commands: list[Command] = []
         self.metrics: list[MetricRecord] = []
@@ -65,6 +66,7 @@ class Draft:
         if self.participants is self.original.participants:
             self.participants = dict(self.participants)
         self.participants[p.id] = replace(p, **changes)
+        self.touched.setdefault(p.id, set()).update(changes)
         self.edits += 1
         self.joint_due = self.joint_due or "state" in changes
         if p.role is Role.CLIENT and changes.get("state") in GONE_STATES:
@@ -150,16 +152,15 @@ class Draft:
         changed = [name for name, value in self.fields.items() if getattr(job, name) != value]
         if deadline_at != job.deadline_at:
             changed.append("deadline_at")
-        for pid, p in self.participants.items():
-            before = job.participants[pid]
-            if p is not before:
-                changed.extend(f"participants.{pid}.{name}" for name in _PARTICIPANT_FIELDS
-                               if getattr(p, name) != getattr(before, name))
-        unchanged = Decision(job, commands=tuple(self.commands), metrics=tuple(self.metrics),
-                             checkpoints=tuple(self.checkpoints), outcomes=tuple(outcomes),
-                             reason=reason)
+        for pid, names in self.touched.items():  # (a field changed and back is left out)
+            p, before = self.participants[pid], job.participants[pid]
+            changed.extend(f"participants.{pid}.{name}" for name in _PARTICIPANT_FIELDS
+                           if name in names and getattr(p, name) != getattr(before, name))
+        commands, metrics = tuple(self.commands), tuple(self.metrics)
+        checkpoints, outcome_list = tuple(self.checkpoints), tuple(outcomes)
         if not changed and not self.history:
-            return unchanged
+            return Decision(job, commands=commands, metrics=metrics, checkpoints=checkpoints,
+                            outcomes=outcome_list, reason=reason)
         fields: dict[str, Any] = {**self.fields, "deadline_at": deadline_at,
                                   "updated_at": self.now, "version": job.version + 1}
         if self.participants is not job.participants:
@@ -169,6 +170,7 @@ class Draft:
         announce = any(name in _ANNOUNCED for name in self.fields if name in changed) or any(
             p.state.is_terminal and p.state is not job.participants[pid].state
             for pid, p in self.participants.items())
-        return replace(unchanged, job=replace(job, **fields),
-                       changed=(*changed, "updated_at", "version"),
-                       history=tuple(self.history), announce=announce)
+        return Decision(replace(job, **fields), changed=(*changed, "updated_at", "version"),
+                        history=tuple(self.history), commands=commands, metrics=metrics,
+                        checkpoints=checkpoints, outcomes=outcome_list, announce=announce,
+                        reason=reason)
