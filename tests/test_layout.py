@@ -53,6 +53,18 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
     assert not cycles, "import circles:\n" + "\n".join(sorted(set(cycles))[:20])
 
 
+def test_only_the_commands_import_the_command_line_package() -> None:
+    """The CLI is the outermost layer: the client, the dashboard, the daemon and the workers
+    build on library modules (``orchestrator.connect`` for clients), never on ``cli``."""
+    modules = _modules()
+    def cli(name: str) -> bool:
+        return name == "orchestrator.cli" or name.startswith("orchestrator.cli.")
+
+    inward = {name: sorted(filter(cli, _imports(path, modules)))
+              for name, path in modules.items() if not cli(name)}
+    assert not {name: found for name, found in inward.items() if found}
+
+
 ENUMS = {"JobStatus", "ParticipantState", "Phase", "Role", "ErrorCode"}
 
 

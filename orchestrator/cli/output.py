@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
+
+from orchestrator.core import jsonable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,19 +18,6 @@ if TYPE_CHECKING:
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout."
 )
-
-
-def jsonable(value: Any) -> Any:
-    """Datetimes as ISO 8601 strings, enums as their values, recursively."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def echo_json(value: Any, *, lines: bool = False) -> None:

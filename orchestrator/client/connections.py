@@ -4,7 +4,7 @@ A client that only reads jobs never connects to Redis, and one that only submits
 connects to MongoDB: each server is reached, under a short timeout, the first time a method
 needs it. Unreachable servers raise ``StoreUnavailableError`` / ``BusUnavailableError`` with
 the driver's one-line gist. The clients themselves are built by the same builders the daemon
-and the workers use (:mod:`orchestrator.cli.connect`), so TLS files, passwords and the Redis
+and the workers use (:mod:`orchestrator.connect`), so TLS files, passwords and the Redis
 client kind come from the same settings everywhere.
 """
 
@@ -37,7 +37,7 @@ class Connections:
     """The store, Redis and the object store of one client, each opened on first use."""
 
     def __init__(self, settings: Settings, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-        from orchestrator.cli.connect import keys_for  # noqa: PLC0415 - keep imports light
+        from orchestrator.connect import keys_for  # noqa: PLC0415 - keep imports light
 
         self.settings = settings
         self.timeout_s = timeout_s
@@ -52,7 +52,7 @@ class Connections:
         """The job store, pinged on first use."""
         if self._store is not None:
             return self._store
-        from orchestrator.cli.connect import mongo_for  # noqa: PLC0415
+        from orchestrator.connect import mongo_for  # noqa: PLC0415
 
         async with self._lock:
             if self._store is None:
@@ -70,25 +70,27 @@ class Connections:
         """The bus's Redis client, pinged on first use."""
         if self._redis is not None:
             return self._redis
-        from orchestrator.cli.connect import open_redis, redis_for  # noqa: PLC0415
+        from orchestrator.connect import plain_redis, redis_for  # noqa: PLC0415
 
         async with self._lock:
             if self._redis is None:
                 # First a PING on a plain connection without retries (the bus client retries
                 # a refused connection with backoff, which would only say "timed out").
+                check = plain_redis(self.settings, timeout_s=self.timeout_s)
                 try:
-                    async with open_redis(self.settings, timeout_s=self.timeout_s):
-                        pass
+                    with anyio.fail_after(self.timeout_s + 1):
+                        await check.ping()
                 except Exception as exc:
-                    cause = exc.__cause__ or exc
-                    raise BusUnavailableError(error_gist(cause)) from cause
+                    raise BusUnavailableError(error_gist(exc)) from exc
+                finally:
+                    await _quietly_close(check.aclose)
                 self._redis = redis_for(self.settings)
         return self._redis
 
     async def bus(self) -> Bus:
         """The producer side of the bus (submissions, cancels, worker registrations)."""
         if self._bus is None:
-            from orchestrator.cli.connect import bus_for  # noqa: PLC0415
+            from orchestrator.connect import bus_for  # noqa: PLC0415
 
             self._bus = bus_for(await self.redis(), self.settings)
         return self._bus
@@ -96,7 +98,7 @@ class Connections:
     async def objects(self) -> ObjectStore:
         """The checkpoint store the settings name (opened on first use)."""
         if self._objects is None:
-            from orchestrator.cli.connect import object_store_for  # noqa: PLC0415
+            from orchestrator.connect import object_store_for  # noqa: PLC0415
 
             objects = object_store_for(self.settings)
             await objects.__aenter__()

@@ -3,7 +3,7 @@
 Importing this package loads no I/O library (redis, pymongo, motor, aioboto3, anyio).
 """
 
-from orchestrator.core._types import is_name, parse_utc, validation_problems
+from orchestrator.core._types import is_name, jsonable, parse_utc, validation_problems
 from orchestrator.core.commands import (
     COMMAND_ADAPTER,
     Command,
@@ -108,6 +108,7 @@ __all__ = [
     "document_value",
     "due",
     "is_name",
+    "jsonable",
     "mermaid",
     "new_job",
     "next_deadline_at",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError
@@ -31,6 +32,21 @@ def parse_utc(value: object) -> datetime | None:
         except ValueError:
             return None
     return _as_utc(value) if isinstance(value, datetime) else None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes as ISO 8601 strings and enums as their values, recursively
+    (what the CLI's ``--json`` and the dashboard's JSON print)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return value
+
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 

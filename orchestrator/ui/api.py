@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from orchestrator.cli.output import jsonable
+from orchestrator.core import jsonable
 from orchestrator.errors import JobNotFoundError, OrchestratorError
 from orchestrator.ui import data, views
 from orchestrator.ui.filters import FilterError, parse_filters

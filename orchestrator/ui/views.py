@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.cli.output import jsonable
-from orchestrator.core import Job, Role, parse_utc
+from orchestrator.core import Job, Role, jsonable, parse_utc
 from orchestrator.watch.model import PREFERRED_METRICS, JobDetail, job_summary
 
 EVENTS_SHOWN = 20
