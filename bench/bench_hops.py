@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from e2e_support import percentile  # (this script's folder is on sys.path)
 
 GROUP = "g"
 
@@ -91,11 +92,6 @@ async def _flush(url: str) -> None:
     await r.aclose()
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=25.0)
@@ -126,7 +122,8 @@ def main() -> int:
                         proc.kill()
             p50s.append(statistics.median(lat))
             print(f"[{run}/{args.repeat}] three bare hops at {args.rate:g}/s: {len(lat)} jobs, "
-                  f"p50 {statistics.median(lat):.2f} / p99 {pct(lat, 0.99):.2f} ms", flush=True)
+                  f"p50 {statistics.median(lat):.2f} / p99 {percentile(lat, 0.99):.2f} ms",
+                  flush=True)
     finally:
         server.stop()
     print(f"median of the p50s: {statistics.median(p50s):.2f} ms")

@@ -18,7 +18,6 @@ is stopped by its PID.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_e2e import KEYS, SERVER, job_spec  # (the shape of bench_e2e's jobs)
 from e2e_support import (  # (this script's folder is on sys.path)
     BenchRedis,
     UpdateFollower,
@@ -36,11 +36,7 @@ from e2e_support import (  # (this script's folder is on sys.path)
     wait_for,
 )
 
-from orchestrator.bus.keys import Keys
 from orchestrator.devstack.servers import start_redis
-
-KEYS = Keys()
-SERVER = "e2e-server"
 
 
 def start_side(name: str, tree: str, tmp: Path) -> dict[str, Any]:
@@ -60,9 +56,8 @@ def start_side(name: str, tree: str, tmp: Path) -> dict[str, Any]:
 
 
 def run_job(side: dict[str, Any], job_id: str, timeout_s: float = 30.0) -> None:
-    spec = json.dumps({"job_id": job_id, "workload": "noop", "server": {"worker": SERVER}})
     side["submitted"][job_id] = time.time()
-    side["bench"].xadd(KEYS.submissions, {"spec": spec})
+    side["bench"].xadd(KEYS.submissions, {"spec": job_spec(job_id, 0)})
     follower, end = side["follower"], time.time() + timeout_s
     while job_id not in follower.finished_at:
         follower.poll(block_ms=5)

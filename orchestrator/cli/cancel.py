@@ -8,8 +8,6 @@ invalid settings.
 
 from __future__ import annotations
 
-import getpass
-import socket
 import sys
 
 import click
@@ -19,15 +17,8 @@ from orchestrator.cli.output import echo_json, json_option, warn
 from orchestrator.cli.running import run_waiting
 from orchestrator.cli.watch import Mode, follow_job
 from orchestrator.client import Client
+from orchestrator.client.submitting import requested_by
 from orchestrator.core import JobStatus
-
-
-def requested_by() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()} (cli)"
 
 
 @click.command()
@@ -48,7 +39,7 @@ def cancel(job_id: str, reason: str, wait: bool, timeout_s: float | None, as_jso
 
     async def main() -> int:
         async with Client(settings) as client:
-            result = await client.cancel(job_id, reason=reason, requested_by_=requested_by())
+            result = await client.cancel(job_id, reason=reason, requested_by_=requested_by("cli"))
             if not result.requested:
                 if as_json:
                     echo_json({"id": job_id, "status": result.status.value, "requested": False})

@@ -24,13 +24,14 @@ if TYPE_CHECKING:
     from orchestrator.bus import Bus
 
 
-def requested_by() -> str:
-    """Who asks, for the cancel request's record: ``user@host (client)``."""
+def requested_by(via: str = "client") -> str:
+    """Who asks, for the cancel request's record: ``user@host (client)`` (``(cli)`` from the
+    command line)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return f"{user}@{socket.gethostname()} (client)"
+    return f"{user}@{socket.gethostname()} ({via})"
 
 
 def prepared(spec: SpecSource | Path, *, idempotency_key: str | None = None,

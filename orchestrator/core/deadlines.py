@@ -59,7 +59,7 @@ def deadlines(job: Timed) -> list[Deadline]:
             found.append(Deadline(start + delta, kind, pid))
 
     if job.status is JobStatus.NOT_STARTED:
-        arm(job.created_at, t.start, "start")  # (= start_deadline_at)
+        found.append(Deadline(start_deadline_at(job.spec, job.created_at), "start"))
     elif job.status is JobStatus.IN_PROGRESS and job.phase is Phase.CANCELLING:
         arm(job.cancel_requested_at, t.cancel_grace, "cancel_grace")
     elif job.status is JobStatus.IN_PROGRESS:
