@@ -53,7 +53,7 @@ async def test_an_outage_within_the_budget_is_ridden_out() -> None:
     stats = RetryStats()
     assert await FAST.run(flaky, op="get_blob", key="k", stats=stats) == "ok"
     assert stats.attempts == len(flaky.calls) >= 4
-    assert flaky.calls[-1] - flaky.calls[0] >= 0.3
+    assert flaky.calls[-1] - flaky.started >= 0.3  # (from the outage's start)
 
 
 async def test_the_budget_is_respected_and_the_error_says_what_and_how_long() -> None:
